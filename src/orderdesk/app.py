@@ -1,0 +1,95 @@
+"""create_app(settings): plugins, routers, error handlers — nothing else."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from litestar import Litestar, Request, get
+from litestar.contrib.jinja import JinjaTemplateEngine
+from litestar.openapi.config import OpenAPIConfig
+from litestar.openapi.plugins import JsonRenderPlugin
+from litestar.plugins.htmx import HTMXPlugin
+from litestar.response import Redirect
+from litestar.static_files import create_static_files_router
+from litestar.template.config import TemplateConfig
+
+from orderdesk.accounts.controllers import AccountApiController, SignInController
+from orderdesk.core import queue
+from orderdesk.core.db import Database, make_engine
+from orderdesk.portal.controllers import PortalController
+from orderdesk.settings import Settings
+from orderdesk.tenants.controllers import ConsoleTenantController, TenantApiController
+from orderdesk.web.auth import AuthenticationMiddleware
+from orderdesk.web.csrf import check_csrf
+from orderdesk.web.deps import DEPENDENCIES
+from orderdesk.web.errors import EXCEPTION_HANDLERS
+from orderdesk.web.health import healthz, readyz
+from orderdesk.web.logging import RequestLogMiddleware, configure_logging
+from orderdesk.web.templating import configure_templates
+
+ROOT = Path(__file__).resolve().parents[2]
+TEMPLATES_DIR = ROOT / "templates"
+STATIC_DIR = ROOT / "static"
+# JSON bodies larger than this are refused with 413 before they are parsed.
+MAX_BODY_BYTES = 1 * 1024 * 1024
+
+
+@get("/", include_in_schema=False)
+async def index(request: Request) -> Redirect:
+    actor = request.scope.get("user")
+    if actor is None:
+        return Redirect(path="/sign-in")
+    return Redirect(path="/console" if actor.is_staff else "/portal")
+
+
+def create_app(settings: Settings) -> Litestar:
+    configure_logging(settings.log_level, json=settings.log_json)
+
+    async def open_resources(app: Litestar) -> None:
+        app.state.settings = settings
+        app.state.db = Database(make_engine(settings.app_url, pool_size=settings.db_pool_size))
+        app.state.queue = await queue.connect(settings.redis_url, settings.queue_name)
+
+    async def close_resources(app: Litestar) -> None:
+        await app.state.queue.aclose()
+        await app.state.db.dispose()
+
+    return Litestar(
+        route_handlers=[
+            index,
+            healthz,
+            readyz,
+            SignInController,
+            AccountApiController,
+            ConsoleTenantController,
+            TenantApiController,
+            PortalController,
+            create_static_files_router(path="/static", directories=[STATIC_DIR], include_in_schema=False),
+        ],
+        dependencies=DEPENDENCIES,
+        middleware=[RequestLogMiddleware(), AuthenticationMiddleware()],
+        before_request=check_csrf,
+        exception_handlers=EXCEPTION_HANDLERS,
+        template_config=TemplateConfig(
+            directory=TEMPLATES_DIR, engine=JinjaTemplateEngine, engine_callback=configure_templates
+        ),
+        plugins=[HTMXPlugin()],
+        openapi_config=OpenAPIConfig(
+            title="OrderDesk API",
+            version="1",
+            description="Tenant-scoped order desk API. Authenticate with `Authorization: Bearer <API key>`.",
+            path="/schema",
+            render_plugins=[JsonRenderPlugin()],
+        ),
+        on_startup=[open_resources],
+        on_shutdown=[close_resources],
+        request_max_body_size=MAX_BODY_BYTES,
+        debug=False,
+    )
+
+
+def create_app_from_environment() -> Litestar:
+    """App factory for `orderdesk serve` (uvicorn imports it in each web process)."""
+    from orderdesk.settings import get_settings
+
+    return create_app(get_settings())

@@ -1,0 +1,64 @@
+"""Tenant scoping: who may see which tenants' rows, in the application and in PostgreSQL.
+
+A `Scope` travels with every unit of work. Services filter by `scope.tenant_ids`
+explicitly; underneath, the same ids go into transaction-local settings that the
+row-level security policies read, so a query that forgets its filter still returns
+nothing foreign.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from uuid import UUID
+
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+# Names of the transaction-local settings the policies read (see the first migration).
+TENANTS_SETTING = "orderdesk.tenant_ids"
+USER_SETTING = "orderdesk.user_id"
+API_KEY_SETTING = "orderdesk.api_key_hash"
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """The tenants a unit of work may read and write, and on whose behalf."""
+
+    tenant_ids: frozenset[UUID] = field(default_factory=frozenset)
+    # Lets a signed-in user read their own memberships before any tenant is chosen.
+    user_id: UUID | None = None
+    # Lets a request presenting an API key find that key's row, and only that one.
+    api_key_hash: str | None = None
+
+    @classmethod
+    def for_tenants(cls, *tenant_ids: UUID, user_id: UUID | None = None) -> Scope:
+        return cls(tenant_ids=frozenset(tenant_ids), user_id=user_id)
+
+    def allows(self, tenant_id: UUID) -> bool:
+        return tenant_id in self.tenant_ids
+
+
+NO_TENANTS = Scope()
+
+
+def _array_literal(ids: frozenset[UUID]) -> str:
+    return "{" + ",".join(sorted(str(i) for i in ids)) + "}"
+
+
+async def apply_scope(session: AsyncSession, scope: Scope) -> None:
+    """Set the scope for the current transaction only (`set_config(..., true)`)."""
+    await session.execute(
+        text(
+            "SELECT set_config(:tenants_key, :tenants, true),"
+            " set_config(:user_key, :user_id, true),"
+            " set_config(:key_key, :key_hash, true)"
+        ),
+        {
+            "tenants_key": TENANTS_SETTING,
+            "tenants": _array_literal(scope.tenant_ids),
+            "user_key": USER_SETTING,
+            "user_id": str(scope.user_id) if scope.user_id else "",
+            "key_key": API_KEY_SETTING,
+            "key_hash": scope.api_key_hash or "",
+        },
+    )

@@ -1,0 +1,7 @@
+"""Every feature's tables, imported once so that metadata is complete (migrations, tests)."""
+
+from orderdesk.accounts import models as _accounts  # noqa: F401
+from orderdesk.core.db import Base
+from orderdesk.tenants import models as _tenants  # noqa: F401
+
+metadata = Base.metadata

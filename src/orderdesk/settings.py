@@ -1,0 +1,133 @@
+"""Typed settings, read from the environment once and validated at start.
+
+Every process (web, worker, CLI, migrations) builds its settings here, so a bad
+value is reported the same way everywhere: one line naming the variable.
+"""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from typing import Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+APP_ROLE_DEFAULT = "orderdesk_app"
+DEV_SECRET_KEY = "dev-only-secret-key-change-me-0123456789abcdef"
+
+
+class SettingsError(ValueError):
+    """A configuration value is missing or malformed; the message is one readable line."""
+
+
+def to_asyncpg_url(raw: str, *, variable: str) -> URL:
+    """Accept `postgresql://`, `postgres://` and `postgresql+asyncpg://` alike.
+
+    Hosting platforms hand out the plain form; SQLAlchemy needs the driver named.
+    Raises SettingsError for anything that is not a PostgreSQL URL.
+    """
+    try:
+        url = make_url(raw)
+    except ArgumentError as exc:
+        raise SettingsError(f"{variable} is not a valid database URL: {raw!r}") from exc
+    backend = url.get_backend_name()
+    if backend not in {"postgresql", "postgres"}:
+        raise SettingsError(
+            f"{variable} must be a PostgreSQL URL (postgresql://...), got scheme {url.drivername!r}"
+        )
+    if url.drivername not in {"postgresql", "postgres", "postgresql+asyncpg"}:
+        raise SettingsError(
+            f"{variable} names driver {url.drivername!r}; use postgresql:// or postgresql+asyncpg://"
+        )
+    if not url.database:
+        raise SettingsError(f"{variable} must name a database, e.g. postgresql://host/orderdesk")
+    return url.set(drivername="postgresql+asyncpg")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True)
+
+    # Owner connection: migrations and the admin CLI run with it.
+    database_url: str = Field(alias="DATABASE_URL")
+    # The application's own connection: a role that owns nothing and cannot bypass
+    # row-level security. When unset it is derived from DATABASE_URL (same server and
+    # database, user APP_DATABASE_ROLE, password APP_DATABASE_PASSWORD).
+    app_database_url: str | None = Field(default=None, alias="APP_DATABASE_URL")
+    app_database_role: str = Field(default=APP_ROLE_DEFAULT, alias="APP_DATABASE_ROLE")
+    app_database_password: str | None = Field(default=None, alias="APP_DATABASE_PASSWORD")
+    redis_url: str = Field(default="redis://127.0.0.1:6379/0", alias="REDIS_URL")
+    secret_key: str = Field(alias="ORDERDESK_SECRET_KEY", min_length=32)
+    environment: Literal["dev", "test", "production"] = Field(
+        default="production", alias="ORDERDESK_ENV"
+    )
+    # Queue names are prefixed so several deployments (or test runs) can share a Redis.
+    queue_name: str = Field(default="orderdesk", alias="ORDERDESK_QUEUE")
+    db_pool_size: int = Field(default=10, ge=1, le=200, alias="ORDERDESK_DB_POOL_SIZE")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
+        default="INFO", alias="ORDERDESK_LOG_LEVEL"
+    )
+    log_json: bool = Field(default=True, alias="ORDERDESK_LOG_JSON")
+
+    @field_validator("database_url", "app_database_url")
+    @classmethod
+    def _postgres_url(cls, value: str | None, info) -> str | None:
+        if value is None:
+            return None
+        variable = "DATABASE_URL" if info.field_name == "database_url" else "APP_DATABASE_URL"
+        return to_asyncpg_url(value, variable=variable).render_as_string(hide_password=False)
+
+    @field_validator("redis_url")
+    @classmethod
+    def _redis_url(cls, value: str) -> str:
+        if not value.startswith(("redis://", "rediss://", "unix://")):
+            raise SettingsError(f"REDIS_URL must start with redis://, rediss:// or unix://, got {value!r}")
+        return value
+
+    @property
+    def owner_url(self) -> URL:
+        return make_url(self.database_url)
+
+    @property
+    def app_url(self) -> URL:
+        if self.app_database_url:
+            return make_url(self.app_database_url)
+        return self.owner_url.set(
+            username=self.app_database_role, password=self.app_database_password
+        )
+
+    @property
+    def cookie_secure(self) -> bool:
+        return self.environment == "production"
+
+
+def _describe(error: ValidationError) -> str:
+    first = error.errors()[0]
+    variable = str(first["loc"][0]) if first["loc"] else "settings"
+    message = first["msg"]
+    if first["type"] == "missing":
+        return f"{variable} is not set"
+    message = message.removeprefix("Value error, ")
+    return message if message.startswith(variable) else f"{variable}: {message}"
+
+
+def load_settings(env: dict[str, str] | None = None) -> Settings:
+    """Build settings from `env` (default: the process environment).
+
+    Raises SettingsError with one line naming the first bad variable.
+    """
+    source = dict(os.environ if env is None else env)
+    try:
+        settings = Settings(**{k: v for k, v in source.items() if k.isupper()})
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc)) from None
+    if settings.environment == "production" and settings.secret_key == DEV_SECRET_KEY:
+        raise SettingsError("ORDERDESK_SECRET_KEY is the development key; set a real one")
+    return settings
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return load_settings()

@@ -1,0 +1,44 @@
+"""Console pages and API for tenants."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from litestar import Controller, get
+from litestar.response import Template
+
+from orderdesk.accounts.actors import Actor
+from orderdesk.core.db import Database
+from orderdesk.tenants import services
+from orderdesk.tenants.schemas import TenantView
+from orderdesk.web.guards import requires_actor, requires_staff
+
+
+class ConsoleTenantController(Controller):
+    path = "/console"
+    guards = [requires_staff]
+    include_in_schema = False
+
+    @get("/")
+    async def home(self, db: Database, actor: Actor) -> Template:
+        tenants = await services.list_tenants(db, actor)
+        return Template("tenants/console_home.html", context={"actor": actor, "tenants": tenants})
+
+    @get("/tenants/{tenant_id:uuid}")
+    async def tenant_page(self, db: Database, actor: Actor, tenant_id: UUID) -> Template:
+        tenant = await services.get_tenant(db, actor, tenant_id)
+        return Template("tenants/console_tenant.html", context={"actor": actor, "tenant": tenant})
+
+
+class TenantApiController(Controller):
+    path = "/api/v1/tenants"
+    tags = ["Tenants"]
+    guards = [requires_actor]
+
+    @get("/", summary="Tenants the caller reaches")
+    async def list_tenants(self, db: Database, actor: Actor) -> list[TenantView]:
+        return [TenantView.model_validate(t) for t in await services.list_tenants(db, actor)]
+
+    @get("/{tenant_id:uuid}", summary="One tenant")
+    async def get_tenant(self, db: Database, actor: Actor, tenant_id: UUID) -> TenantView:
+        return TenantView.model_validate(await services.get_tenant(db, actor, tenant_id))

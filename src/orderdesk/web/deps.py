@@ -1,0 +1,31 @@
+"""Dependencies shared by controllers: the database and the current actor."""
+
+from __future__ import annotations
+
+from litestar import Request
+from litestar.datastructures import State
+from litestar.di import Provide
+
+from orderdesk.accounts.actors import Actor
+from orderdesk.core.db import Database
+from orderdesk.settings import Settings
+from orderdesk.web.guards import current_actor
+
+
+def provide_db(state: State) -> Database:
+    return state.db
+
+
+def provide_settings(state: State) -> Settings:
+    return state.settings
+
+
+def provide_actor(request: Request) -> Actor:
+    return current_actor(request)
+
+
+DEPENDENCIES = {
+    "db": Provide(provide_db, sync_to_thread=False),
+    "actor": Provide(provide_actor, sync_to_thread=False),
+    "settings": Provide(provide_settings, sync_to_thread=False),
+}

@@ -1,0 +1,18 @@
+"""Jinja setup shared by every page: filters and globals."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from litestar.contrib.jinja import JinjaTemplateEngine
+
+HTMX_VERSION = "2.0.11"
+
+
+def _datetime(value: dt.datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M UTC") if value else "—"
+
+
+def configure_templates(engine: JinjaTemplateEngine) -> None:
+    engine.engine.globals["htmx_src"] = f"/static/vendor/htmx-{HTMX_VERSION}.min.js"
+    engine.engine.filters["datetime"] = _datetime
