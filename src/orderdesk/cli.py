@@ -59,8 +59,16 @@ def _is_connection_error(exc: BaseException) -> bool:
 
     seen: BaseException | None = exc
     while seen is not None:
-        if isinstance(seen, (OSError, asyncpg.InvalidAuthorizationSpecificationError,
-                             asyncpg.InvalidCatalogNameError, OperationalError, InterfaceError)):
+        if isinstance(
+            seen,
+            (
+                OSError,
+                asyncpg.InvalidAuthorizationSpecificationError,
+                asyncpg.InvalidCatalogNameError,
+                OperationalError,
+                InterfaceError,
+            ),
+        ):
             return True
         if isinstance(seen, DBAPIError) and "connect" in str(seen).lower():
             return True
@@ -68,7 +76,9 @@ def _is_connection_error(exc: BaseException) -> bool:
     return False
 
 
-async def _with_database(settings: Settings, work: Callable[[Any], Awaitable[T]], *, owner: bool = False) -> T:
+async def _with_database(
+    settings: Settings, work: Callable[[Any], Awaitable[T]], *, owner: bool = False
+) -> T:
     from orderdesk.core.db import Database, make_engine
 
     url = settings.owner_url if owner else settings.app_url
@@ -167,8 +177,13 @@ async def migrate_database(settings: Settings, revision: str = "head") -> None:
 @cli.command()
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=8000, show_default=True, type=click.IntRange(1, 65535))
-@click.option("--data-dir", default=".orderdesk", show_default=True, type=click.Path(file_okay=False),
-              help="Where embedded PostgreSQL and Redis keep their data.")
+@click.option(
+    "--data-dir",
+    default=".orderdesk",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Where embedded PostgreSQL and Redis keep their data.",
+)
 def demo(host: str, port: int, data_dir: str) -> None:
     """Run everything with demo data: database, Redis, migrations, web and worker.
 
@@ -239,8 +254,13 @@ def user() -> None:
 @click.option("--tenants", default="", help="Comma-separated tenant slugs to assign.")
 @click.option("--languages", default="", help="Comma-separated language codes, e.g. en,de.")
 @click.option("--channels", default="", help="Comma-separated channels, e.g. email,chat,phone.")
-@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True,
-              help="At least 12 characters; asked for when omitted.")
+@click.option(
+    "--password",
+    prompt=True,
+    hide_input=True,
+    confirmation_prompt=True,
+    help="At least 12 characters; asked for when omitted.",
+)
 def user_create_staff(email, display_name, role, tenants, languages, channels, password) -> None:
     """Create an agent, lead or admin."""
     from orderdesk.accounts import services as accounts
@@ -252,9 +272,15 @@ def user_create_staff(email, display_name, role, tenants, languages, channels, p
     async def work(db):
         actor = await services.system_actor(db)
         return await accounts.create_staff_user(
-            db, actor, email=email, display_name=display_name, password=password,
-            role=StaffRole(role), tenant_slugs=_csv(tenants),
-            languages=_csv(languages), channels=_csv(channels),
+            db,
+            actor,
+            email=email,
+            display_name=display_name,
+            password=password,
+            role=StaffRole(role),
+            tenant_slugs=_csv(tenants),
+            languages=_csv(languages),
+            channels=_csv(channels),
         )
 
     created = _run(lambda: _with_database(settings, work))
@@ -266,8 +292,13 @@ def user_create_staff(email, display_name, role, tenants, languages, channels, p
 @click.option("--name", "display_name", required=True)
 @click.option("--tenant", "tenant_slug", required=True, help="The tenant's slug.")
 @click.option("--role", type=click.Choice(["viewer", "admin"]), default="viewer", show_default=True)
-@click.option("--password", prompt=True, hide_input=True, confirmation_prompt=True,
-              help="At least 12 characters; asked for when omitted.")
+@click.option(
+    "--password",
+    prompt=True,
+    hide_input=True,
+    confirmation_prompt=True,
+    help="At least 12 characters; asked for when omitted.",
+)
 def user_create_client(email, display_name, tenant_slug, role, password) -> None:
     """Create a client-portal user bound to one tenant."""
     from orderdesk.accounts import services as accounts
@@ -280,8 +311,13 @@ def user_create_client(email, display_name, tenant_slug, role, password) -> None
         actor = await services.system_actor(db)
         tenant_row = await services.get_tenant_by_slug(db, actor, tenant_slug)
         return await accounts.create_client_user(
-            db, actor, email=email, display_name=display_name, password=password,
-            tenant_id=tenant_row.id, role=ClientRole(role),
+            db,
+            actor,
+            email=email,
+            display_name=display_name,
+            password=password,
+            tenant_id=tenant_row.id,
+            role=ClientRole(role),
         )
 
     created = _run(lambda: _with_database(settings, work))
@@ -321,7 +357,11 @@ def main(argv: list[str] | None = None) -> int:
         click.echo(exc.ctx.get_help() if exc.ctx else "", err=False)
         return 0
     except click.UsageError as exc:
-        hint = f" (see 'orderdesk {exc.ctx.command_path.partition(' ')[2]} --help')".replace("  ", " ") if exc.ctx else ""
+        hint = (
+            f" (see 'orderdesk {exc.ctx.command_path.partition(' ')[2]} --help')".replace("  ", " ")
+            if exc.ctx
+            else ""
+        )
         click.echo(f"orderdesk: error: {exc.format_message()}{hint}", err=True)
         return EXIT_USAGE
     except click.ClickException as exc:

@@ -60,9 +60,7 @@ class Settings(BaseSettings):
     app_database_password: str | None = Field(default=None, alias="APP_DATABASE_PASSWORD")
     redis_url: str = Field(default="redis://127.0.0.1:6379/0", alias="REDIS_URL")
     secret_key: str = Field(alias="ORDERDESK_SECRET_KEY", min_length=32)
-    environment: Literal["dev", "test", "production"] = Field(
-        default="production", alias="ORDERDESK_ENV"
-    )
+    environment: Literal["dev", "test", "production"] = Field(default="production", alias="ORDERDESK_ENV")
     # Queue names are prefixed so several deployments (or test runs) can share a Redis.
     queue_name: str = Field(default="orderdesk", alias="ORDERDESK_QUEUE")
     db_pool_size: int = Field(default=10, ge=1, le=200, alias="ORDERDESK_DB_POOL_SIZE")
@@ -94,9 +92,7 @@ class Settings(BaseSettings):
     def app_url(self) -> URL:
         if self.app_database_url:
             return make_url(self.app_database_url)
-        return self.owner_url.set(
-            username=self.app_database_role, password=self.app_database_password
-        )
+        return self.owner_url.set(username=self.app_database_role, password=self.app_database_password)
 
     @property
     def cookie_secure(self) -> bool:

@@ -7,7 +7,7 @@ from typing import Any
 from orderdesk.accounts.jobs import purge_sign_in_state_job
 from orderdesk.core.db import Database, make_engine
 from orderdesk.core.queue import JobRegistry, Periodic
-from orderdesk.settings import Settings, get_settings
+from orderdesk.settings import Settings
 from orderdesk.web.logging import configure_logging
 
 

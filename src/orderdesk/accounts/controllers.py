@@ -2,25 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Annotated
 from uuid import UUID
 
 from litestar import Controller, Request, Response, delete, get, post
 from litestar.datastructures import Cookie
-from litestar.enums import RequestEncodingType
 from litestar.exceptions import PermissionDeniedException
-from litestar.params import Body
+from litestar.params import FromPath, FromQuery, JSONBody, URLEncodedBody
 from litestar.response import Redirect, Template
 
 from orderdesk.accounts import services
-from orderdesk.accounts.actors import Actor, ActorKind
+from orderdesk.accounts.actors import ActorKind
 from orderdesk.accounts.schemas import ApiKeyCreate, ApiKeyView, IssuedApiKeyView, MeView
 from orderdesk.accounts.tokens import new_csrf_token
-from orderdesk.core.db import Database
 from orderdesk.core.errors import AuthenticationFailed, FieldError, Throttled, ValidationFailed
-from orderdesk.settings import Settings
 from orderdesk.web import csrf
-from orderdesk.web.auth import SESSION_COOKIE
+from orderdesk.web.auth import SESSION_COOKIE, client_address
+from orderdesk.web.deps import DB, AppSettings, CurrentActor
 from orderdesk.web.guards import requires_actor
 
 SIGN_IN_REASONS = {
@@ -30,7 +27,7 @@ SIGN_IN_REASONS = {
 }
 
 
-def _safe_next(target: str, actor: Actor) -> str:
+def _safe_next(target: str, actor: CurrentActor) -> str:
     home = "/console" if actor.kind is ActorKind.STAFF else "/portal"
     # Only local paths: an open redirect would turn our sign-in page into a phishing tool.
     if not target.startswith("/") or target.startswith("//") or target.startswith("/sign-in"):
@@ -43,12 +40,24 @@ def _safe_next(target: str, actor: Actor) -> str:
 
 
 def _sign_in_page(
-    *, token: str, email: str = "", next_path: str = "", error: str | None = None,
-    notice: str | None = None, status: int = 200, headers: dict[str, str] | None = None,
+    *,
+    token: str,
+    email: str = "",
+    next_path: str = "",
+    error: str | None = None,
+    notice: str | None = None,
+    status: int = 200,
+    headers: dict[str, str] | None = None,
 ) -> Template:
     return Template(
         template_name="accounts/sign_in.html",
-        context={"csrf_token": token, "email": email, "next": next_path, "error": error, "notice": notice},
+        context={
+            "csrf_token": token,
+            "email": email,
+            "next": next_path,
+            "error": error,
+            "notice": notice,
+        },
         status_code=status,
         headers=headers or {},
     )
@@ -59,7 +68,9 @@ class SignInController(Controller):
     include_in_schema = False
 
     @get("/sign-in")
-    async def sign_in_page(self, settings: Settings, reason: str = "", next: str = "") -> Template:
+    async def sign_in_page(
+        self, settings: AppSettings, reason: FromQuery[str] = "", next: FromQuery[str] = ""
+    ) -> Template:
         token = new_csrf_token()
         page = _sign_in_page(token=token, next_path=next, notice=SIGN_IN_REASONS.get(reason))
         page.cookies.append(_pre_session_cookie(token, settings))
@@ -69,9 +80,9 @@ class SignInController(Controller):
     async def sign_in(
         self,
         request: Request,
-        db: Database,
-        settings: Settings,
-        data: Annotated[dict[str, str], Body(media_type=RequestEncodingType.URL_ENCODED)],
+        db: DB,
+        settings: AppSettings,
+        data: URLEncodedBody[dict[str, str]],
     ) -> Response:
         email = str(data.get("email", ""))
         next_path = str(data.get("next", ""))
@@ -83,12 +94,18 @@ class SignInController(Controller):
                 db,
                 email,
                 str(data.get("password", "")),
-                address=request.client.host if request.client else None,
+                address=client_address(request),
                 user_agent=request.headers.get("user-agent"),
             )
         except Throttled as exc:
-            page = _sign_in_page(token=token, email=email, next_path=next_path, error=exc.detail,
-                                 status=429, headers={"Retry-After": str(exc.retry_after)})
+            page = _sign_in_page(
+                token=token,
+                email=email,
+                next_path=next_path,
+                error=exc.detail,
+                status=429,
+                headers={"Retry-After": str(exc.retry_after)},
+            )
             page.cookies.append(_pre_session_cookie(token, settings))
             return page
         except AuthenticationFailed as exc:
@@ -109,7 +126,7 @@ class SignInController(Controller):
         return response
 
     @post("/sign-out", guards=[requires_actor])
-    async def sign_out(self, request: Request, db: Database) -> Redirect:
+    async def sign_out(self, request: Request, db: DB) -> Redirect:
         if token := request.cookies.get(SESSION_COOKIE):
             await services.sign_out(db, token)
         response = Redirect(path="/sign-in?reason=signedout")
@@ -117,10 +134,15 @@ class SignInController(Controller):
         return response
 
 
-def _pre_session_cookie(token: str, settings: Settings) -> Cookie:
+def _pre_session_cookie(token: str, settings: AppSettings) -> Cookie:
     return Cookie(
-        key=csrf.PRE_SESSION_COOKIE, value=token, httponly=True, samesite="strict",
-        secure=settings.cookie_secure, max_age=3600, path="/sign-in",
+        key=csrf.PRE_SESSION_COOKIE,
+        value=token,
+        httponly=True,
+        samesite="strict",
+        secure=settings.cookie_secure,
+        max_age=3600,
+        path="/sign-in",
     )
 
 
@@ -137,7 +159,7 @@ class AccountApiController(Controller):
     guards = [requires_actor]
 
     @get("/me", summary="Who the caller is and which tenants it reaches")
-    async def me(self, actor: Actor) -> MeView:
+    async def me(self, actor: CurrentActor) -> MeView:
         return MeView(
             kind=actor.kind.value,
             id=actor.id,
@@ -148,25 +170,27 @@ class AccountApiController(Controller):
         )
 
     @get("/api-keys", summary="List a tenant's API keys")
-    async def list_keys(self, db: Database, actor: Actor, tenant_id: UUID | None = None) -> list[ApiKeyView]:
+    async def list_keys(
+        self, db: DB, actor: CurrentActor, tenant_id: FromQuery[UUID | None] = None
+    ) -> list[ApiKeyView]:
         tenant = _target_tenant(actor, tenant_id)
         return [_key_view(k) for k in await services.list_api_keys(db, actor, tenant)]
 
     @post("/api-keys", summary="Create an API key (the secret is returned once)")
-    async def create_key(self, db: Database, actor: Actor, data: ApiKeyCreate) -> IssuedApiKeyView:
+    async def create_key(self, db: DB, actor: CurrentActor, data: JSONBody[ApiKeyCreate]) -> IssuedApiKeyView:
         issued = await services.issue_api_key(db, actor, _target_tenant(actor, data.tenant_id), data.name)
         return _key_view(issued.key, issued.secret)
 
     @get("/api-keys/{key_id:uuid}", summary="One API key")
-    async def get_key(self, db: Database, actor: Actor, key_id: UUID) -> ApiKeyView:
+    async def get_key(self, db: DB, actor: CurrentActor, key_id: FromPath[UUID]) -> ApiKeyView:
         return _key_view(await services.get_api_key(db, actor, key_id))
 
     @delete("/api-keys/{key_id:uuid}", summary="Revoke an API key", status_code=200)
-    async def revoke_key(self, db: Database, actor: Actor, key_id: UUID) -> ApiKeyView:
+    async def revoke_key(self, db: DB, actor: CurrentActor, key_id: FromPath[UUID]) -> ApiKeyView:
         return _key_view(await services.revoke_api_key(db, actor, key_id))
 
 
-def _target_tenant(actor: Actor, tenant_id: UUID | None) -> UUID:
+def _target_tenant(actor: CurrentActor, tenant_id: UUID | None) -> UUID:
     if actor.single_tenant_id is not None:
         return tenant_id or actor.single_tenant_id
     if tenant_id is None:

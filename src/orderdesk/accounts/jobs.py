@@ -22,7 +22,10 @@ async def purge_expired_sign_in_state(db: Database, now: dt.datetime | None = No
     async with db.transaction(Scope()) as session:
         sessions = await session.execute(
             delete(WebSession).where(
-                or_(WebSession.expires_at <= now, WebSession.last_seen_at <= now - SESSION_IDLE_TIMEOUT)
+                or_(
+                    WebSession.expires_at <= now,
+                    WebSession.last_seen_at <= now - SESSION_IDLE_TIMEOUT,
+                )
             )
         )
         failures = await session.execute(

@@ -136,4 +136,3 @@ class SignInFailure(Base):
     failed_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 
     __table_args__ = (Index("ix_sign_in_failures_subject_failed_at", "subject", "failed_at"),)
-

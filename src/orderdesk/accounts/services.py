@@ -127,12 +127,8 @@ async def sign_in(
     await _check_throttle(db, subjects, now)
 
     async with db.transaction(Scope()) as session:
-        user = await session.scalar(
-            select(User).where(func.lower(User.email) == email.strip().lower())
-        )
-    if not verify_password(user.password_hash if user else None, password) or not (
-        user and user.is_active
-    ):
+        user = await session.scalar(select(User).where(func.lower(User.email) == email.strip().lower()))
+    if not verify_password(user.password_hash if user else None, password) or not (user and user.is_active):
         await _record_failure(db, subjects, now)
         raise AuthenticationFailed(BAD_CREDENTIALS)
 
@@ -150,12 +146,8 @@ async def sign_in(
                 user_agent=(user_agent or "")[:300] or None,
             )
         )
-        await session.execute(
-            update(User).where(User.id == user.id).values(last_sign_in_at=now)
-        )
-        await session.execute(
-            delete(SignInFailure).where(SignInFailure.subject == subjects["account"])
-        )
+        await session.execute(update(User).where(User.id == user.id).values(last_sign_in_at=now))
+        await session.execute(delete(SignInFailure).where(SignInFailure.subject == subjects["account"]))
     actor = await _load_actor(db, user, tokens.digest(token))
     return SignedIn(session_token=token, actor=actor)
 
@@ -182,9 +174,7 @@ async def _actor_tenants(session, user: User) -> frozenset[UUID]:
 async def _load_actor(db: Database, user: User, session_hash: str) -> Actor:
     async with db.transaction(Scope(user_id=user.id)) as session:
         tenant_ids = await _actor_tenants(session, user)
-        csrf = await session.scalar(
-            select(WebSession.csrf_token).where(WebSession.id_hash == session_hash)
-        )
+        csrf = await session.scalar(select(WebSession.csrf_token).where(WebSession.id_hash == session_hash))
         client_role = None
         if user.kind is UserKind.CLIENT:
             client_role = await session.scalar(

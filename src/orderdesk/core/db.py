@@ -14,7 +14,12 @@ from uuid import UUID
 
 from sqlalchemy import DateTime, MetaData, Uuid, func
 from sqlalchemy.engine import URL
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from orderdesk.core.tenancy import Scope, apply_scope

@@ -5,9 +5,8 @@ from __future__ import annotations
 from litestar import Controller, get
 from litestar.response import Template
 
-from orderdesk.accounts.actors import Actor
-from orderdesk.core.db import Database
 from orderdesk.tenants import services as tenants
+from orderdesk.web.deps import DB, CurrentActor
 from orderdesk.web.guards import requires_client
 
 
@@ -17,6 +16,6 @@ class PortalController(Controller):
     include_in_schema = False
 
     @get("/")
-    async def home(self, db: Database, actor: Actor) -> Template:
+    async def home(self, db: DB, actor: CurrentActor) -> Template:
         tenant = await tenants.get_tenant(db, actor, actor.single_tenant_id)
         return Template("portal/home.html", context={"actor": actor, "tenant": tenant})

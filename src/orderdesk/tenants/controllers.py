@@ -5,12 +5,12 @@ from __future__ import annotations
 from uuid import UUID
 
 from litestar import Controller, get
+from litestar.params import FromPath
 from litestar.response import Template
 
-from orderdesk.accounts.actors import Actor
-from orderdesk.core.db import Database
 from orderdesk.tenants import services
 from orderdesk.tenants.schemas import TenantView
+from orderdesk.web.deps import DB, CurrentActor
 from orderdesk.web.guards import requires_actor, requires_staff
 
 
@@ -20,12 +20,12 @@ class ConsoleTenantController(Controller):
     include_in_schema = False
 
     @get("/")
-    async def home(self, db: Database, actor: Actor) -> Template:
+    async def home(self, db: DB, actor: CurrentActor) -> Template:
         tenants = await services.list_tenants(db, actor)
         return Template("tenants/console_home.html", context={"actor": actor, "tenants": tenants})
 
     @get("/tenants/{tenant_id:uuid}")
-    async def tenant_page(self, db: Database, actor: Actor, tenant_id: UUID) -> Template:
+    async def tenant_page(self, db: DB, actor: CurrentActor, tenant_id: FromPath[UUID]) -> Template:
         tenant = await services.get_tenant(db, actor, tenant_id)
         return Template("tenants/console_tenant.html", context={"actor": actor, "tenant": tenant})
 
@@ -36,9 +36,9 @@ class TenantApiController(Controller):
     guards = [requires_actor]
 
     @get("/", summary="Tenants the caller reaches")
-    async def list_tenants(self, db: Database, actor: Actor) -> list[TenantView]:
+    async def list_tenants(self, db: DB, actor: CurrentActor) -> list[TenantView]:
         return [TenantView.model_validate(t) for t in await services.list_tenants(db, actor)]
 
     @get("/{tenant_id:uuid}", summary="One tenant")
-    async def get_tenant(self, db: Database, actor: Actor, tenant_id: UUID) -> TenantView:
+    async def get_tenant(self, db: DB, actor: CurrentActor, tenant_id: FromPath[UUID]) -> TenantView:
         return TenantView.model_validate(await services.get_tenant(db, actor, tenant_id))

@@ -7,6 +7,8 @@ answer can say why ("revoked", "expired") rather than a bare 401.
 
 from __future__ import annotations
 
+import ipaddress
+
 import structlog
 from litestar import Litestar
 from litestar.enums import ScopeType
@@ -66,3 +68,12 @@ class AuthenticationMiddleware(ASGIMiddleware):
                 tenants=",".join(sorted(str(t) for t in actor.tenant_ids))[:200],
             )
         await next_app(scope, receive, send)
+
+
+def client_address(request) -> str | None:
+    """The caller's IP address, or None when the server did not give a real one."""
+    host = request.client.host if request.client else None
+    try:
+        return str(ipaddress.ip_address(host)) if host else None
+    except ValueError:
+        return None

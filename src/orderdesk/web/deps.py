@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from litestar import Request
 from litestar.datastructures import State
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
 
 from orderdesk.accounts.actors import Actor
 from orderdesk.core.db import Database
@@ -29,3 +29,8 @@ DEPENDENCIES = {
     "actor": Provide(provide_actor, sync_to_thread=False),
     "settings": Provide(provide_settings, sync_to_thread=False),
 }
+
+# Annotations for handler parameters; the parameter name picks the dependency.
+DB = NamedDependency[Database]
+CurrentActor = NamedDependency[Actor]
+AppSettings = NamedDependency[Settings]

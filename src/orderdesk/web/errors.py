@@ -49,15 +49,15 @@ def is_htmx(request: Request) -> bool:
     return request.headers.get("hx-request") == "true"
 
 
-def problem(
-    status: int, detail: str, *, type_: str = "about:blank", **extra: Any
-) -> dict[str, Any]:
+def problem(status: int, detail: str, *, type_: str = "about:blank", **extra: Any) -> dict[str, Any]:
     body = {"type": type_, "title": HTTPStatus(status).phrase, "status": status, "detail": detail}
     body.update(extra)
     return body
 
 
-def _respond(request: Request, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+def _respond(
+    request: Request, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
+) -> Response:
     headers = dict(headers or {})
     if wants_json(request):
         return Response(content=body, status_code=status, media_type=PROBLEM_JSON, headers=headers)
@@ -79,9 +79,7 @@ def _respond(request: Request, status: int, body: dict[str, Any], headers: dict[
 
 
 def domain_error_handler(request: Request, exc: DomainError) -> Response:
-    status = next(
-        (code for kind, code in _STATUS_BY_ERROR.items() if isinstance(exc, kind)), 400
-    )
+    status = next((code for kind, code in _STATUS_BY_ERROR.items() if isinstance(exc, kind)), 400)
     extra: dict[str, Any] = {}
     headers: dict[str, str] = {}
     type_ = "about:blank"
@@ -109,11 +107,16 @@ def http_error_handler(request: Request, exc: HTTPException) -> Response:
         if items and all(item.get("source") == "path" for item in items):
             return _respond(request, 404, problem(404, "Not found"))
         errors = [
-            {"field": str(item.get("key") or "body"), "message": str(item.get("message", "is not valid"))}
+            {
+                "field": str(item.get("key") or "body"),
+                "message": str(item.get("message", "is not valid")),
+            }
             for item in items
         ]
         body = problem(
-            400, "The request could not be read: see errors", type_="/problems/validation",
+            400,
+            "The request could not be read: see errors",
+            type_="/problems/validation",
             errors=errors or [{"field": "body", "message": exc.detail}],
         )
         return _respond(request, 400, body)

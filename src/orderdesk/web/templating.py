@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from litestar.contrib.jinja import JinjaTemplateEngine
+from litestar.plugins.jinja import JinjaTemplateEngine
 
 HTMX_VERSION = "2.0.11"
 
