@@ -48,7 +48,7 @@ def create_app(settings: Settings) -> Litestar:
     async def open_resources(app: Litestar) -> None:
         app.state.settings = settings
         app.state.db = Database(make_engine(settings.app_url, pool_size=settings.db_pool_size))
-        app.state.queue = await queue.connect(settings.redis_url, settings.queue_name)
+        app.state.queue = queue.connect(settings.redis_url, settings.queue_name)
 
     async def close_resources(app: Litestar) -> None:
         await app.state.queue.aclose()

