@@ -1,0 +1,90 @@
+"""A demo data set: three client companies, their people and keys, and orders.
+
+Seeding is idempotent: a database that already has the demo tenants is left as
+it is (keys are only printed on the run that created them).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from orderdesk.accounts import services as accounts
+from orderdesk.accounts.models import ClientRole, StaffRole
+from orderdesk.core.db import Database, make_engine
+from orderdesk.core.errors import NotFound
+from orderdesk.settings import Settings
+from orderdesk.tenants import services as tenants
+
+
+@dataclass(frozen=True)
+class DemoTenant:
+    slug: str
+    name: str
+    time_zone: str
+
+
+DEMO_TENANTS = (
+    DemoTenant("acme-outdoor", "Acme Outdoor Gear", "Europe/Berlin"),
+    DemoTenant("borealis-tea", "Borealis Tea Co.", "America/Toronto"),
+    DemoTenant("kaze-cycles", "Kaze Cycles", "Asia/Tokyo"),
+)
+
+STAFF = (
+    ("admin@orderdesk.example.com", "Ada Admin", StaffRole.ADMIN, ()),
+    ("lead@orderdesk.example.com", "Lars Lead", StaffRole.LEAD, ("acme-outdoor", "borealis-tea", "kaze-cycles")),
+    ("agent@orderdesk.example.com", "Aiko Agent", StaffRole.AGENT, ("acme-outdoor", "kaze-cycles")),
+    ("agent2@orderdesk.example.com", "Bo Agent", StaffRole.AGENT, ("borealis-tea",)),
+)
+
+
+async def seed_demo_data(settings: Settings, password: str) -> str:
+    """Create the demo data set if absent; return what a person needs to sign in."""
+    db = Database(make_engine(settings.app_url, pool_size=2, application_name="orderdesk-demo"))
+    try:
+        system = await tenants.system_actor(db)
+        try:
+            await tenants.get_tenant_by_slug(db, system, DEMO_TENANTS[0].slug)
+            created = False
+        except NotFound:
+            created = True
+        keys: list[str] = []
+        if created:
+            keys = await _create(db, password)
+        from orderdesk import demo_orders
+
+        await demo_orders.seed_orders(db, [t.slug for t in DEMO_TENANTS])
+    finally:
+        await db.dispose()
+    lines = ["Sign in with any of these (password: " + password + "):"]
+    lines += [f"  {email:<34} {role.value}" for email, _, role, _ in STAFF]
+    lines += [f"  {f'client@{t.slug}.example.com':<34} client admin of {t.name}" for t in DEMO_TENANTS]
+    if keys:
+        lines.append("API keys (shown once):")
+        lines += [f"  {key}" for key in keys]
+    return "\n".join(lines)
+
+
+async def _create(db: Database, password: str) -> list[str]:
+    system = await tenants.system_actor(db)
+    for t in DEMO_TENANTS:
+        await tenants.create_tenant(db, system, slug=t.slug, name=t.name, time_zone=t.time_zone)
+    system = await tenants.system_actor(db)
+    for email, name, role, slugs in STAFF:
+        await accounts.create_staff_user(
+            db, system, email=email, display_name=name, password=password, role=role,
+            tenant_slugs=list(slugs), languages=["en", "de"], channels=["email", "chat", "phone"],
+        )
+    keys = []
+    for t in DEMO_TENANTS:
+        tenant = await tenants.get_tenant_by_slug(db, system, t.slug)
+        await accounts.create_client_user(
+            db, system, email=f"client@{t.slug}.example.com", display_name=f"{t.name} admin",
+            password=password, tenant_id=tenant.id, role=ClientRole.ADMIN,
+        )
+        await accounts.create_client_user(
+            db, system, email=f"viewer@{t.slug}.example.com", display_name=f"{t.name} viewer",
+            password=password, tenant_id=tenant.id, role=ClientRole.VIEWER,
+        )
+        issued = await accounts.issue_api_key(db, system, tenant.id, "Demo integration")
+        keys.append(f"{t.slug}: {issued.secret}")
+    return keys
