@@ -37,6 +37,8 @@ def _run(coroutine_factory: Callable[[], Awaitable[T]]) -> T:
 
     try:
         return asyncio.run(coroutine_factory())
+    except SettingsError as exc:
+        raise CommandFailed(f"configuration error: {exc}") from None
     except ValidationFailed as exc:
         raise CommandFailed("; ".join(f"{e.field} {e.message}" for e in exc.errors)) from None
     except DomainError as exc:
@@ -161,7 +163,7 @@ async def migrate_database(settings: Settings, revision: str = "head") -> None:
     """Upgrade the schema and give the application role its password, if one is set."""
     from orderdesk.core.migrations import upgrade
 
-    await asyncio.to_thread(upgrade, settings.database_url, revision)
+    await asyncio.to_thread(upgrade, settings.owner_url.render_as_string(hide_password=False), revision)
     if settings.app_database_password:
         from sqlalchemy import text
 

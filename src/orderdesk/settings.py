@@ -16,7 +16,6 @@ from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
 APP_ROLE_DEFAULT = "orderdesk_app"
-DEV_SECRET_KEY = "dev-only-secret-key-change-me-0123456789abcdef"
 
 
 class SettingsError(ValueError):
@@ -50,8 +49,10 @@ def to_asyncpg_url(raw: str, *, variable: str) -> URL:
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="", extra="ignore", frozen=True)
 
-    # Owner connection: migrations and the admin CLI run with it.
-    database_url: str = Field(alias="DATABASE_URL")
+    # Owner connection: migrations run with it. Web and worker processes need only
+    # APP_DATABASE_URL, so a production deployment can keep the owner's password away
+    # from them.
+    database_url: str | None = Field(default=None, alias="DATABASE_URL")
     # The application's own connection: a role that owns nothing and cannot bypass
     # row-level security. When unset it is derived from DATABASE_URL (same server and
     # database, user APP_DATABASE_ROLE, password APP_DATABASE_PASSWORD).
@@ -86,6 +87,8 @@ class Settings(BaseSettings):
 
     @property
     def owner_url(self) -> URL:
+        if not self.database_url:
+            raise SettingsError("DATABASE_URL is not set (migrations run as the database owner)")
         return make_url(self.database_url)
 
     @property
@@ -119,8 +122,8 @@ def load_settings(env: dict[str, str] | None = None) -> Settings:
         settings = Settings(**{k: v for k, v in source.items() if k.isupper()})
     except ValidationError as exc:
         raise SettingsError(_describe(exc)) from None
-    if settings.environment == "production" and settings.secret_key == DEV_SECRET_KEY:
-        raise SettingsError("ORDERDESK_SECRET_KEY is the development key; set a real one")
+    if not settings.database_url and not settings.app_database_url:
+        raise SettingsError("DATABASE_URL is not set")
     return settings
 
 
