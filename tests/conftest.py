@@ -158,9 +158,7 @@ async def system(db):
 
 async def make_tenant(db, name: str = "Tenant") -> Tenant:
     actor = await tenants.system_actor(db)
-    return await tenants.create_tenant(
-        db, actor, slug=unique("t"), name=name, time_zone="Europe/Berlin"
-    )
+    return await tenants.create_tenant(db, actor, slug=unique("t"), name=name, time_zone="Europe/Berlin")
 
 
 async def make_staff(db, role: StaffRole, *tenant_rows: Tenant) -> Person:

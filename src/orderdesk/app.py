@@ -5,10 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from litestar import Litestar, Request, get
-from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.openapi.config import OpenAPIConfig
 from litestar.openapi.plugins import JsonRenderPlugin
 from litestar.plugins.htmx import HTMXPlugin
+from litestar.plugins.jinja import JinjaTemplateEngine
 from litestar.response import Redirect
 from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
@@ -16,6 +16,7 @@ from litestar.template.config import TemplateConfig
 from orderdesk.accounts.controllers import AccountApiController, SignInController
 from orderdesk.core import queue
 from orderdesk.core.db import Database, make_engine
+from orderdesk.orders.controllers import OrderApiController
 from orderdesk.portal.controllers import PortalController
 from orderdesk.settings import Settings
 from orderdesk.tenants.controllers import ConsoleTenantController, TenantApiController
@@ -64,6 +65,7 @@ def create_app(settings: Settings) -> Litestar:
             ConsoleTenantController,
             TenantApiController,
             PortalController,
+            OrderApiController,
             create_static_files_router(path="/static", directories=[STATIC_DIR], include_in_schema=False),
         ],
         dependencies=DEPENDENCIES,

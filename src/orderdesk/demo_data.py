@@ -31,7 +31,12 @@ DEMO_TENANTS = (
 
 STAFF = (
     ("admin@orderdesk.example.com", "Ada Admin", StaffRole.ADMIN, ()),
-    ("lead@orderdesk.example.com", "Lars Lead", StaffRole.LEAD, ("acme-outdoor", "borealis-tea", "kaze-cycles")),
+    (
+        "lead@orderdesk.example.com",
+        "Lars Lead",
+        StaffRole.LEAD,
+        ("acme-outdoor", "borealis-tea", "kaze-cycles"),
+    ),
     ("agent@orderdesk.example.com", "Aiko Agent", StaffRole.AGENT, ("acme-outdoor", "kaze-cycles")),
     ("agent2@orderdesk.example.com", "Bo Agent", StaffRole.AGENT, ("borealis-tea",)),
 )
@@ -71,19 +76,36 @@ async def _create(db: Database, password: str) -> list[str]:
     system = await tenants.system_actor(db)
     for email, name, role, slugs in STAFF:
         await accounts.create_staff_user(
-            db, system, email=email, display_name=name, password=password, role=role,
-            tenant_slugs=list(slugs), languages=["en", "de"], channels=["email", "chat", "phone"],
+            db,
+            system,
+            email=email,
+            display_name=name,
+            password=password,
+            role=role,
+            tenant_slugs=list(slugs),
+            languages=["en", "de"],
+            channels=["email", "chat", "phone"],
         )
     keys = []
     for t in DEMO_TENANTS:
         tenant = await tenants.get_tenant_by_slug(db, system, t.slug)
         await accounts.create_client_user(
-            db, system, email=f"client@{t.slug}.example.com", display_name=f"{t.name} admin",
-            password=password, tenant_id=tenant.id, role=ClientRole.ADMIN,
+            db,
+            system,
+            email=f"client@{t.slug}.example.com",
+            display_name=f"{t.name} admin",
+            password=password,
+            tenant_id=tenant.id,
+            role=ClientRole.ADMIN,
         )
         await accounts.create_client_user(
-            db, system, email=f"viewer@{t.slug}.example.com", display_name=f"{t.name} viewer",
-            password=password, tenant_id=tenant.id, role=ClientRole.VIEWER,
+            db,
+            system,
+            email=f"viewer@{t.slug}.example.com",
+            display_name=f"{t.name} viewer",
+            password=password,
+            tenant_id=tenant.id,
+            role=ClientRole.VIEWER,
         )
         issued = await accounts.issue_api_key(db, system, tenant.id, "Demo integration")
         keys.append(f"{t.slug}: {issued.secret}")

@@ -2,6 +2,7 @@
 
 from orderdesk.accounts import models as _accounts  # noqa: F401
 from orderdesk.core.db import Base
+from orderdesk.orders import models as _orders  # noqa: F401
 from orderdesk.tenants import models as _tenants  # noqa: F401
 
 metadata = Base.metadata

@@ -12,12 +12,18 @@ import pytest
 from tests.conftest import create_database, drop_database
 
 
-def run_cli(*args: str, env: dict[str, str] | None = None, timeout: float = 60) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 60
+) -> subprocess.CompletedProcess:
     full_env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL"}}
     full_env.update(env or {})
     return subprocess.run(
         [sys.executable, "-m", "orderdesk.cli", *args],
-        capture_output=True, text=True, env=full_env, timeout=timeout, check=False,
+        capture_output=True,
+        text=True,
+        env=full_env,
+        timeout=timeout,
+        check=False,
     )
 
 
@@ -33,8 +39,17 @@ def cli_env(settings) -> dict[str, str]:
 
 @pytest.mark.parametrize(
     "command",
-    [[], ["serve"], ["worker"], ["migrate"], ["demo"], ["tenant", "create"], ["user", "create-staff"],
-     ["user", "create-client"], ["apikey", "create"]],
+    [
+        [],
+        ["serve"],
+        ["worker"],
+        ["migrate"],
+        ["demo"],
+        ["tenant", "create"],
+        ["user", "create-staff"],
+        ["user", "create-client"],
+        ["apikey", "create"],
+    ],
 )
 def test_every_command_has_help(command):
     result = run_cli(*command, "--help")
@@ -47,8 +62,10 @@ def test_every_command_has_help(command):
     [
         (["serve", "--port", "http"], "Invalid value for '--port'"),
         (["tenant", "create", "--slug", "x"], "Missing option '--name'"),
-        (["user", "create-staff", "--email", "a@b.co", "--name", "A", "--role", "boss", "--password", "x"],
-         "Invalid value for '--role'"),
+        (
+            ["user", "create-staff", "--email", "a@b.co", "--name", "A", "--role", "boss", "--password", "x"],
+            "Invalid value for '--role'",
+        ),
         (["frobnicate"], "No such command 'frobnicate'"),
     ],
 )
@@ -65,10 +82,15 @@ def test_bad_arguments_give_one_line_and_exit_2(args, message, cli_env):
     [
         ({"DATABASE_URL": "mysql://localhost/x"}, "DATABASE_URL must be a PostgreSQL URL"),
         ({"DATABASE_URL": "not a url at all"}, "DATABASE_URL is not a valid database URL"),
-        ({"DATABASE_URL": "postgresql://localhost/x", "ORDERDESK_SECRET_KEY": "short"}, "ORDERDESK_SECRET_KEY"),
+        (
+            {"DATABASE_URL": "postgresql://localhost/x", "ORDERDESK_SECRET_KEY": "short"},
+            "ORDERDESK_SECRET_KEY",
+        ),
         ({"ORDERDESK_SECRET_KEY": "k" * 40}, "DATABASE_URL is not set"),
-        ({"DATABASE_URL": "postgresql://postgres@127.0.0.1:1/nowhere", "ORDERDESK_SECRET_KEY": "k" * 40},
-         "cannot reach the database"),
+        (
+            {"DATABASE_URL": "postgresql://postgres@127.0.0.1:1/nowhere", "ORDERDESK_SECRET_KEY": "k" * 40},
+            "cannot reach the database",
+        ),
     ],
 )
 def test_bad_configuration_gives_one_clear_line(env, message):
@@ -81,16 +103,55 @@ def test_bad_configuration_gives_one_clear_line(env, message):
 
 async def test_admin_commands_onboard_a_tenant_end_to_end(cli_env, client):
     slug = f"cli-{secrets.token_hex(3)}"
-    created = run_cli("tenant", "create", "--slug", slug, "--name", "CLI Co", "--time-zone", "Asia/Tokyo", env=cli_env)
+    created = run_cli(
+        "tenant", "create", "--slug", slug, "--name", "CLI Co", "--time-zone", "Asia/Tokyo", env=cli_env
+    )
     assert created.returncode == 0, created.stderr
-    staff = run_cli("user", "create-staff", "--email", f"lead@{slug}.example.com", "--name", "Lea", "--role", "lead",
-                    "--tenants", slug, "--languages", "en,ja", "--password", "a-long-password-1", env=cli_env)
+    staff = run_cli(
+        "user",
+        "create-staff",
+        "--email",
+        f"lead@{slug}.example.com",
+        "--name",
+        "Lea",
+        "--role",
+        "lead",
+        "--tenants",
+        slug,
+        "--languages",
+        "en,ja",
+        "--password",
+        "a-long-password-1",
+        env=cli_env,
+    )
     assert staff.returncode == 0, staff.stderr
-    dup = run_cli("user", "create-staff", "--email", f"LEAD@{slug}.example.com", "--name", "Lea", "--role", "lead",
-                  "--password", "a-long-password-1", env=cli_env)
+    dup = run_cli(
+        "user",
+        "create-staff",
+        "--email",
+        f"LEAD@{slug}.example.com",
+        "--name",
+        "Lea",
+        "--role",
+        "lead",
+        "--password",
+        "a-long-password-1",
+        env=cli_env,
+    )
     assert dup.returncode == 1 and "already exists" in dup.stderr
-    weak = run_cli("user", "create-client", "--email", f"c@{slug}.example.com", "--name", "C",
-                   "--tenant", slug, "--password", "short", env=cli_env)
+    weak = run_cli(
+        "user",
+        "create-client",
+        "--email",
+        f"c@{slug}.example.com",
+        "--name",
+        "C",
+        "--tenant",
+        slug,
+        "--password",
+        "short",
+        env=cli_env,
+    )
     assert weak.returncode == 1 and "password must be at least 12 characters" in weak.stderr
     unknown = run_cli("apikey", "create", "--tenant", "no-such-tenant", "--name", "x", env=cli_env)
     assert unknown.returncode == 1 and "Tenant not found" in unknown.stderr

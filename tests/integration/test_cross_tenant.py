@@ -63,10 +63,14 @@ async def test_foreign_ids_answer_like_missing_ones(client, world: World, caller
     for route in ROUTES:
         if caller not in route.callers:
             continue
-        foreign = await client.request(route.method, route.path(target_id(world, route.target)), headers=headers)
+        foreign = await client.request(
+            route.method, route.path(target_id(world, route.target)), headers=headers
+        )
         missing = await client.request(route.method, route.path(uuid.uuid4()), headers=headers)
         assert foreign.status_code == 404, f"{caller} {route.method} {route.template}: {foreign.status_code}"
-        assert normalised(foreign) == normalised(missing), f"{caller} {route.template} tells foreign from missing"
+        assert normalised(foreign) == normalised(missing), (
+            f"{caller} {route.template} tells foreign from missing"
+        )
         checked += 1
     assert checked >= 3
 

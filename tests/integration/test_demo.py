@@ -36,10 +36,15 @@ def processes_mentioning(text: str) -> list[str]:
 def test_demo_runs_with_embedded_servers_and_stops_on_sigterm(tmp_path):
     data_dir = tmp_path / "demo-data"
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "ORDERDESK_SECRET_KEY"}}
+    env = {
+        k: v for k, v in os.environ.items() if k not in {"DATABASE_URL", "REDIS_URL", "ORDERDESK_SECRET_KEY"}
+    }
     demo = subprocess.Popen(
         [sys.executable, "-m", "orderdesk.cli", "demo", "--port", str(port), "--data-dir", str(data_dir)],
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
     )
     try:
         deadline = time.monotonic() + 120

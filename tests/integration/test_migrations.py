@@ -17,8 +17,10 @@ async def _tables(url: str) -> set[str]:
     connection = await asyncpg.connect(make_url(url).set(drivername="postgresql").render_as_string(False))
     try:
         rows = await connection.fetch("SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
-        types = await connection.fetch("SELECT typname FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace "
-                                       "WHERE n.nspname = 'public' AND t.typtype = 'e'")
+        types = await connection.fetch(
+            "SELECT typname FROM pg_type t JOIN pg_namespace n ON n.oid = t.typnamespace "
+            "WHERE n.nspname = 'public' AND t.typtype = 'e'"
+        )
         return {r["tablename"] for r in rows} | {f"type:{r['typname']}" for r in types}
     finally:
         await connection.close()

@@ -116,7 +116,9 @@ async def test_tenant_a_sees_no_row_of_tenant_b_in_any_table(world: World, app_c
                 f"SELECT count(*) FROM (SELECT * FROM {table}) t WHERE tenant_id <> $1", world.a.id
             )
             assert foreign == 0, f"{table} leaked {foreign} foreign rows"
-            own = await app_connection.fetchval(f"SELECT count(*) FROM {table} WHERE tenant_id = $1", world.a.id)
+            own = await app_connection.fetchval(
+                f"SELECT count(*) FROM {table} WHERE tenant_id = $1", world.a.id
+            )
             assert own == rows_of_a[table], f"{table}: the scope hides A's own rows"
 
 
@@ -134,7 +136,9 @@ async def test_writing_a_row_for_another_tenant_fails(world: World, app_connecti
             await app_connection.execute(
                 "SELECT set_config('orderdesk.tenant_ids', $1, true)", "{" + str(world.a.id) + "}"
             )
-            has_row = await app_connection.fetchval(f"SELECT count(*) FROM {table} WHERE tenant_id = $1", world.a.id)
+            has_row = await app_connection.fetchval(
+                f"SELECT count(*) FROM {table} WHERE tenant_id = $1", world.a.id
+            )
             if not has_row:
                 continue
             tried += 1

@@ -43,9 +43,7 @@ async def test_each_sign_in_gets_a_new_session_id(app_client_factory, world: Wor
 
 async def test_repeated_failures_are_throttled_per_account(client, world: World):
     for _ in range(10):
-        assert (
-            await sign_in(client, world.agent_b, password="wrong-password-x")
-        ).status_code == 401
+        assert (await sign_in(client, world.agent_b, password="wrong-password-x")).status_code == 401
     throttled = await sign_in(client, world.agent_b)  # even the right password waits
     assert throttled.status_code == 429
     assert "Too many failed sign-in attempts" in throttled.text
@@ -90,9 +88,7 @@ async def test_idle_session_expires_and_says_so(client, world: World, owner_conn
     assert api.status_code == 401
 
 
-async def test_absolute_session_limit_ends_even_an_active_session(
-    client, world: World, owner_connection
-):
+async def test_absolute_session_limit_ends_even_an_active_session(client, world: World, owner_connection):
     await sign_in(client, world.agent_a)
     await owner_connection.execute(
         "UPDATE web_sessions SET expires_at = now() - interval '1 second' WHERE user_id = $1",
@@ -107,9 +103,7 @@ async def test_sign_out_ends_the_session(client, world: World):
     await sign_in(client, world.agent_a)
     page = await client.get("/console")
     token = client.cookies[SESSION_COOKIE]
-    out = await client.post(
-        "/sign-out", data={"_csrf": session_csrf(page.text)}, follow_redirects=False
-    )
+    out = await client.post("/sign-out", data={"_csrf": session_csrf(page.text)}, follow_redirects=False)
     assert out.status_code in (302, 303)
     client.cookies.set(SESSION_COOKIE, token)  # replaying the old cookie must not work
     assert (await client.get("/api/v1/me")).status_code == 401

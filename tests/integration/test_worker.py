@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import uuid
 
 from arq.worker import Worker
 from sqlalchemy import func, select
@@ -18,10 +19,12 @@ async def test_purge_removes_only_old_failures(db):
     now = dt.datetime.now(dt.UTC)
     subject = "account:purge-test@example.com"
     async with db.transaction(Scope()) as session:
-        session.add_all([
-            SignInFailure(subject=subject, failed_at=now - dt.timedelta(hours=3)),
-            SignInFailure(subject=subject, failed_at=now - dt.timedelta(minutes=5)),
-        ])
+        session.add_all(
+            [
+                SignInFailure(subject=subject, failed_at=now - dt.timedelta(hours=3)),
+                SignInFailure(subject=subject, failed_at=now - dt.timedelta(minutes=5)),
+            ]
+        )
     await purge_expired_sign_in_state(db, now)
     async with db.transaction(Scope()) as session:
         left = await session.scalar(select(func.count()).where(SignInFailure.subject == subject))
@@ -30,10 +33,12 @@ async def test_purge_removes_only_old_failures(db):
 
 async def test_enqueued_job_runs_in_a_worker(settings):
     pool = queue.connect(settings.redis_url, settings.queue_name)
+    # arq keeps results by job id for an hour, across queues: a fresh id per run.
+    job_id = f"purge-test-{uuid.uuid4().hex}"
     try:
-        await queue.enqueue(pool, "purge_sign_in_state_job", job_id="purge-test-run")
+        await queue.enqueue(pool, "purge_sign_in_state_job", job_id=job_id)
         # Enqueuing again under the same id while queued is a no-op, not a second run.
-        await queue.enqueue(pool, "purge_sign_in_state_job", job_id="purge-test-run")
+        await queue.enqueue(pool, "purge_sign_in_state_job", job_id=job_id)
         options = worker_settings(settings)
         options["cron_jobs"] = []
         worker = Worker(**options, burst=True, handle_signals=False)
@@ -48,9 +53,14 @@ async def test_enqueued_job_runs_in_a_worker(settings):
 def test_worker_avoids_arq_defaults_that_hurt():
     from orderdesk.settings import load_settings
 
-    options = worker_settings(load_settings({
-        "DATABASE_URL": "postgresql://localhost/x", "ORDERDESK_SECRET_KEY": "k" * 40,
-    }))
+    options = worker_settings(
+        load_settings(
+            {
+                "DATABASE_URL": "postgresql://localhost/x",
+                "ORDERDESK_SECRET_KEY": "k" * 40,
+            }
+        )
+    )
     assert options["poll_delay"] <= 0.05
     assert options["job_serializer"] is queue.serialize
     assert queue.deserialize(queue.serialize({"at": dt.datetime(2026, 1, 1, tzinfo=dt.UTC)})) is not None

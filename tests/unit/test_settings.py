@@ -25,19 +25,22 @@ def test_database_url_accepts_the_forms_platforms_hand_out(url):
 
 
 def test_app_url_is_derived_from_the_owner_url():
-    settings = load_settings({
-        "DATABASE_URL": "postgresql://owner:secret@db:5432/orders",
-        "APP_DATABASE_PASSWORD": "app-pw",
-        "ORDERDESK_SECRET_KEY": KEY,
-    })
+    settings = load_settings(
+        {
+            "DATABASE_URL": "postgresql://owner:secret@db:5432/orders",
+            "APP_DATABASE_PASSWORD": "app-pw",
+            "ORDERDESK_SECRET_KEY": KEY,
+        }
+    )
     assert settings.app_url.username == "orderdesk_app"
     assert settings.app_url.password == "app-pw"
     assert settings.app_url.database == "orders"
 
 
 def test_app_url_alone_is_enough_for_web_and_worker():
-    settings = load_settings({"APP_DATABASE_URL": "postgresql://orderdesk_app:x@db/orders",
-                              "ORDERDESK_SECRET_KEY": KEY})
+    settings = load_settings(
+        {"APP_DATABASE_URL": "postgresql://orderdesk_app:x@db/orders", "ORDERDESK_SECRET_KEY": KEY}
+    )
     assert settings.app_url.username == "orderdesk_app"
     with pytest.raises(SettingsError, match="DATABASE_URL is not set"):
         _ = settings.owner_url

@@ -59,8 +59,8 @@ class ValidationFailed(DomainError):
 class InvalidTransition(DomainError):
     """A lifecycle action that the current state does not allow."""
 
-    def __init__(self, state: str, action: str, allowed: tuple[str, ...]) -> None:
-        super().__init__(f"Action {action!r} is not allowed while the order is {state!r}")
+    def __init__(self, state: str, action: str, allowed: tuple[str, ...], detail: str | None = None) -> None:
+        super().__init__(detail or f"Action {action!r} is not allowed while the order is {state!r}")
         self.state = state
         self.action = action
         self.allowed = allowed

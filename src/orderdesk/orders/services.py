@@ -1,0 +1,751 @@
+"""Order capture, lookup, listing and lifecycle actions.
+
+Every function takes the acting `Actor`, works inside one transaction scoped to
+the actor's tenants, and raises domain errors: NotFound (also for other tenants'
+orders), ValidationFailed, Conflict, InvalidTransition, PermissionDenied.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import json
+from dataclasses import dataclass, field
+from uuid import UUID
+
+from sqlalchemy import exists, func, insert, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from orderdesk.accounts.actors import Actor, ActorKind
+from orderdesk.core.db import Database
+from orderdesk.core.errors import (
+    Conflict,
+    FieldError,
+    InvalidTransition,
+    NotFound,
+    PermissionDenied,
+    ValidationFailed,
+)
+from orderdesk.core.ids import new_id
+from orderdesk.orders import states, verification
+from orderdesk.orders.intake import CleanOrder, clean_order, unknown_sku_errors
+from orderdesk.orders.models import (
+    CatalogItem,
+    Channel,
+    CheckResolution,
+    CheckResult,
+    IdempotencyKey,
+    Order,
+    OrderCounter,
+    OrderEvent,
+    OrderHold,
+    OrderLine,
+    PaymentStatus,
+    Priority,
+    VerificationCheck,
+)
+from orderdesk.orders.schemas import (
+    CheckView,
+    EventView,
+    HoldView,
+    LineView,
+    OrderCreate,
+    OrderPage,
+    OrderSummary,
+    OrderView,
+)
+from orderdesk.orders.states import Action, HoldReason, OrderStatus
+from orderdesk.orders.timeline import append_event
+from orderdesk.tenants.models import Tenant
+
+# Numbers start here so that they look like order numbers, not row counts.
+FIRST_ORDER_NUMBER = 1001
+IDEMPOTENCY_KEY_MAX = 255
+IDEMPOTENCY_RETENTION = dt.timedelta(hours=48)
+
+
+@dataclass(frozen=True, slots=True)
+class CaptureResult:
+    status_code: int  # 201 created, 200 an existing order (same external_ref or replay)
+    body: dict  # the OrderView as JSON, exactly what the first request answered
+    created: bool
+    replayed: bool = False
+
+
+def resolve_tenant(actor: Actor, requested: UUID | None) -> UUID:
+    """The tenant an order is for. Raises ValidationFailed, NotFound (foreign tenant)."""
+    if actor.single_tenant_id is not None:
+        if requested is not None and requested != actor.single_tenant_id:
+            raise NotFound("Tenant")
+        return actor.single_tenant_id
+    if requested is None:
+        if len(actor.tenant_ids) == 1:
+            return next(iter(actor.tenant_ids))
+        raise ValidationFailed([FieldError("tenant_id", "is required: you work for several tenants")])
+    if requested not in actor.tenant_ids:
+        raise NotFound("Tenant")
+    return requested
+
+
+def request_fingerprint(tenant_id: UUID, data: OrderCreate) -> str:
+    canonical = json.dumps(data.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(f"{tenant_id}\n{canonical}".encode()).hexdigest()
+
+
+def _check_idempotency_key(key: str) -> None:
+    if not key or len(key) > IDEMPOTENCY_KEY_MAX or not key.isprintable():
+        raise ValidationFailed(
+            [FieldError("Idempotency-Key", f"must be 1-{IDEMPOTENCY_KEY_MAX} printable characters")]
+        )
+
+
+# ---------------------------------------------------------------- capture
+
+
+async def capture_order(
+    db: Database,
+    actor: Actor,
+    data: OrderCreate,
+    *,
+    channel: Channel,
+    idempotency_key: str | None = None,
+) -> CaptureResult:
+    """Validate, number, store and verify a new order, in one transaction.
+
+    With an `idempotency_key`, a repeat of the same request answers exactly as the
+    first did; the same key with a different body raises Conflict. An order whose
+    `external_ref` already exists is returned as it is (200), never duplicated.
+
+    Raises ValidationFailed (every problem listed), NotFound (tenant outside the
+    actor's reach), Conflict (key reused with another body).
+    """
+    if actor.kind is ActorKind.CLIENT and actor.client_role is None:
+        raise PermissionDenied("Only client users with a role can create orders")
+    tenant_id = resolve_tenant(actor, data.tenant_id)
+    if idempotency_key is not None:
+        _check_idempotency_key(idempotency_key)
+    clean = clean_order(data)
+    fingerprint = request_fingerprint(tenant_id, data)
+
+    async with db.transaction(actor.scope) as session:
+        if idempotency_key is not None:
+            replay = await _claim_idempotency_key(session, tenant_id, idempotency_key, fingerprint)
+            if replay is not None:
+                return replay
+        result = await _capture_in_transaction(session, actor, tenant_id, clean, channel)
+        if idempotency_key is not None:
+            await session.execute(
+                update(IdempotencyKey)
+                .where(IdempotencyKey.tenant_id == tenant_id, IdempotencyKey.key == idempotency_key)
+                .values(response_status=result.status_code, response_body=result.body)
+            )
+        return result
+
+
+async def _claim_idempotency_key(
+    session: AsyncSession, tenant_id: UUID, key: str, fingerprint: str
+) -> CaptureResult | None:
+    """Insert the key, or return the stored answer of the request that holds it.
+
+    A concurrent request with the same key waits on the unique index until the
+    first commits, then finds its answer here: two requests, one order.
+    """
+    claimed = await session.scalar(
+        pg_insert(IdempotencyKey)
+        .values(tenant_id=tenant_id, key=key, request_hash=fingerprint, response_status=0, response_body={})
+        .on_conflict_do_nothing(index_elements=["tenant_id", "key"])
+        .returning(IdempotencyKey.key)
+    )
+    if claimed is not None:
+        return None
+    stored = await session.scalar(
+        select(IdempotencyKey).where(IdempotencyKey.tenant_id == tenant_id, IdempotencyKey.key == key)
+    )
+    if stored.request_hash != fingerprint:
+        raise Conflict("This Idempotency-Key was already used with a different request body; use a new key")
+    return CaptureResult(stored.response_status, stored.response_body, created=False, replayed=True)
+
+
+async def _capture_in_transaction(
+    session: AsyncSession, actor: Actor, tenant_id: UUID, clean: CleanOrder, channel: Channel
+) -> CaptureResult:
+    external_ref = clean.source.external_ref
+    if external_ref:
+        # Serialises creators of the same reference; the unique index is the backstop.
+        await session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
+            {"key": f"order-ref:{tenant_id}:{external_ref}"},
+        )
+        existing = await session.scalar(
+            select(Order).where(Order.tenant_id == tenant_id, Order.external_ref == external_ref)
+        )
+        if existing is not None:
+            view = await _load_view(session, existing)
+            return CaptureResult(200, view.model_dump(mode="json"), created=False)
+
+    await _check_catalog(session, tenant_id, clean)
+    tenant = await session.get(Tenant, tenant_id)
+    policy = verification.VerificationPolicy.from_settings(tenant.settings if tenant else {})
+    number = await session.scalar(
+        pg_insert(OrderCounter)
+        .values(tenant_id=tenant_id, last_number=FIRST_ORDER_NUMBER)
+        .on_conflict_do_update(
+            index_elements=["tenant_id"], set_={"last_number": OrderCounter.last_number + 1}
+        )
+        .returning(OrderCounter.last_number)
+    )
+    duplicates = await _recent_duplicates(session, tenant_id, clean, policy)
+    now = dt.datetime.now(dt.UTC)
+    source = clean.source
+    order = Order(
+        tenant_id=tenant_id,
+        id=new_id(),
+        number=number,
+        external_ref=source.external_ref or None,
+        channel=channel,
+        status=OrderStatus.CAPTURED,
+        payment_status=source.payment_status,
+        priority=source.priority,
+        customer_name=clean.customer_name,
+        customer_email=clean.customer_email,
+        customer_phone=clean.customer_phone,
+        shipping_address=clean.shipping_address,
+        billing_address=clean.billing_address,
+        currency=clean.currency,
+        subtotal_minor=clean.subtotal_minor,
+        tax_minor=clean.tax_minor,
+        shipping_minor=source.shipping_minor,
+        discount_minor=source.discount_minor,
+        total_minor=clean.total_minor,
+        ship_by=source.ship_by,
+        deliver_by=source.deliver_by,
+        tags=list(clean.tags),
+        notes=source.notes,
+        lines_fingerprint=clean.lines_fingerprint,
+        created_at=now,
+        updated_at=now,
+        version=1,
+        last_event_seq=0,
+    )
+    session.add(order)
+    await session.flush()
+    await session.execute(
+        insert(OrderLine),
+        [
+            {
+                "tenant_id": tenant_id,
+                "order_id": order.id,
+                "line_no": line.line_no,
+                "sku": line.sku,
+                "description": line.description,
+                "quantity": line.quantity,
+                "unit_price_minor": line.unit_price_minor,
+                "tax_minor": line.tax_minor,
+                "total_minor": line.total_minor,
+            }
+            for line in clean.lines
+        ],
+    )
+    outcomes = verification.run_checks(clean, policy, duplicates)
+    await session.execute(
+        insert(VerificationCheck),
+        [
+            {
+                "tenant_id": tenant_id,
+                "order_id": order.id,
+                "check": o.check,
+                "result": o.result,
+                "detail": o.detail,
+                "checked_at": now,
+            }
+            for o in outcomes
+        ],
+    )
+    append_event(
+        session,
+        order,
+        actor,
+        "created",
+        f"Order #{number} captured via {channel.value}",
+        {"status": [None, OrderStatus.CAPTURED.value], "total_minor": [None, clean.total_minor]},
+        channel=channel.value,
+    )
+    failed = [o for o in outcomes if not o.passed]
+    if not failed and policy.auto_verify:
+        order.status = states.next_status(order.status, Action.VERIFY)
+        append_event(
+            session,
+            order,
+            actor,
+            "verified",
+            "Every check passed; verified automatically",
+            {"status": [OrderStatus.CAPTURED.value, order.status.value]},
+            channel="system",
+        )
+    else:
+        order.status = states.next_status(order.status, Action.SUBMIT_FOR_VERIFICATION)
+        why = ", ".join(o.check for o in failed) if failed else "the tenant verifies every order by hand"
+        append_event(
+            session,
+            order,
+            actor,
+            "verification_needed",
+            f"Waiting for an agent: {why}",
+            {
+                "status": [OrderStatus.CAPTURED.value, order.status.value],
+                "failed_checks": [o.check for o in failed],
+            },
+            channel="system",
+        )
+    await session.flush()
+    view = await _load_view(session, order)
+    return CaptureResult(201, view.model_dump(mode="json"), created=True)
+
+
+async def _check_catalog(session: AsyncSession, tenant_id: UUID, clean: CleanOrder) -> None:
+    has_catalog = await session.scalar(select(exists().where(CatalogItem.tenant_id == tenant_id)))
+    if not has_catalog:
+        return
+    skus = sorted({line.sku for line in clean.lines})
+    rows = await session.execute(
+        select(CatalogItem.sku, CatalogItem.active).where(
+            CatalogItem.tenant_id == tenant_id, CatalogItem.sku.in_(skus)
+        )
+    )
+    known = {sku: active for sku, active in rows}
+    # A non-empty dict tells unknown_sku_errors that a catalog exists.
+    errors = unknown_sku_errors(clean.lines, known or {"\x00": False})
+    if errors:
+        raise ValidationFailed(errors)
+
+
+async def _recent_duplicates(
+    session: AsyncSession, tenant_id: UUID, clean: CleanOrder, policy: verification.VerificationPolicy
+) -> list[int]:
+    if not clean.customer_email:
+        return []
+    since = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=policy.duplicate_window_minutes)
+    rows = await session.scalars(
+        select(Order.number)
+        .where(
+            Order.tenant_id == tenant_id,
+            Order.customer_email == clean.customer_email,
+            Order.lines_fingerprint == clean.lines_fingerprint,
+            Order.created_at >= since,
+        )
+        .order_by(Order.created_at.desc())
+        .limit(5)
+    )
+    return list(rows)
+
+
+# ---------------------------------------------------------------- reading
+
+
+async def _find_order(session: AsyncSession, actor: Actor, order_id: UUID, *, lock: bool = False) -> Order:
+    query = select(Order).where(Order.id == order_id, Order.tenant_id.in_(actor.tenant_ids))
+    if lock:
+        query = query.with_for_update()
+    order = await session.scalar(query)
+    if order is None:
+        raise NotFound("Order")
+    return order
+
+
+async def _active_holds(session: AsyncSession, order: Order) -> list[OrderHold]:
+    rows = await session.scalars(
+        select(OrderHold).where(
+            OrderHold.tenant_id == order.tenant_id,
+            OrderHold.order_id == order.id,
+            OrderHold.released_at.is_(None),
+        )
+    )
+    return list(rows)
+
+
+async def _load_view(session: AsyncSession, order: Order) -> OrderView:
+    key = (OrderLine.tenant_id == order.tenant_id) & (OrderLine.order_id == order.id)
+    lines = (await session.scalars(select(OrderLine).where(key).order_by(OrderLine.line_no))).all()
+    holds = (
+        await session.scalars(
+            select(OrderHold)
+            .where(OrderHold.tenant_id == order.tenant_id, OrderHold.order_id == order.id)
+            .order_by(OrderHold.placed_at)
+        )
+    ).all()
+    checks = (
+        await session.scalars(
+            select(VerificationCheck).where(
+                VerificationCheck.tenant_id == order.tenant_id, VerificationCheck.order_id == order.id
+            )
+        )
+    ).all()
+    order_of_check = {name: i for i, name in enumerate(verification.ALL_CHECKS)}
+    active = [h.reason for h in holds if h.released_at is None]
+    return OrderView(
+        **OrderSummary.model_validate(order).model_dump(exclude={"on_hold"}),
+        on_hold=bool(active),
+        customer_phone=order.customer_phone,
+        shipping_address=order.shipping_address,
+        billing_address=order.billing_address,
+        subtotal_minor=order.subtotal_minor,
+        tax_minor=order.tax_minor,
+        shipping_minor=order.shipping_minor,
+        discount_minor=order.discount_minor,
+        ship_by=order.ship_by,
+        deliver_by=order.deliver_by,
+        notes=order.notes,
+        lines=[LineView.model_validate(line) for line in lines],
+        holds=[HoldView.model_validate(h) for h in holds],
+        checks=[
+            CheckView(
+                check=c.check,
+                result=c.result.value,
+                detail=c.detail,
+                resolution=c.resolution.value if c.resolution else None,
+                resolved_by=c.resolved_by,
+                resolved_at=c.resolved_at,
+            )
+            for c in sorted(checks, key=lambda c: order_of_check.get(c.check, 99))
+        ],
+        allowed_actions=[a.value for a in states.allowed_actions(order.status, active)],
+        updated_at=order.updated_at,
+        version=order.version,
+    )
+
+
+async def get_order(db: Database, actor: Actor, order_id: UUID) -> OrderView:
+    """One order with lines, holds, checks and allowed actions. Raises NotFound."""
+    async with db.transaction(actor.scope) as session:
+        return await _load_view(session, await _find_order(session, actor, order_id))
+
+
+async def list_events(db: Database, actor: Actor, order_id: UUID) -> list[EventView]:
+    """The order's timeline, oldest first. Raises NotFound."""
+    async with db.transaction(actor.scope) as session:
+        order = await _find_order(session, actor, order_id)
+        rows = await session.scalars(
+            select(OrderEvent)
+            .where(OrderEvent.tenant_id == order.tenant_id, OrderEvent.order_id == order.id)
+            .order_by(OrderEvent.seq)
+        )
+        return [EventView.model_validate(e) for e in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class OrderFilters:
+    tenant_id: UUID | None = None
+    statuses: tuple[OrderStatus, ...] = ()
+    priority: Priority | None = None
+    tag: str | None = None
+    created_from: dt.datetime | None = None
+    created_to: dt.datetime | None = None
+    text: str | None = None
+    limit: int = 50
+    cursor: str | None = None
+    on_hold: bool | None = None
+    payment_status: PaymentStatus | None = None
+    extra: dict = field(default_factory=dict)
+
+
+def encode_cursor(created_at: dt.datetime, order_id: UUID) -> str:
+    raw = f"{created_at.isoformat()}|{order_id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[dt.datetime, UUID]:
+    """Raises ValidationFailed for a cursor that this server did not hand out."""
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        created, _, order_id = base64.urlsafe_b64decode(padded).decode().partition("|")
+        return dt.datetime.fromisoformat(created), UUID(order_id)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValidationFailed([FieldError("cursor", "is not a cursor from a previous page")]) from exc
+
+
+def _escape_like(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+async def list_orders(db: Database, actor: Actor, filters: OrderFilters) -> OrderPage:
+    """A page of orders, newest first, by keyset (never OFFSET). Raises ValidationFailed, NotFound."""
+    if not 1 <= filters.limit <= 200:
+        raise ValidationFailed([FieldError("limit", "must be between 1 and 200")])
+    tenant_ids = actor.tenant_ids
+    if filters.tenant_id is not None:
+        if filters.tenant_id not in actor.tenant_ids:
+            raise NotFound("Tenant")
+        tenant_ids = frozenset({filters.tenant_id})
+    query = select(Order).where(Order.tenant_id.in_(tenant_ids))
+    if filters.statuses:
+        query = query.where(Order.status.in_(filters.statuses))
+    if filters.priority:
+        query = query.where(Order.priority == filters.priority)
+    if filters.payment_status:
+        query = query.where(Order.payment_status == filters.payment_status)
+    if filters.tag:
+        query = query.where(Order.tags.contains([filters.tag.strip().lower()]))
+    if filters.created_from:
+        query = query.where(Order.created_at >= filters.created_from)
+    if filters.created_to:
+        query = query.where(Order.created_at < filters.created_to)
+    if filters.text and filters.text.strip():
+        needle = filters.text.strip().lower().lstrip("#")
+        query = query.where(Order.search_text.like(f"%{_escape_like(needle)}%", escape="\\"))
+    if filters.on_hold is not None:
+        held = exists().where(
+            OrderHold.tenant_id == Order.tenant_id,
+            OrderHold.order_id == Order.id,
+            OrderHold.released_at.is_(None),
+        )
+        query = query.where(held if filters.on_hold else ~held)
+    if filters.cursor:
+        created_at, order_id = decode_cursor(filters.cursor)
+        query = query.where(func.row(Order.created_at, Order.id) < func.row(created_at, order_id))
+    query = query.order_by(Order.created_at.desc(), Order.id.desc()).limit(filters.limit + 1)
+    async with db.transaction(actor.scope) as session:
+        rows = list((await session.scalars(query)).all())
+        held_ids = set()
+        if rows:
+            held_ids = set(
+                await session.scalars(
+                    select(OrderHold.order_id).where(
+                        OrderHold.tenant_id.in_({o.tenant_id for o in rows}),
+                        OrderHold.order_id.in_([o.id for o in rows]),
+                        OrderHold.released_at.is_(None),
+                    )
+                )
+            )
+    page, more = rows[: filters.limit], len(rows) > filters.limit
+    items = [OrderSummary.model_validate(o).model_copy(update={"on_hold": o.id in held_ids}) for o in page]
+    next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if more else None
+    return OrderPage(items=items, next_cursor=next_cursor)
+
+
+# ---------------------------------------------------------------- lifecycle
+
+
+def _refuse(exc: states.TransitionRefused) -> InvalidTransition:
+    return InvalidTransition(
+        exc.status.value,
+        exc.action.value,
+        tuple(a.value for a in exc.allowed),
+        detail=exc.reason[0].upper() + exc.reason[1:],
+    )
+
+
+EVENT_SUMMARIES = {
+    Action.VERIFY: "Verified",
+    Action.ALLOCATE: "Allocated to a fulfillment center",
+    Action.BACKORDER: "Backordered: not enough stock",
+    Action.START_PICKING: "Picking started",
+    Action.PACK: "Packed",
+    Action.SHIP_PARTIALLY: "Partially shipped",
+    Action.SHIP: "Shipped",
+    Action.DELIVER: "Delivered",
+    Action.REQUEST_RETURN: "Return requested",
+    Action.RECEIVE_RETURN: "Return received",
+    Action.REFUND: "Refunded",
+    Action.REJECT_RETURN: "Return rejected",
+    Action.CLOSE: "Closed",
+    Action.CANCEL: "Cancelled",
+    Action.SUBMIT_FOR_VERIFICATION: "Sent for verification",
+}
+
+
+async def perform_action(
+    db: Database,
+    actor: Actor,
+    order_id: UUID,
+    action: Action,
+    *,
+    note: str | None = None,
+    hold_reason: HoldReason | None = None,
+) -> OrderView:
+    """Apply one lifecycle action and record it on the timeline.
+
+    Raises NotFound, InvalidTransition (with the current state and allowed
+    actions), PermissionDenied (API keys and client users may only cancel or
+    request returns of their own orders; the rest is the operations team's).
+    """
+    if actor.kind is ActorKind.CLIENT and action not in (Action.CANCEL, Action.REQUEST_RETURN):
+        raise PermissionDenied("Client users can cancel orders and request returns; other steps are ours")
+    async with db.transaction(actor.scope) as session:
+        order = await _find_order(session, actor, order_id, lock=True)
+        holds = await _active_holds(session, order)
+        active = [h.reason for h in holds]
+        try:
+            after = states.next_status(order.status, action, active, hold_reason)
+        except states.TransitionRefused as exc:
+            raise _refuse(exc) from None
+        if action is Action.VERIFY:
+            await _require_checks_decided(session, order)
+        before = order.status
+        now = dt.datetime.now(dt.UTC)
+        if action is Action.PLACE_HOLD:
+            session.add(
+                OrderHold(
+                    tenant_id=order.tenant_id,
+                    order_id=order.id,
+                    id=new_id(),
+                    reason=hold_reason,
+                    note=note,
+                    placed_at=now,
+                    placed_by=actor.display_name,
+                )
+            )
+            append_event(
+                session,
+                order,
+                actor,
+                "hold_placed",
+                f"On hold: {hold_reason.value.replace('_', ' ')}",
+                {"hold": [None, hold_reason.value], "note": note},
+            )
+        elif action is Action.RELEASE_HOLD:
+            held = next(h for h in holds if h.reason is hold_reason)
+            held.released_at = now
+            held.released_by = actor.display_name
+            remaining = [h.reason.value for h in holds if h is not held]
+            append_event(
+                session,
+                order,
+                actor,
+                "hold_released",
+                f"Hold released: {hold_reason.value.replace('_', ' ')}"
+                + ("" if remaining else f"; resuming as {order.status.value.replace('_', ' ')}"),
+                {"hold": [hold_reason.value, None], "still_on_hold": remaining, "note": note},
+            )
+        else:
+            order.status = after
+            summary = EVENT_SUMMARIES.get(action, action.value)
+            append_event(
+                session,
+                order,
+                actor,
+                action.value,
+                summary + (f": {note}" if note else ""),
+                {"status": [before.value, after.value]},
+            )
+            if action is Action.CANCEL and holds:
+                for hold in holds:
+                    hold.released_at = now
+                    hold.released_by = actor.display_name
+        order.version += 1
+        order.updated_at = now
+        await session.flush()
+        return await _load_view(session, order)
+
+
+async def _require_checks_decided(session: AsyncSession, order: Order) -> None:
+    rows = await session.scalars(
+        select(VerificationCheck).where(
+            VerificationCheck.tenant_id == order.tenant_id,
+            VerificationCheck.order_id == order.id,
+            VerificationCheck.result == CheckResult.FAILED,
+        )
+    )
+    blocking = [c for c in rows if c.resolution is not CheckResolution.OVERRIDDEN]
+    if blocking:
+        names = ", ".join(c.check for c in blocking)
+        raise InvalidTransition(
+            order.status.value,
+            Action.VERIFY.value,
+            tuple(a.value for a in states.allowed_actions(order.status)),
+            detail=f"Failed checks need an override before verifying: {names}",
+        )
+
+
+async def decide_check(
+    db: Database, actor: Actor, order_id: UUID, check: str, resolution: CheckResolution, note: str | None
+) -> OrderView:
+    """An agent confirms or overrides one failed check; on the timeline.
+
+    Raises NotFound (order or check), PermissionDenied (only staff decide),
+    Conflict (the check passed, or the order is past verification).
+    """
+    if actor.kind is not ActorKind.STAFF and actor.kind is not ActorKind.SYSTEM:
+        raise PermissionDenied("Only operations staff decide verification checks")
+    async with db.transaction(actor.scope) as session:
+        order = await _find_order(session, actor, order_id, lock=True)
+        row = await session.scalar(
+            select(VerificationCheck).where(
+                VerificationCheck.tenant_id == order.tenant_id,
+                VerificationCheck.order_id == order.id,
+                VerificationCheck.check == check,
+            )
+        )
+        if row is None:
+            raise NotFound("Check")
+        if order.status not in (OrderStatus.CAPTURED, OrderStatus.AWAITING_VERIFICATION):
+            raise Conflict(f"The order is {order.status.value.replace('_', ' ')}; its checks are settled")
+        if row.result is CheckResult.PASSED:
+            raise Conflict(f"The {check} check passed; there is nothing to decide")
+        previous = row.resolution.value if row.resolution else None
+        row.resolution = resolution
+        row.resolved_by = actor.display_name
+        row.resolved_at = dt.datetime.now(dt.UTC)
+        row.resolution_note = note
+        verb = "overridden" if resolution is CheckResolution.OVERRIDDEN else "confirmed as a problem"
+        append_event(
+            session,
+            order,
+            actor,
+            "check_decided",
+            f"Check {check} {verb}" + (f": {note}" if note else ""),
+            {"check": check, "resolution": [previous, resolution.value]},
+        )
+        order.version += 1
+        order.updated_at = row.resolved_at
+        await session.flush()
+        return await _load_view(session, order)
+
+
+async def update_payment_status(
+    db: Database, actor: Actor, order_id: UUID, payment_status: PaymentStatus
+) -> OrderView:
+    """Record a payment change; the payment check follows it. Raises NotFound, PermissionDenied."""
+    if actor.kind is ActorKind.CLIENT:
+        raise PermissionDenied("Payment status comes from the client's systems or the operations team")
+    async with db.transaction(actor.scope) as session:
+        order = await _find_order(session, actor, order_id, lock=True)
+        if order.payment_status is payment_status:
+            return await _load_view(session, order)
+        before = order.payment_status
+        order.payment_status = payment_status
+        outcome = verification.payment_check(payment_status)
+        await session.execute(
+            update(VerificationCheck)
+            .where(
+                VerificationCheck.tenant_id == order.tenant_id,
+                VerificationCheck.order_id == order.id,
+                VerificationCheck.check == verification.PAYMENT,
+            )
+            .values(result=outcome.result, detail=outcome.detail)
+        )
+        append_event(
+            session,
+            order,
+            actor,
+            "payment_updated",
+            f"Payment {payment_status.value}",
+            {"payment_status": [before.value, payment_status.value]},
+        )
+        order.version += 1
+        order.updated_at = dt.datetime.now(dt.UTC)
+        await session.flush()
+        return await _load_view(session, order)
+
+
+async def purge_idempotency_keys(db: Database, actor: Actor) -> int:
+    """Forget keys older than the retention (48 h; at least 24 h is promised)."""
+    cutoff = dt.datetime.now(dt.UTC) - IDEMPOTENCY_RETENTION
+    async with db.transaction(actor.scope) as session:
+        result = await session.execute(
+            IdempotencyKey.__table__.delete().where(
+                IdempotencyKey.tenant_id.in_(actor.tenant_ids), IdempotencyKey.created_at < cutoff
+            )
+        )
+        return result.rowcount

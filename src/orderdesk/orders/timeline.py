@@ -1,0 +1,45 @@
+"""The order timeline: who did what, through which channel, before → after."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from orderdesk.accounts.actors import Actor, ActorKind
+from orderdesk.orders.models import Order, OrderEvent
+
+CHANNEL_OF_ACTOR = {
+    ActorKind.STAFF: "console",
+    ActorKind.CLIENT: "portal",
+    ActorKind.API_KEY: "api",
+    ActorKind.SYSTEM: "system",
+}
+
+
+def append_event(
+    session: AsyncSession,
+    order: Order,
+    actor: Actor,
+    kind: str,
+    summary: str,
+    changes: dict[str, Any] | None = None,
+    *,
+    channel: str | None = None,
+) -> OrderEvent:
+    """Add the next event of `order`'s timeline to the session (the order row must be locked)."""
+    order.last_event_seq += 1
+    event = OrderEvent(
+        tenant_id=order.tenant_id,
+        order_id=order.id,
+        seq=order.last_event_seq,
+        kind=kind,
+        actor_kind=actor.kind.value,
+        actor_id=str(actor.id),
+        actor_name=actor.display_name,
+        channel=channel or CHANNEL_OF_ACTOR[actor.kind],
+        summary=summary,
+        changes=changes or {},
+    )
+    session.add(event)
+    return event
