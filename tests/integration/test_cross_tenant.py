@@ -11,7 +11,9 @@ from dataclasses import dataclass
 
 import pytest
 
+from orderdesk.orders.states import Action
 from tests.conftest import World, session_csrf, sign_in
+from tests.integration.test_orders_api import order_body
 
 
 @dataclass(frozen=True)
@@ -21,23 +23,52 @@ class Route:
     # Which of B's objects the id names (an attribute of World), and who may call the route.
     target: str
     callers: tuple[str, ...]
+    body: dict | None = None
 
     def path(self, object_id) -> str:
         return self.template.replace("{id}", str(object_id))
 
 
+ALL = ("staff", "client", "api_key")
+ORDER_ACTIONS = [
+    a.value.replace("_", "-") for a in Action if a not in (Action.PLACE_HOLD, Action.RELEASE_HOLD)
+]
+
 ROUTES = [
-    Route("GET", "/api/v1/tenants/{id}", "b_tenant", ("staff", "client", "api_key")),
+    Route("GET", "/api/v1/tenants/{id}", "b_tenant", ALL),
     Route("GET", "/console/tenants/{id}", "b_tenant", ("staff",)),
-    Route("GET", "/api/v1/api-keys/{id}", "b_key", ("staff", "client", "api_key")),
-    Route("DELETE", "/api/v1/api-keys/{id}", "b_key", ("staff", "client", "api_key")),
+    Route("GET", "/api/v1/api-keys/{id}", "b_key", ALL),
+    Route("DELETE", "/api/v1/api-keys/{id}", "b_key", ALL),
+    Route("GET", "/api/v1/orders/{id}", "b_order", ALL),
+    Route("GET", "/api/v1/orders/{id}/events", "b_order", ALL),
+    Route("POST", "/api/v1/orders/{id}/holds", "b_order", ("staff", "api_key"), {"reason": "other"}),
+    Route("POST", "/api/v1/orders/{id}/holds/release", "b_order", ("staff", "api_key"), {"reason": "other"}),
+    Route(
+        "POST",
+        "/api/v1/orders/{id}/checks/payment_confirmed",
+        "b_order",
+        ("staff",),
+        {"resolution": "overridden"},
+    ),
+    Route("POST", "/api/v1/orders/{id}/payment", "b_order", ("staff", "api_key"), {"payment_status": "paid"}),
+    *[
+        Route("POST", f"/api/v1/orders/{{id}}/{slug}", "b_order", ("staff", "api_key"))
+        for slug in ORDER_ACTIONS
+    ],
+    Route("POST", "/api/v1/orders/{id}/cancel", "b_order", ("client",)),
 ]
 
 CALLERS = ("staff", "client", "api_key")
 
 
-def target_id(world: World, target: str):
-    return {"b_tenant": world.b.id, "b_key": world.key_b_id}[target]
+@pytest.fixture
+async def b_objects(client, world: World) -> dict[str, object]:
+    """One object of each kind belonging to B, made through B's own API key."""
+    order = await client.post(
+        "/api/v1/orders", json=order_body(), headers={"Authorization": f"Bearer {world.key_b}"}
+    )
+    assert order.status_code == 201, order.text
+    return {"b_tenant": world.b.id, "b_key": world.key_b_id, "b_order": order.json()["id"]}
 
 
 async def as_caller(client, world: World, caller: str) -> dict[str, str]:
@@ -57,16 +88,18 @@ def normalised(response) -> tuple[int, str]:
 
 
 @pytest.mark.parametrize("caller", CALLERS)
-async def test_foreign_ids_answer_like_missing_ones(client, world: World, caller):
+async def test_foreign_ids_answer_like_missing_ones(client, world: World, b_objects, caller):
     headers = await as_caller(client, world, caller)
     checked = 0
     for route in ROUTES:
         if caller not in route.callers:
             continue
         foreign = await client.request(
-            route.method, route.path(target_id(world, route.target)), headers=headers
+            route.method, route.path(b_objects[route.target]), headers=headers, json=route.body
         )
-        missing = await client.request(route.method, route.path(uuid.uuid4()), headers=headers)
+        missing = await client.request(
+            route.method, route.path(uuid.uuid4()), headers=headers, json=route.body
+        )
         assert foreign.status_code == 404, f"{caller} {route.method} {route.template}: {foreign.status_code}"
         assert normalised(foreign) == normalised(missing), (
             f"{caller} {route.template} tells foreign from missing"
@@ -84,8 +117,20 @@ async def test_a_foreign_revoke_changes_nothing(client, world: World):
     assert still_works.json()["tenant_ids"] == [str(world.b.id)]
 
 
+async def test_b_order_is_untouched_by_a(client, world: World, b_objects):
+    for caller in CALLERS:
+        headers = await as_caller(client, world, caller)
+        for slug in ("cancel", "verify"):
+            await client.post(f"/api/v1/orders/{b_objects['b_order']}/{slug}", headers=headers)
+        client.cookies.clear()
+    events = await client.get(
+        f"/api/v1/orders/{b_objects['b_order']}/events", headers={"Authorization": f"Bearer {world.key_b}"}
+    )
+    assert [e["kind"] for e in events.json()] == ["created", "verification_needed"]
+
+
 @pytest.mark.parametrize("caller", CALLERS)
-async def test_lists_never_include_b(client, world: World, caller):
+async def test_lists_never_include_b(client, world: World, b_objects, caller):
     headers = await as_caller(client, world, caller)
     tenants = (await client.get("/api/v1/tenants", headers=headers)).json()
     assert str(world.a.id) in {t["id"] for t in tenants}
@@ -93,6 +138,11 @@ async def test_lists_never_include_b(client, world: World, caller):
     if caller == "client":
         keys = (await client.get("/api/v1/api-keys", headers=headers)).json()
         assert {k["tenant_id"] for k in keys} == {str(world.a.id)}
+    orders = (await client.get("/api/v1/orders?limit=200", headers=headers)).json()["items"]
+    assert b_objects["b_order"] not in {o["id"] for o in orders}
+    assert all(o["tenant_id"] == str(world.a.id) for o in orders)
+    foreign_filter = await client.get(f"/api/v1/orders?tenant_id={world.b.id}", headers=headers)
+    assert foreign_filter.status_code == 404
 
 
 async def test_staff_asking_for_b_keys_by_tenant_gets_404(client, world: World):
