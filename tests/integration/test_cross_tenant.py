@@ -56,6 +56,11 @@ ROUTES = [
         for slug in ORDER_ACTIONS
     ],
     Route("POST", "/api/v1/orders/{id}/cancel", "b_order", ("client",)),
+    Route("GET", "/api/v1/tenants/{id}/verification-policy", "b_tenant", ALL),
+    Route("PUT", "/api/v1/tenants/{id}/verification-policy", "b_tenant", ALL, {"auto_verify": True}),
+    Route("GET", "/api/v1/catalog?tenant_id={id}", "b_tenant", ALL),
+    Route("PUT", "/api/v1/catalog/SKU-1?tenant_id={id}", "b_tenant", ALL, {"name": "x"}),
+    Route("GET", "/api/v1/orders?tenant_id={id}", "b_tenant", ALL),
 ]
 
 CALLERS = ("staff", "client", "api_key")

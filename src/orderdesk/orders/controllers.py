@@ -6,14 +6,16 @@ import datetime as dt
 from typing import Annotated
 from uuid import UUID
 
-from litestar import Controller, Request, Response, get, post
+from litestar import Controller, Request, Response, get, post, put
 from litestar.params import FromPath, FromQuery, HeaderParameter, JSONBody, QueryParameter
 
 from orderdesk.core.errors import FieldError, ValidationFailed
-from orderdesk.orders import services
+from orderdesk.orders import catalog, services
 from orderdesk.orders.models import Channel, PaymentStatus, Priority
 from orderdesk.orders.schemas import (
     ActionIn,
+    CatalogItemIn,
+    CatalogItemView,
     CheckDecisionIn,
     EventView,
     HoldIn,
@@ -22,15 +24,19 @@ from orderdesk.orders.schemas import (
     OrderPage,
     OrderView,
     PaymentUpdateIn,
+    VerificationPolicyIn,
+    VerificationPolicyView,
 )
 from orderdesk.orders.states import Action, OrderStatus
+from orderdesk.orders.verification import VerificationPolicy
 from orderdesk.web.deps import DB, CurrentActor
 from orderdesk.web.guards import requires_actor
 
 IdempotencyKeyHeader = Annotated[
     str | None,
     HeaderParameter(
-        name="Idempotency-Key", required=False,
+        name="Idempotency-Key",
+        required=False,
         description="Retry-safe creation: the same key and body replay the first answer for at least 24 h",
     ),
 ]
@@ -65,7 +71,11 @@ class OrderApiController(Controller):
         responses={},
     )
     async def create_order(
-        self, request: Request, db: DB, actor: CurrentActor, data: JSONBody[OrderCreate],
+        self,
+        request: Request,
+        db: DB,
+        actor: CurrentActor,
+        data: JSONBody[OrderCreate],
         idempotency_key: IdempotencyKeyHeader = None,
     ) -> Response[OrderView]:
         result = await services.capture_order(
@@ -87,14 +97,24 @@ class OrderApiController(Controller):
         created_from: FromQuery[dt.datetime | None] = None,
         created_to: FromQuery[dt.datetime | None] = None,
         on_hold: FromQuery[bool | None] = None,
-        q: Annotated[str | None, QueryParameter(max_length=200, description="Number, reference, name or email")] = None,
+        q: Annotated[
+            str | None, QueryParameter(max_length=200, description="Number, reference, name or email")
+        ] = None,
         limit: Annotated[int, QueryParameter(ge=1, le=200)] = 50,
         cursor: FromQuery[str | None] = None,
     ) -> OrderPage:
         filters = services.OrderFilters(
-            tenant_id=tenant_id, statuses=_statuses(status), priority=priority, tag=tag,
-            created_from=created_from, created_to=created_to, text=q, limit=limit, cursor=cursor,
-            on_hold=on_hold, payment_status=payment_status,
+            tenant_id=tenant_id,
+            statuses=_statuses(status),
+            priority=priority,
+            tag=tag,
+            created_from=created_from,
+            created_to=created_to,
+            text=q,
+            limit=limit,
+            cursor=cursor,
+            on_hold=on_hold,
+            payment_status=payment_status,
         )
         return await services.list_orders(db, actor, filters)
 
@@ -122,9 +142,15 @@ class OrderApiController(Controller):
             db, actor, order_id, Action.RELEASE_HOLD, note=data.note, hold_reason=data.reason
         )
 
-    @post("/{order_id:uuid}/checks/{check:str}", summary="Confirm or override a failed check", status_code=200)
+    @post(
+        "/{order_id:uuid}/checks/{check:str}", summary="Confirm or override a failed check", status_code=200
+    )
     async def decide_check(
-        self, db: DB, actor: CurrentActor, order_id: FromPath[UUID], check: FromPath[str],
+        self,
+        db: DB,
+        actor: CurrentActor,
+        order_id: FromPath[UUID],
+        check: FromPath[str],
         data: JSONBody[CheckDecisionIn],
     ) -> OrderView:
         return await services.decide_check(db, actor, order_id, check, data.resolution, data.note)
@@ -145,8 +171,7 @@ def _action_handler(action: Action):
     slug = action.value.replace("_", "-")
     return post(
         f"/{{order_id:uuid}}/{slug}",
-        summary=services.EVENT_SUMMARIES[action].split(":")[0].replace("Order", "").strip()
-        or action.value,
+        summary=services.EVENT_SUMMARIES[action].split(":")[0].replace("Order", "").strip() or action.value,
         description=f"Lifecycle action `{action.value}`. Refused with 409 and the allowed actions "
         "when the order's state does not allow it.",
         status_code=200,
@@ -160,3 +185,58 @@ for _action in Action:
     if _action in (Action.PLACE_HOLD, Action.RELEASE_HOLD):
         continue
     setattr(OrderApiController, f"action_{_action.value}", _action_handler(_action))
+
+
+class CatalogApiController(Controller):
+    path = "/api/v1/catalog"
+    tags = ["Catalog"]
+    guards = [requires_actor]
+
+    @get("/", summary="The tenant's SKUs")
+    async def list_catalog(
+        self, db: DB, actor: CurrentActor, tenant_id: FromQuery[UUID | None] = None
+    ) -> list[CatalogItemView]:
+        tenant = services.resolve_tenant(actor, tenant_id)
+        return [CatalogItemView.model_validate(i) for i in await catalog.list_catalog(db, actor, tenant)]
+
+    @put("/{sku:str}", summary="Create or update a SKU (set active=false to stop selling it)")
+    async def put_item(
+        self,
+        db: DB,
+        actor: CurrentActor,
+        sku: FromPath[str],
+        data: JSONBody[CatalogItemIn],
+        tenant_id: FromQuery[UUID | None] = None,
+    ) -> CatalogItemView:
+        tenant = services.resolve_tenant(actor, tenant_id)
+        item = await catalog.upsert_catalog_item(db, actor, tenant, sku, data.name, data.active)
+        return CatalogItemView.model_validate(item)
+
+
+class VerificationPolicyController(Controller):
+    path = "/api/v1/tenants/{tenant_id:uuid}/verification-policy"
+    tags = ["Tenants"]
+    guards = [requires_actor]
+
+    @get("/", summary="How the tenant's orders are verified")
+    async def get_policy(
+        self, db: DB, actor: CurrentActor, tenant_id: FromPath[UUID]
+    ) -> VerificationPolicyView:
+        policy = await catalog.get_verification_policy(db, actor, tenant_id)
+        return VerificationPolicyView(
+            auto_verify=policy.auto_verify,
+            high_value_minor=policy.high_value_minor or {},
+            duplicate_window_minutes=policy.duplicate_window_minutes,
+        )
+
+    @put("/", summary="Change how the tenant's orders are verified")
+    async def put_policy(
+        self, db: DB, actor: CurrentActor, tenant_id: FromPath[UUID], data: JSONBody[VerificationPolicyIn]
+    ) -> VerificationPolicyView:
+        policy = VerificationPolicy(
+            auto_verify=data.auto_verify,
+            high_value_minor={k.upper(): v for k, v in data.high_value_minor.items()},
+            duplicate_window_minutes=data.duplicate_window_minutes,
+        )
+        await catalog.set_verification_policy(db, actor, tenant_id, policy)
+        return VerificationPolicyView(**data.model_dump())

@@ -215,3 +215,30 @@ class OrderView(OrderSummary):
 class OrderPage(OutputSchema):
     items: list[OrderSummary]
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page")
+
+
+class CatalogItemIn(InputSchema):
+    name: str = Field(min_length=1, max_length=200, examples=["Two-person tent, green"])
+    active: bool = True
+
+
+class CatalogItemView(OutputSchema):
+    sku: str
+    name: str
+    active: bool
+
+
+class VerificationPolicyIn(InputSchema):
+    auto_verify: bool = Field(
+        default=False, description="Orders that pass every check verify themselves; others wait for an agent"
+    )
+    high_value_minor: dict[str, Annotated[int, Field(gt=0, le=MAX_AMOUNT_MINOR)]] = Field(
+        default_factory=dict,
+        examples=[{"EUR": 100000, "JPY": 150000}],
+        description="Per currency, the total from which an order needs a person's look",
+    )
+    duplicate_window_minutes: int = Field(default=60, ge=1, le=10080)
+
+
+class VerificationPolicyView(VerificationPolicyIn):
+    pass
