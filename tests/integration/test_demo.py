@@ -68,6 +68,9 @@ def test_demo_runs_with_embedded_servers_and_stops_on_sigterm(tmp_path):
             assert signed_in.status_code == 200
             assert "Acme Outdoor Gear" in signed_in.text and "Kaze Cycles" in signed_in.text
             assert "Borealis Tea" not in signed_in.text  # not assigned to this agent
+            orders = browser.get("/api/v1/orders?limit=200").json()["items"]
+            assert len(orders) >= 50  # two tenants' demo orders
+            assert len({o["status"] for o in orders}) >= 8  # spread over the lifecycle
         assert processes_mentioning(str(data_dir)), "expected embedded servers living in the data folder"
     finally:
         demo.send_signal(signal.SIGTERM)
