@@ -148,3 +148,46 @@ async def test_malformed_authorization_is_401(client, header):
     response = await client.get("/api/v1/me", headers={"Authorization": header})
     assert response.status_code == 401
     assert response.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_failures_from_one_address_are_throttled_across_accounts(db):
+    import uuid
+
+    from orderdesk.accounts import services as accounts
+    from orderdesk.core.errors import AuthenticationFailed, Throttled
+
+    address = f"203.0.113.{uuid.uuid4().int % 250 + 1}"
+    for i in range(50):
+        with pytest.raises(AuthenticationFailed):
+            await accounts.sign_in(
+                db, f"guess{i}-{uuid.uuid4().hex[:6]}@example.com", "wrong", address=address
+            )
+    with pytest.raises(Throttled, match="for this address"):
+        await accounts.sign_in(db, "another@example.com", "wrong", address=address)
+    # Another address is not affected.
+    with pytest.raises(AuthenticationFailed):
+        await accounts.sign_in(db, "another@example.com", "wrong", address="198.51.100.7")
+
+
+async def test_request_log_lines_carry_request_id_actor_and_tenant(settings, world: World, capfd):
+    import json
+
+    from litestar.testing import AsyncTestClient
+
+    from orderdesk.app import create_app
+    from orderdesk.web.logging import configure_logging
+
+    try:
+        async with AsyncTestClient(
+            app=create_app(settings.model_copy(update={"log_level": "INFO"}))
+        ) as client:
+            await client.get(
+                "/api/v1/me", headers={"Authorization": f"Bearer {world.key_a}", "X-Request-ID": "trace-42"}
+            )
+    finally:
+        configure_logging(settings.log_level)
+    lines = [json.loads(line) for line in capfd.readouterr().err.splitlines() if line.startswith("{")]
+    entry = next(e for e in lines if e.get("event") == "request" and e.get("request_id") == "trace-42")
+    assert entry["status"] == 200 and entry["path"] == "/api/v1/me"
+    assert entry["actor"] == f"api_key:{world.key_a_id}"
+    assert entry["tenants"] == str(world.a.id)
