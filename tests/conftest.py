@@ -86,6 +86,9 @@ def settings(owner_url, service_urls) -> Settings:
 
 @pytest.fixture(scope="session")
 async def db(settings) -> AsyncIterator[Database]:
+    from orderdesk.wiring import connect_features
+
+    connect_features()
     database = Database(make_engine(settings.app_url, pool_size=5))
     yield database
     await database.dispose()

@@ -27,6 +27,7 @@ from orderdesk.web.errors import EXCEPTION_HANDLERS
 from orderdesk.web.health import healthz, readyz
 from orderdesk.web.logging import RequestLogMiddleware, configure_logging
 from orderdesk.web.templating import configure_templates
+from orderdesk.wiring import connect_features
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES_DIR = ROOT / "templates"
@@ -45,6 +46,7 @@ async def index(request: Request) -> Redirect:
 
 def create_app(settings: Settings) -> Litestar:
     configure_logging(settings.log_level, json=settings.log_json)
+    connect_features()
 
     async def open_resources(app: Litestar) -> None:
         app.state.settings = settings

@@ -83,6 +83,9 @@ async def _with_database(
 ) -> T:
     from orderdesk.core.db import Database, make_engine
 
+    from orderdesk.wiring import connect_features
+
+    connect_features()
     url = settings.owner_url if owner else settings.app_url
     db = Database(make_engine(url, pool_size=2, application_name="orderdesk-cli"))
     try:

@@ -14,6 +14,7 @@ from orderdesk.core.db import Database, make_engine
 from orderdesk.core.errors import NotFound
 from orderdesk.settings import Settings
 from orderdesk.tenants import services as tenants
+from orderdesk.wiring import connect_features
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,7 @@ STAFF = (
 
 async def seed_demo_data(settings: Settings, password: str) -> str:
     """Create the demo data set if absent; return what a person needs to sign in."""
+    connect_features()
     db = Database(make_engine(settings.app_url, pool_size=2, application_name="orderdesk-demo"))
     try:
         system = await tenants.system_actor(db)

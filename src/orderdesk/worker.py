@@ -9,6 +9,7 @@ from orderdesk.core.db import Database, make_engine
 from orderdesk.core.queue import JobRegistry, Periodic
 from orderdesk.settings import Settings
 from orderdesk.web.logging import configure_logging
+from orderdesk.wiring import connect_features
 
 
 def job_registry() -> JobRegistry:
@@ -21,6 +22,7 @@ def job_registry() -> JobRegistry:
 def worker_settings(settings: Settings) -> dict[str, Any]:
     async def on_startup(ctx: dict[str, Any]) -> None:
         configure_logging(settings.log_level, json=settings.log_json)
+        connect_features()
         ctx["settings"] = settings
         ctx["db"] = Database(make_engine(settings.app_url, pool_size=5, application_name="orderdesk-worker"))
 

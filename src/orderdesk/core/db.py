@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from orderdesk.core import events
 from orderdesk.core.tenancy import Scope, apply_scope
 
 NAMING_CONVENTION = {
@@ -69,6 +70,8 @@ class Database:
         async with self.sessionmaker() as session, session.begin():
             await apply_scope(session, scope)
             yield session
+            # Side effects of what the body recorded commit with it, or not at all.
+            await events.dispatch(session)
 
     async def dispose(self) -> None:
         await self.engine.dispose()

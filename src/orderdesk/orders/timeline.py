@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from orderdesk.accounts.actors import Actor, ActorKind
+from orderdesk.core import events
 from orderdesk.orders.models import Order, OrderEvent
+
+
+@dataclass(frozen=True, slots=True)
+class OrderChanged:
+    """Recorded with every timeline event; other features react to it in the same transaction."""
+
+    order: Order
+    event: OrderEvent
+    actor: Actor
 
 CHANNEL_OF_ACTOR = {
     ActorKind.STAFF: "console",
@@ -42,4 +53,5 @@ def append_event(
         changes=changes or {},
     )
     session.add(event)
+    events.record(session, OrderChanged(order=order, event=event, actor=actor))
     return event

