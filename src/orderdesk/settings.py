@@ -69,6 +69,17 @@ class Settings(BaseSettings):
         default="INFO", alias="ORDERDESK_LOG_LEVEL"
     )
     log_json: bool = Field(default=True, alias="ORDERDESK_LOG_JSON")
+    # Webhook URLs that resolve to private, loopback or link-local addresses are refused
+    # (server-side request forgery) unless this is set, e.g. for local development and tests.
+    webhooks_allow_private: bool = Field(default=False, alias="ORDERDESK_WEBHOOKS_ALLOW_PRIVATE")
+    # Seconds to wait before each retry, after the first attempt (the Standard Webhooks example).
+    webhook_retry_schedule: tuple[float, ...] = Field(
+        default=(5, 300, 1800, 7200, 18000, 36000, 50400, 72000, 86400),
+        alias="ORDERDESK_WEBHOOK_RETRY_SCHEDULE",
+    )
+    webhook_timeout_seconds: float = Field(default=15.0, gt=0, le=120, alias="ORDERDESK_WEBHOOK_TIMEOUT")
+    # An endpoint failing without a single success for this long is disabled.
+    webhook_disable_after_days: float = Field(default=5.0, gt=0, alias="ORDERDESK_WEBHOOK_DISABLE_AFTER_DAYS")
 
     @field_validator("database_url", "app_database_url")
     @classmethod
@@ -77,6 +88,20 @@ class Settings(BaseSettings):
             return None
         variable = "DATABASE_URL" if info.field_name == "database_url" else "APP_DATABASE_URL"
         return to_asyncpg_url(value, variable=variable).render_as_string(hide_password=False)
+
+    @field_validator("webhook_retry_schedule", mode="before")
+    @classmethod
+    def _schedule(cls, value):
+        if isinstance(value, str):
+            try:
+                value = tuple(float(part) for part in value.split(",") if part.strip())
+            except ValueError:
+                raise SettingsError(
+                    "ORDERDESK_WEBHOOK_RETRY_SCHEDULE must be comma-separated seconds, e.g. 5,300,1800"
+                ) from None
+        if not value or any(v < 0 for v in value):
+            raise SettingsError("ORDERDESK_WEBHOOK_RETRY_SCHEDULE needs at least one non-negative delay")
+        return tuple(value)
 
     @field_validator("redis_url")
     @classmethod

@@ -15,3 +15,8 @@ def connect_features() -> None:
     if _connected:
         return
     _connected = True
+    from orderdesk.core import events
+    from orderdesk.integrations import outbox
+    from orderdesk.orders.timeline import OrderChanged
+
+    events.subscribe(OrderChanged, outbox.on_order_changed)

@@ -6,7 +6,8 @@ from typing import Any
 
 from orderdesk.accounts.jobs import purge_sign_in_state_job
 from orderdesk.core.db import Database, make_engine
-from orderdesk.core.queue import JobRegistry, Periodic
+from orderdesk.core.queue import JobRegistry, Periodic, job
+from orderdesk.integrations import jobs as webhook_jobs
 from orderdesk.settings import Settings
 from orderdesk.web.logging import configure_logging
 from orderdesk.wiring import connect_features
@@ -14,8 +15,21 @@ from orderdesk.wiring import connect_features
 
 def job_registry() -> JobRegistry:
     registry = JobRegistry()
-    registry.jobs.append(purge_sign_in_state_job)
-    registry.periodic.append(Periodic(purge_sign_in_state_job, minute={0, 15, 30, 45}))
+    registry.jobs += [
+        purge_sign_in_state_job,
+        # Dispatches are many and carry no result worth keeping; a failed one is simply
+        # superseded by the next sweep, so it is not retried either.
+        job(webhook_jobs.dispatch_webhooks, keep_result_seconds=0, max_tries=1),
+        job(webhook_jobs.sweep_webhooks, keep_result_seconds=0, max_tries=1),
+    ]
+    registry.periodic += [
+        Periodic(purge_sign_in_state_job, minute={0, 15, 30, 45}),
+        Periodic(
+            webhook_jobs.sweep_webhooks,
+            second=set(range(0, 60, webhook_jobs.SWEEP_EVERY_SECONDS)),
+            run_at_startup=True,
+        ),
+    ]
     return registry
 
 
@@ -24,9 +38,11 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
         configure_logging(settings.log_level, json=settings.log_json)
         connect_features()
         ctx["settings"] = settings
-        ctx["db"] = Database(make_engine(settings.app_url, pool_size=5, application_name="orderdesk-worker"))
+        ctx["db"] = Database(make_engine(settings.app_url, pool_size=10, application_name="orderdesk-worker"))
+        await webhook_jobs.start(ctx, settings)
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
+        await webhook_jobs.stop(ctx)
         if db := ctx.get("db"):
             await db.dispose()
 

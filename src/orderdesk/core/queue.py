@@ -15,6 +15,7 @@ from typing import Any
 import msgpack
 from arq import cron
 from arq.connections import ArqRedis, RedisSettings
+from arq.worker import func
 from redis.asyncio import ConnectionPool
 
 # arq's default is 0.5 s between polls; work such as webhook dispatch should start promptly.
@@ -55,6 +56,11 @@ async def enqueue(pool: ArqRedis, job_name: str, *args: Any, job_id: str | None 
 
 
 JobFunction = Callable[..., Awaitable[Any]]
+
+
+def job(function: JobFunction, *, keep_result_seconds: float | None = None, max_tries: int | None = None) -> Any:
+    """Declare a job with its own result retention or retry count."""
+    return func(function, keep_result=keep_result_seconds, max_tries=max_tries)
 
 
 @dataclass(frozen=True)

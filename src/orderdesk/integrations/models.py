@@ -104,7 +104,9 @@ class WebhookDelivery(Base):
 
     __table_args__ = (
         ForeignKeyConstraint(
-            ["tenant_id", "endpoint_id"], ["webhook_endpoints.tenant_id", "webhook_endpoints.id"], ondelete="CASCADE"
+            ["tenant_id", "endpoint_id"],
+            ["webhook_endpoints.tenant_id", "webhook_endpoints.id"],
+            ondelete="CASCADE",
         ),
         ForeignKeyConstraint(["tenant_id", "event_id"], ["outbox_events.tenant_id", "outbox_events.id"]),
         Index("uq_webhook_deliveries_event_endpoint", "tenant_id", "event_id", "endpoint_id", unique=True),
@@ -132,7 +134,8 @@ class WebhookAttempt(Base):
 
     __table_args__ = (
         ForeignKeyConstraint(
-            ["tenant_id", "delivery_id"], ["webhook_deliveries.tenant_id", "webhook_deliveries.id"],
+            ["tenant_id", "delivery_id"],
+            ["webhook_deliveries.tenant_id", "webhook_deliveries.id"],
             ondelete="CASCADE",
         ),
         Index("ix_webhook_attempts_endpoint_time", "tenant_id", "endpoint_id", text("attempted_at DESC")),

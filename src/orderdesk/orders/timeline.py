@@ -19,6 +19,24 @@ class OrderChanged:
     order: Order
     event: OrderEvent
     actor: Actor
+    # The order as it stood right after this event (handlers run later, at commit).
+    snapshot: dict[str, Any]
+
+
+def order_snapshot(order: Order) -> dict[str, Any]:
+    """What the outside world is told about an order: no internal notes, no checks."""
+    return {
+        "id": str(order.id),
+        "number": order.number,
+        "external_ref": order.external_ref,
+        "status": order.status.value,
+        "payment_status": order.payment_status.value,
+        "priority": order.priority.value,
+        "currency": order.currency,
+        "total_minor": order.total_minor,
+        "customer": {"name": order.customer_name, "email": order.customer_email},
+    }
+
 
 CHANNEL_OF_ACTOR = {
     ActorKind.STAFF: "console",
@@ -53,5 +71,7 @@ def append_event(
         changes=changes or {},
     )
     session.add(event)
-    events.record(session, OrderChanged(order=order, event=event, actor=actor))
+    events.record(
+        session, OrderChanged(order=order, event=event, actor=actor, snapshot=order_snapshot(order))
+    )
     return event

@@ -1,0 +1,170 @@
+"""Webhook endpoints API (tenant API keys, client admins, staff admins) and delivery logs."""
+
+from __future__ import annotations
+
+import datetime as dt
+from uuid import UUID
+
+from litestar import Controller, delete, get, patch, post
+from litestar.params import FromPath, FromQuery, JSONBody
+
+from orderdesk.integrations import endpoints as service
+from orderdesk.integrations.models import DeliveryStatus
+from orderdesk.integrations.schemas import (
+    AttemptView,
+    DeliveryView,
+    EndpointCreate,
+    EndpointUpdate,
+    EndpointView,
+    EndpointWithSecret,
+    ReplayResult,
+    RotateSecretIn,
+)
+from orderdesk.orders.services import resolve_tenant
+from orderdesk.web.deps import DB, AppSettings, CurrentActor
+from orderdesk.web.guards import requires_actor
+
+
+def _with_secret(endpoint) -> EndpointWithSecret:
+    return EndpointWithSecret.model_validate(endpoint)
+
+
+def _delivery_view(pair) -> DeliveryView:
+    delivery, event_type = pair
+    return DeliveryView(
+        id=delivery.id,
+        endpoint_id=delivery.endpoint_id,
+        event_id=delivery.event_id,
+        event_type=event_type,
+        order_id=delivery.order_id,
+        status=delivery.status.value,
+        attempts=delivery.attempts,
+        next_attempt_at=delivery.next_attempt_at,
+        last_status_code=delivery.last_status_code,
+        last_error=delivery.last_error,
+        created_at=delivery.created_at,
+        finished_at=delivery.finished_at,
+    )
+
+
+class WebhookEndpointController(Controller):
+    path = "/api/v1/webhook-endpoints"
+    tags = ["Webhooks"]
+    guards = [requires_actor]
+
+    @post("/", summary="Register a webhook endpoint (the signing secret is in the answer)")
+    async def create(
+        self, db: DB, actor: CurrentActor, settings: AppSettings, data: JSONBody[EndpointCreate]
+    ) -> EndpointWithSecret:
+        tenant_id = resolve_tenant(actor, data.tenant_id)
+        endpoint = await service.create_endpoint(
+            db, actor, tenant_id, data, allow_private=settings.webhooks_allow_private
+        )
+        return _with_secret(endpoint)
+
+    @get("/", summary="The tenant's webhook endpoints")
+    async def list_endpoints(
+        self, db: DB, actor: CurrentActor, tenant_id: FromQuery[UUID | None] = None
+    ) -> list[EndpointView]:
+        rows = await service.list_endpoints(db, actor, resolve_tenant(actor, tenant_id))
+        return [EndpointView.model_validate(e) for e in rows]
+
+    @get("/{endpoint_id:uuid}", summary="One endpoint")
+    async def get_endpoint(self, db: DB, actor: CurrentActor, endpoint_id: FromPath[UUID]) -> EndpointView:
+        return EndpointView.model_validate(await service.get_endpoint(db, actor, endpoint_id))
+
+    @get("/{endpoint_id:uuid}/secret", summary="The endpoint's current signing secret")
+    async def get_secret(
+        self, db: DB, actor: CurrentActor, endpoint_id: FromPath[UUID]
+    ) -> EndpointWithSecret:
+        return _with_secret(await service.get_endpoint(db, actor, endpoint_id))
+
+    @patch("/{endpoint_id:uuid}", summary="Change an endpoint (URL, filter, ordering, rate limit, enabled)")
+    async def update(
+        self,
+        db: DB,
+        actor: CurrentActor,
+        settings: AppSettings,
+        endpoint_id: FromPath[UUID],
+        data: JSONBody[EndpointUpdate],
+    ) -> EndpointView:
+        endpoint = await service.update_endpoint(
+            db, actor, endpoint_id, data, allow_private=settings.webhooks_allow_private
+        )
+        return EndpointView.model_validate(endpoint)
+
+    @delete("/{endpoint_id:uuid}", summary="Remove an endpoint and its delivery log", status_code=204)
+    async def remove(self, db: DB, actor: CurrentActor, endpoint_id: FromPath[UUID]) -> None:
+        await service.delete_endpoint(db, actor, endpoint_id)
+
+    @post(
+        "/{endpoint_id:uuid}/rotate-secret",
+        summary="Rotate the signing secret; both sign during the overlap",
+        status_code=200,
+    )
+    async def rotate(
+        self,
+        db: DB,
+        actor: CurrentActor,
+        endpoint_id: FromPath[UUID],
+        data: JSONBody[RotateSecretIn | None] = None,
+    ) -> EndpointWithSecret:
+        overlap = dt.timedelta(hours=data.overlap_hours if data else 24)
+        return _with_secret(await service.rotate_secret(db, actor, endpoint_id, overlap))
+
+    @post("/{endpoint_id:uuid}/test", summary="Send a test event to this endpoint", status_code=202)
+    async def send_test(self, db: DB, actor: CurrentActor, endpoint_id: FromPath[UUID]) -> DeliveryView:
+        delivery = await service.send_test_event(db, actor, endpoint_id)
+        return _delivery_view((delivery, "endpoint.test"))
+
+    @get("/{endpoint_id:uuid}/deliveries", summary="Deliveries to this endpoint, newest first")
+    async def deliveries(
+        self,
+        db: DB,
+        actor: CurrentActor,
+        endpoint_id: FromPath[UUID],
+        status: FromQuery[DeliveryStatus | None] = None,
+    ) -> list[DeliveryView]:
+        rows = await service.list_deliveries(db, actor, endpoint_id=endpoint_id, status=status)
+        return [_delivery_view(r) for r in rows]
+
+    @get("/{endpoint_id:uuid}/attempts", summary="The delivery log: every attempt, newest first")
+    async def attempts(self, db: DB, actor: CurrentActor, endpoint_id: FromPath[UUID]) -> list[AttemptView]:
+        rows = await service.list_attempts(db, actor, endpoint_id=endpoint_id)
+        return [AttemptView.model_validate(a) for a in rows]
+
+    @post(
+        "/{endpoint_id:uuid}/replay-failed",
+        summary="Send again everything that died since a time",
+        status_code=200,
+    )
+    async def replay_failed(
+        self, db: DB, actor: CurrentActor, endpoint_id: FromPath[UUID], since: FromQuery[dt.datetime]
+    ) -> ReplayResult:
+        return ReplayResult(replayed=await service.replay_failed(db, actor, endpoint_id, since))
+
+
+class WebhookDeliveryController(Controller):
+    path = "/api/v1"
+    tags = ["Webhooks"]
+    guards = [requires_actor]
+
+    @post(
+        "/webhook-deliveries/{delivery_id:uuid}/replay",
+        summary="Send one message again (same webhook-id)",
+        status_code=202,
+    )
+    async def replay(self, db: DB, actor: CurrentActor, delivery_id: FromPath[UUID]) -> DeliveryView:
+        delivery = await service.replay_delivery(db, actor, delivery_id)
+        rows = await service.list_deliveries(db, actor, endpoint_id=delivery.endpoint_id)
+        return _delivery_view(next(r for r in rows if r[0].id == delivery.id))
+
+    @get("/orders/{order_id:uuid}/webhook-deliveries", summary="Webhook deliveries of one order")
+    async def order_deliveries(
+        self, db: DB, actor: CurrentActor, order_id: FromPath[UUID]
+    ) -> list[DeliveryView]:
+        from orderdesk.orders.services import get_order
+
+        await get_order(db, actor, order_id)  # NotFound for foreign or missing orders
+        rows = await service.list_deliveries(db, actor, order_id=order_id)
+        return [_delivery_view(r) for r in rows]

@@ -1,0 +1,131 @@
+"""Writes outbox events in the transaction of the change they describe.
+
+Payloads are versioned JSON (see docs/webhooks.md):
+
+    {"id": "<event id>", "type": "order.verified", "version": 1, "timestamp": "...",
+     "tenant_id": "...", "data": {"order": {...snapshot...}, "change": {...}, "sequence": 3}}
+
+`sequence` counts the order's events 1, 2, 3… so a receiver can tell a gap from a
+late delivery.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+from uuid import UUID
+
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from orderdesk.core.ids import new_id
+from orderdesk.integrations.models import OutboxEvent
+from orderdesk.orders.models import Order
+from orderdesk.orders.timeline import OrderChanged, order_snapshot
+
+PAYLOAD_VERSION = 1
+_SEQ_CACHE_KEY = "orderdesk.outbox_order_seq"
+
+# Timeline kinds that client systems hear about, and the event type they hear.
+EVENT_TYPE_OF_TIMELINE_KIND = {
+    "created": "order.created",
+    "verification_needed": "order.verification_needed",
+    "verified": "order.verified",
+    "verify": "order.verified",
+    "allocate": "order.allocated",
+    "backorder": "order.backordered",
+    "start_picking": "order.picking",
+    "pack": "order.packed",
+    "ship_partially": "order.partially_shipped",
+    "ship": "order.shipped",
+    "deliver": "order.delivered",
+    "close": "order.closed",
+    "cancel": "order.cancelled",
+    "hold_placed": "order.on_hold",
+    "hold_released": "order.released",
+    "payment_updated": "order.payment_updated",
+    "request_return": "return.requested",
+    "receive_return": "return.received",
+    "refund": "return.refunded",
+    "reject_return": "return.rejected",
+}
+EVENT_TYPES = frozenset(EVENT_TYPE_OF_TIMELINE_KIND.values()) | {
+    "shipment.created",
+    "shipment.updated",
+    "endpoint.test",
+}
+
+
+async def _next_order_seq(session: AsyncSession, tenant_id: UUID, order_id: UUID) -> int:
+    cache: dict[UUID, int] = session.info.setdefault(_SEQ_CACHE_KEY, {})
+    if order_id not in cache:
+        cache[order_id] = await session.scalar(
+            select(func.coalesce(func.max(OutboxEvent.order_seq), 0)).where(
+                OutboxEvent.tenant_id == tenant_id, OutboxEvent.order_id == order_id
+            )
+        )
+    cache[order_id] += 1
+    return cache[order_id]
+
+
+async def write_event(
+    session: AsyncSession,
+    tenant_id: UUID,
+    event_type: str,
+    data: dict[str, Any],
+    *,
+    order: Order | None = None,
+    snapshot: dict[str, Any] | None = None,
+    occurred_at: dt.datetime | None = None,
+) -> OutboxEvent:
+    """Add one outbox event to the current transaction. Other features call this for
+    their own event types (shipment.created, …); order changes arrive via `on_order_changed`."""
+    if event_type not in EVENT_TYPES:
+        raise ValueError(f"unknown webhook event type {event_type!r}")
+    event_id = new_id()
+    occurred_at = occurred_at or dt.datetime.now(dt.UTC)
+    sequence = await _next_order_seq(session, tenant_id, order.id) if order is not None else None
+    payload = {
+        "id": str(event_id),
+        "type": event_type,
+        "version": PAYLOAD_VERSION,
+        "timestamp": occurred_at.isoformat(),
+        "tenant_id": str(tenant_id),
+        "data": {
+            **data,
+            **({"order": snapshot or order_snapshot(order), "sequence": sequence} if order else {}),
+        },
+    }
+    event = OutboxEvent(
+        tenant_id=tenant_id,
+        id=event_id,
+        event_type=event_type,
+        order_id=order.id if order else None,
+        order_seq=sequence,
+        payload=payload,
+        created_at=occurred_at,
+    )
+    session.add(event)
+    return event
+
+
+async def on_order_changed(session: AsyncSession, changed: OrderChanged) -> None:
+    """Domain-event handler: every externally visible order change becomes an outbox event."""
+    event_type = EVENT_TYPE_OF_TIMELINE_KIND.get(changed.event.kind)
+    if event_type is None:
+        return
+    await write_event(
+        session,
+        changed.order.tenant_id,
+        event_type,
+        {
+            "change": {
+                "summary": changed.event.summary,
+                "changes": changed.event.changes,
+                "channel": changed.event.channel,
+                "actor_kind": changed.event.actor_kind,
+            }
+        },
+        order=changed.order,
+        snapshot=changed.snapshot,
+    )

@@ -1,0 +1,302 @@
+"""Outbox and webhook delivery: signed per Standard Webhooks, retried, ordered, dead-lettered, replayable."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import httpx
+import pytest
+from standardwebhooks.webhooks import Webhook, WebhookVerificationError
+
+from orderdesk.core.tenancy import Scope
+from orderdesk.integrations import delivery
+from tests.conftest import World, make_tenant
+from tests.integration.test_orders_api import bearer, order_body
+from tests.support.receiver import Receiver
+
+FAST_RETRIES = (0.05, 0.1, 0.2)
+
+
+@pytest.fixture
+def policy(settings) -> delivery.DeliveryPolicy:
+    return delivery.DeliveryPolicy(
+        retry_schedule=FAST_RETRIES, timeout_seconds=2, disable_after=dt.timedelta(days=5), allow_private=True
+    )
+
+
+@pytest.fixture
+async def http():
+    async with httpx.AsyncClient() as client:
+        yield client
+
+
+@pytest.fixture
+async def receiver():
+    instance = await Receiver().start()
+    yield instance
+    await instance.stop()
+
+
+@pytest.fixture
+async def tenant_key(db):
+    """A fresh tenant (so other tests' events are not in the way) and its API key."""
+    from orderdesk.accounts import services as accounts
+    from orderdesk.tenants import services as tenants
+
+    tenant = await make_tenant(db, "Webhook Co")
+    key = await accounts.issue_api_key(db, await tenants.system_actor(db), tenant.id, "hooks")
+    return tenant, bearer(key.secret)
+
+
+async def register(client, headers, url, **extra) -> dict:
+    response = await client.post("/api/v1/webhook-endpoints", json={"url": url, **extra}, headers=headers)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def run_dispatch(db, http, policy, tenant, **kwargs) -> int:
+    return await delivery.dispatch(
+        db, http, policy, Scope(tenant_ids=frozenset({tenant.id})), budget_seconds=10, **kwargs
+    )
+
+
+@pytest.fixture
+async def wh_client(settings):
+    from litestar.testing import AsyncTestClient
+
+    from orderdesk.app import create_app
+
+    allowing = settings.model_copy(update={"webhooks_allow_private": True})
+    async with AsyncTestClient(app=create_app(allowing)) as client:
+        yield client
+
+
+async def test_order_events_arrive_signed_in_order(wh_client, db, http, policy, receiver, tenant_key):
+    tenant, headers = tenant_key
+    endpoint = await register(wh_client, headers, receiver.url)
+    order = (await wh_client.post("/api/v1/orders", json=order_body(), headers=headers)).json()
+    await wh_client.post(f"/api/v1/orders/{order['id']}/verify", headers=headers)
+    await run_dispatch(db, http, policy, tenant)
+    types = [r.payload["type"] for r in receiver.received]
+    assert types == ["order.created", "order.verification_needed", "order.verified"]
+    webhook = Webhook(endpoint["secret"])
+    for request in receiver.received:
+        payload = webhook.verify(request.body, request.headers)  # the official package agrees
+        assert request.headers["webhook-id"] == payload["id"]
+        assert payload["version"] == 1 and payload["tenant_id"] == str(tenant.id)
+    sequences = [r.payload["data"]["sequence"] for r in receiver.received]
+    assert sequences == [1, 2, 3]
+    created = receiver.received[0].payload["data"]
+    assert created["order"]["status"] == "captured"  # the state right after that event
+    assert receiver.received[2].payload["data"]["order"]["status"] == "verified"
+    with pytest.raises(WebhookVerificationError):
+        Webhook("whsec_" + "A" * 43 + "=").verify(receiver.received[0].body, receiver.received[0].headers)
+    log = (await wh_client.get(f"/api/v1/orders/{order['id']}/webhook-deliveries", headers=headers)).json()
+    assert {d["status"] for d in log} == {"succeeded"} and len(log) == 3
+
+
+async def test_failures_are_retried_with_the_same_id_then_succeed(
+    wh_client, db, http, policy, receiver, tenant_key
+):
+    tenant, headers = tenant_key
+
+    async def flaky(request, count):
+        return (500, {}) if count <= 2 else (200, {})
+
+    receiver.respond = flaky
+    endpoint = await register(wh_client, headers, receiver.url, event_types=["order.created"])
+    await wh_client.post("/api/v1/orders", json=order_body(), headers=headers)
+    await run_dispatch(db, http, policy, tenant)
+    assert len(receiver.received) == 3
+    assert len({r.headers["webhook-id"] for r in receiver.received}) == 1
+    attempts = (
+        await wh_client.get(f"/api/v1/webhook-endpoints/{endpoint['id']}/attempts", headers=headers)
+    ).json()
+    assert [a["status_code"] for a in attempts] == [200, 500, 500]
+    assert all(a["latency_ms"] >= 0 for a in attempts)
+
+
+async def test_dead_letter_then_replay(wh_client, db, http, policy, receiver, tenant_key):
+    tenant, headers = tenant_key
+    healthy = False
+
+    async def down(request, count):
+        return (200, {}) if healthy else (503, {})
+
+    receiver.respond = down
+    endpoint = await register(wh_client, headers, receiver.url, event_types=["order.created"])
+    since = dt.datetime.now(dt.UTC).isoformat()
+    await wh_client.post("/api/v1/orders", json=order_body(), headers=headers)
+    await run_dispatch(db, http, policy, tenant)
+    assert len(receiver.received) == 1 + len(FAST_RETRIES)
+    dead = (
+        await wh_client.get(
+            f"/api/v1/webhook-endpoints/{endpoint['id']}/deliveries?status=dead", headers=headers
+        )
+    ).json()
+    assert len(dead) == 1 and dead[0]["last_status_code"] == 503
+    healthy = True
+    one = await wh_client.post(f"/api/v1/webhook-deliveries/{dead[0]['id']}/replay", headers=headers)
+    assert one.status_code == 202 and one.json()["status"] == "pending"
+    await run_dispatch(db, http, policy, tenant)
+    assert receiver.received[-1].headers["webhook-id"] == dead[0]["event_id"]
+    # Replay everything failed since a time: kill it again, then bring it all back.
+    healthy = False
+    await wh_client.post("/api/v1/orders", json=order_body(), headers=headers)
+    await run_dispatch(db, http, policy, tenant)
+    healthy = True
+    replayed = await wh_client.post(
+        f"/api/v1/webhook-endpoints/{endpoint['id']}/replay-failed", params={"since": since}, headers=headers
+    )
+    assert replayed.json() == {"replayed": 1}
+    await run_dispatch(db, http, policy, tenant)
+    statuses = {
+        d["status"]
+        for d in (
+            await wh_client.get(f"/api/v1/webhook-endpoints/{endpoint['id']}/deliveries", headers=headers)
+        ).json()
+    }
+    assert statuses == {"succeeded"}
+
+
+async def test_410_disables_the_endpoint(wh_client, db, http, policy, receiver, tenant_key):
+    tenant, headers = tenant_key
+
+    async def gone(request, count):
+        return 410, {}
+
+    receiver.respond = gone
+    endpoint = await register(wh_client, headers, receiver.url)
+    await wh_client.post("/api/v1/orders", json=order_body(), headers=headers)
+    await run_dispatch(db, http, policy, tenant)
+    assert len(receiver.received) == 1  # nothing more once it said Gone
+    state = (await wh_client.get(f"/api/v1/webhook-endpoints/{endpoint['id']}", headers=headers)).json()
+    assert state["enabled"] is False and "410" in state["disabled_reason"]
+
+
+async def test_retry_after_is_honoured(wh_client, db, http, policy, receiver, tenant_key):
+    tenant, headers = tenant_key
+
+    async def busy(request, count):
+        return (429, {"Retry-After": "30"}) if count == 1 else (200, {})
+
+    receiver.respond = busy
+    endpoint = await register(wh_client, headers, receiver.url, event_types=["order.created"])
+    await wh_client.post("/api/v1/orders", json=order_body(), headers=headers)
+    await run_dispatch(db, http, policy, tenant)
+    assert len(receiver.received) == 1
+    [pending] = (
+        await wh_client.get(f"/api/v1/webhook-endpoints/{endpoint['id']}/deliveries", headers=headers)
+    ).json()
+    due = dt.datetime.fromisoformat(pending["next_attempt_at"])
+    assert due - dt.datetime.now(dt.UTC) > dt.timedelta(seconds=25)
+
+
+async def test_ordered_endpoint_waits_for_the_earlier_event(
+    wh_client, db, http, policy, receiver, tenant_key
+):
+    tenant, headers = tenant_key
+    failures_left = 2
+
+    async def first_fails(request, count):
+        nonlocal failures_left
+        if request.payload["type"] == "order.created" and failures_left:
+            failures_left -= 1
+            return 500, {}
+        return 200, {}
+
+    receiver.respond = first_fails
+    await register(wh_client, headers, receiver.url, ordered=True)
+    order = (await wh_client.post("/api/v1/orders", json=order_body(), headers=headers)).json()
+    await wh_client.post(f"/api/v1/orders/{order['id']}/verify", headers=headers)
+    await run_dispatch(db, http, policy, tenant)
+    delivered = [r.payload["data"]["sequence"] for r in receiver.received if r.payload["type"] != "x"]
+    # Two failed tries of event 1, then 1, 2, 3 in order: nothing overtook the failing event.
+    assert delivered == [1, 1, 1, 2, 3]
+
+
+async def test_secret_rotation_signs_with_both_during_the_overlap(
+    wh_client, db, http, policy, receiver, tenant_key
+):
+    tenant, headers = tenant_key
+    endpoint = await register(wh_client, headers, receiver.url, event_types=["endpoint.test"])
+    rotated = await wh_client.post(
+        f"/api/v1/webhook-endpoints/{endpoint['id']}/rotate-secret",
+        json={"overlap_hours": 1},
+        headers=headers,
+    )
+    new_secret = rotated.json()["secret"]
+    assert new_secret != endpoint["secret"] and new_secret.startswith("whsec_")
+    test = await wh_client.post(f"/api/v1/webhook-endpoints/{endpoint['id']}/test", headers=headers)
+    assert test.status_code == 202
+    await run_dispatch(db, http, policy, tenant)
+    [request] = receiver.received
+    assert len(request.headers["webhook-signature"].split(" ")) == 2
+    Webhook(endpoint["secret"]).verify(request.body, request.headers)
+    Webhook(new_secret).verify(request.body, request.headers)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:9/x",
+        "https://10.1.2.3/x",
+        "https://169.254.169.254/latest/meta-data",
+        "https://[::1]/x",
+        "https://localhost/x",
+        "ftp://example.com/x",
+        "https://user:pw@example.com/x",
+    ],
+)
+async def test_unsafe_urls_are_refused(client, world: World, url):
+    response = await client.post("/api/v1/webhook-endpoints", json={"url": url}, headers=bearer(world.key_a))
+    assert response.status_code == 422
+    assert response.json()["errors"][0]["field"] == "url"
+
+
+async def test_unknown_event_types_are_refused(wh_client, tenant_key):
+    _, headers = tenant_key
+    response = await wh_client.post(
+        "/api/v1/webhook-endpoints",
+        json={"url": "http://127.0.0.1:1/x", "event_types": ["order.teleported"]},
+        headers=headers,
+    )
+    assert response.status_code == 422 and "order.teleported" in response.json()["errors"][0]["message"]
+
+
+async def test_filters_and_other_tenants(wh_client, db, http, policy, receiver, tenant_key):
+    tenant, headers = tenant_key
+    other, other_headers = await _other_tenant(db)
+    await register(wh_client, headers, receiver.url, event_types=["order.cancelled"])
+    order = (await wh_client.post("/api/v1/orders", json=order_body(), headers=headers)).json()
+    await wh_client.post("/api/v1/orders", json=order_body(), headers=other_headers)
+    await wh_client.post(f"/api/v1/orders/{order['id']}/cancel", headers=headers)
+    await run_dispatch(db, http, policy, tenant)
+    await run_dispatch(db, http, policy, other)
+    assert [r.payload["type"] for r in receiver.received] == ["order.cancelled"]
+    assert receiver.received[0].payload["data"]["order"]["id"] == order["id"]
+
+
+async def _other_tenant(db):
+    from orderdesk.accounts import services as accounts
+    from orderdesk.tenants import services as tenants
+
+    tenant = await make_tenant(db, "Other Co")
+    key = await accounts.issue_api_key(db, await tenants.system_actor(db), tenant.id, "hooks")
+    return tenant, bearer(key.secret)
+
+
+async def test_outbox_rows_commit_with_the_change_or_not_at_all(wh_client, db, owner_connection, tenant_key):
+    tenant, headers = tenant_key
+    before = await owner_connection.fetchval(
+        "SELECT count(*) FROM outbox_events WHERE tenant_id = $1", tenant.id
+    )
+    refused = await wh_client.post("/api/v1/orders", json=order_body(currency="ZZZ"), headers=headers)
+    assert refused.status_code == 422
+    order = (await wh_client.post("/api/v1/orders", json=order_body(), headers=headers)).json()
+    illegal = await wh_client.post(f"/api/v1/orders/{order['id']}/ship", headers=headers)
+    assert illegal.status_code == 409
+    after = await owner_connection.fetchval(
+        "SELECT count(*) FROM outbox_events WHERE tenant_id = $1", tenant.id
+    )
+    assert after - before == 2  # created + verification_needed; nothing for the refused requests
