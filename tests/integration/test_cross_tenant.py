@@ -61,19 +61,74 @@ ROUTES = [
     Route("GET", "/api/v1/catalog?tenant_id={id}", "b_tenant", ALL),
     Route("PUT", "/api/v1/catalog/SKU-1?tenant_id={id}", "b_tenant", ALL, {"name": "x"}),
     Route("GET", "/api/v1/orders?tenant_id={id}", "b_tenant", ALL),
+    Route("GET", "/api/v1/orders/{id}/webhook-deliveries", "b_order", ALL),
+    Route("GET", "/api/v1/webhook-endpoints?tenant_id={id}", "b_tenant", ("staff", "client", "api_key")),
+    *[
+        Route(
+            method,
+            f"/api/v1/webhook-endpoints/{{id}}{suffix}",
+            "b_endpoint",
+            ("staff", "client", "api_key"),
+            body,
+        )
+        for method, suffix, body in (
+            ("GET", "", None),
+            ("GET", "/secret", None),
+            ("PATCH", "", {"description": "x"}),
+            ("DELETE", "", None),
+            ("POST", "/rotate-secret", None),
+            ("POST", "/test", None),
+            ("GET", "/deliveries", None),
+            ("GET", "/attempts", None),
+            ("POST", "/replay-failed?since=2020-01-01T00:00:00Z", None),
+        )
+    ],
+    Route("POST", "/api/v1/webhook-deliveries/{id}/replay", "b_delivery", ("staff", "client", "api_key")),
 ]
 
 CALLERS = ("staff", "client", "api_key")
 
 
 @pytest.fixture
-async def b_objects(client, world: World) -> dict[str, object]:
+async def b_objects(client, db, world: World) -> dict[str, object]:
     """One object of each kind belonging to B, made through B's own API key."""
     order = await client.post(
         "/api/v1/orders", json=order_body(), headers={"Authorization": f"Bearer {world.key_b}"}
     )
     assert order.status_code == 201, order.text
-    return {"b_tenant": world.b.id, "b_key": world.key_b_id, "b_order": order.json()["id"]}
+    b_headers = {"Authorization": f"Bearer {world.key_b}"}
+    endpoint = await b_webhook_endpoint(db, world)
+    test = await client.post(f"/api/v1/webhook-endpoints/{endpoint}/test", headers=b_headers)
+    assert test.status_code == 202, test.text
+    return {
+        "b_tenant": world.b.id,
+        "b_key": world.key_b_id,
+        "b_order": order.json()["id"],
+        "b_endpoint": endpoint,
+        "b_delivery": test.json()["id"],
+    }
+
+
+async def b_webhook_endpoint(db, world: World) -> str:
+    """B's endpoint, registered directly (the API refuses the loopback URL a test would use)."""
+    from orderdesk.core.ids import new_id
+    from orderdesk.core.tenancy import Scope
+    from orderdesk.integrations.models import WebhookEndpoint
+    from orderdesk.integrations.signing import new_secret
+
+    endpoint_id = new_id()
+    async with db.transaction(Scope(tenant_ids=frozenset({world.b.id}))) as session:
+        session.add(
+            WebhookEndpoint(
+                tenant_id=world.b.id,
+                id=endpoint_id,
+                url="https://hooks.example.com/b",
+                description="B",
+                event_types=[],
+                secret=new_secret(),
+            )
+        )
+    return str(endpoint_id)
 
 
 async def as_caller(client, world: World, caller: str) -> dict[str, str]:
@@ -148,6 +203,18 @@ async def test_lists_never_include_b(client, world: World, b_objects, caller):
     assert all(o["tenant_id"] == str(world.a.id) for o in orders)
     foreign_filter = await client.get(f"/api/v1/orders?tenant_id={world.b.id}", headers=headers)
     assert foreign_filter.status_code == 404
+
+
+async def test_creating_an_endpoint_for_b_is_404(client, world: World):
+    for caller in ("staff", "api_key"):
+        headers = await as_caller(client, world, caller)
+        response = await client.post(
+            "/api/v1/webhook-endpoints",
+            json={"url": "https://hooks.example.com/x", "tenant_id": str(world.b.id)},
+            headers=headers,
+        )
+        assert response.status_code == 404, response.text
+        client.cookies.clear()
 
 
 async def test_staff_asking_for_b_keys_by_tenant_gets_404(client, world: World):

@@ -260,7 +260,6 @@ async def list_deliveries(
 
 async def replay_delivery(db: Database, actor: Actor, delivery_id: UUID) -> WebhookDelivery:
     """Send one message again, with the same webhook-id. Raises NotFound, PermissionDenied."""
-    _require_manager(actor)
     async with db.transaction(actor.scope) as session:
         delivery = await session.scalar(
             select(WebhookDelivery)
@@ -269,6 +268,7 @@ async def replay_delivery(db: Database, actor: Actor, delivery_id: UUID) -> Webh
         )
         if delivery is None:
             raise NotFound("Webhook delivery")
+        _require_manager(actor)
         _reset(delivery, dt.datetime.now(dt.UTC))
     return delivery
 
