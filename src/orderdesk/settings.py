@@ -78,6 +78,8 @@ class Settings(BaseSettings):
         alias="ORDERDESK_WEBHOOK_RETRY_SCHEDULE",
     )
     webhook_timeout_seconds: float = Field(default=15.0, gt=0, le=120, alias="ORDERDESK_WEBHOOK_TIMEOUT")
+    # How long a worker holds a delivery it is posting; a dead worker's deliveries return after it.
+    webhook_lease_seconds: float = Field(default=30.0, ge=1, le=600, alias="ORDERDESK_WEBHOOK_LEASE_SECONDS")
     # An endpoint failing without a single success for this long is disabled.
     webhook_disable_after_days: float = Field(default=5.0, gt=0, alias="ORDERDESK_WEBHOOK_DISABLE_AFTER_DAYS")
 
@@ -88,6 +90,12 @@ class Settings(BaseSettings):
             return None
         variable = "DATABASE_URL" if info.field_name == "database_url" else "APP_DATABASE_URL"
         return to_asyncpg_url(value, variable=variable).render_as_string(hide_password=False)
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, **_other_sources):
+        # load_settings() hands over the environment itself, so every value passes the same
+        # validators (and errors stay one line); pydantic's own env parsing would JSON-decode.
+        return (init_settings,)
 
     @field_validator("webhook_retry_schedule", mode="before")
     @classmethod

@@ -15,6 +15,11 @@ import uvicorn
 class Received:
     headers: dict[str, str]
     body: bytes
+    status: int | None = None  # what we answered, once we have
+
+    @property
+    def accepted(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
 
     @property
     def payload(self) -> dict:
@@ -52,6 +57,7 @@ class Receiver:
         request = Received({k.decode(): v.decode() for k, v in scope["headers"]}, body)
         self.received.append(request)
         status, headers = await self.respond(request, len(self.received))
+        request.status = status
         await send(
             {
                 "type": "http.response.start",

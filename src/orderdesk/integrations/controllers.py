@@ -23,6 +23,7 @@ from orderdesk.integrations.schemas import (
 from orderdesk.orders.services import resolve_tenant
 from orderdesk.web.deps import DB, AppSettings, CurrentActor
 from orderdesk.web.guards import requires_actor
+from orderdesk.web.openapi import problem_responses
 
 
 def _with_secret(endpoint) -> EndpointWithSecret:
@@ -52,7 +53,11 @@ class WebhookEndpointController(Controller):
     tags = ["Webhooks"]
     guards = [requires_actor]
 
-    @post("/", summary="Register a webhook endpoint (the signing secret is in the answer)")
+    @post(
+        "/",
+        summary="Register a webhook endpoint (the signing secret is in the answer)",
+        responses=problem_responses(400, 401, 403, 404, 422),
+    )
     async def create(
         self, db: DB, actor: CurrentActor, settings: AppSettings, data: JSONBody[EndpointCreate]
     ) -> EndpointWithSecret:
@@ -62,24 +67,32 @@ class WebhookEndpointController(Controller):
         )
         return _with_secret(endpoint)
 
-    @get("/", summary="The tenant's webhook endpoints")
+    @get("/", summary="The tenant's webhook endpoints", responses=problem_responses(400, 401, 403, 404, 422))
     async def list_endpoints(
         self, db: DB, actor: CurrentActor, tenant_id: FromQuery[UUID | None] = None
     ) -> list[EndpointView]:
         rows = await service.list_endpoints(db, actor, resolve_tenant(actor, tenant_id))
         return [EndpointView.model_validate(e) for e in rows]
 
-    @get("/{endpoint_id:uuid}", summary="One endpoint")
+    @get("/{endpoint_id:uuid}", summary="One endpoint", responses=problem_responses(400, 401, 403, 404))
     async def get_endpoint(self, db: DB, actor: CurrentActor, endpoint_id: FromPath[UUID]) -> EndpointView:
         return EndpointView.model_validate(await service.get_endpoint(db, actor, endpoint_id))
 
-    @get("/{endpoint_id:uuid}/secret", summary="The endpoint's current signing secret")
+    @get(
+        "/{endpoint_id:uuid}/secret",
+        summary="The endpoint's current signing secret",
+        responses=problem_responses(400, 401, 403, 404),
+    )
     async def get_secret(
         self, db: DB, actor: CurrentActor, endpoint_id: FromPath[UUID]
     ) -> EndpointWithSecret:
         return _with_secret(await service.get_endpoint(db, actor, endpoint_id))
 
-    @patch("/{endpoint_id:uuid}", summary="Change an endpoint (URL, filter, ordering, rate limit, enabled)")
+    @patch(
+        "/{endpoint_id:uuid}",
+        summary="Change an endpoint (URL, filter, ordering, rate limit, enabled)",
+        responses=problem_responses(400, 401, 403, 404, 422),
+    )
     async def update(
         self,
         db: DB,
@@ -93,7 +106,12 @@ class WebhookEndpointController(Controller):
         )
         return EndpointView.model_validate(endpoint)
 
-    @delete("/{endpoint_id:uuid}", summary="Remove an endpoint and its delivery log", status_code=204)
+    @delete(
+        "/{endpoint_id:uuid}",
+        summary="Remove an endpoint and its delivery log",
+        status_code=204,
+        responses=problem_responses(400, 401, 403, 404),
+    )
     async def remove(self, db: DB, actor: CurrentActor, endpoint_id: FromPath[UUID]) -> None:
         await service.delete_endpoint(db, actor, endpoint_id)
 
@@ -101,6 +119,7 @@ class WebhookEndpointController(Controller):
         "/{endpoint_id:uuid}/rotate-secret",
         summary="Rotate the signing secret; both sign during the overlap",
         status_code=200,
+        responses=problem_responses(400, 401, 403, 404),
     )
     async def rotate(
         self,
@@ -112,12 +131,21 @@ class WebhookEndpointController(Controller):
         overlap = dt.timedelta(hours=data.overlap_hours if data else 24)
         return _with_secret(await service.rotate_secret(db, actor, endpoint_id, overlap))
 
-    @post("/{endpoint_id:uuid}/test", summary="Send a test event to this endpoint", status_code=202)
+    @post(
+        "/{endpoint_id:uuid}/test",
+        summary="Send a test event to this endpoint",
+        status_code=202,
+        responses=problem_responses(400, 401, 403, 404),
+    )
     async def send_test(self, db: DB, actor: CurrentActor, endpoint_id: FromPath[UUID]) -> DeliveryView:
         delivery = await service.send_test_event(db, actor, endpoint_id)
         return _delivery_view((delivery, "endpoint.test"))
 
-    @get("/{endpoint_id:uuid}/deliveries", summary="Deliveries to this endpoint, newest first")
+    @get(
+        "/{endpoint_id:uuid}/deliveries",
+        summary="Deliveries to this endpoint, newest first",
+        responses=problem_responses(400, 401, 403, 404),
+    )
     async def deliveries(
         self,
         db: DB,
@@ -128,7 +156,11 @@ class WebhookEndpointController(Controller):
         rows = await service.list_deliveries(db, actor, endpoint_id=endpoint_id, status=status)
         return [_delivery_view(r) for r in rows]
 
-    @get("/{endpoint_id:uuid}/attempts", summary="The delivery log: every attempt, newest first")
+    @get(
+        "/{endpoint_id:uuid}/attempts",
+        summary="The delivery log: every attempt, newest first",
+        responses=problem_responses(400, 401, 403, 404),
+    )
     async def attempts(self, db: DB, actor: CurrentActor, endpoint_id: FromPath[UUID]) -> list[AttemptView]:
         rows = await service.list_attempts(db, actor, endpoint_id=endpoint_id)
         return [AttemptView.model_validate(a) for a in rows]
@@ -137,6 +169,7 @@ class WebhookEndpointController(Controller):
         "/{endpoint_id:uuid}/replay-failed",
         summary="Send again everything that died since a time",
         status_code=200,
+        responses=problem_responses(400, 401, 403, 404),
     )
     async def replay_failed(
         self, db: DB, actor: CurrentActor, endpoint_id: FromPath[UUID], since: FromQuery[dt.datetime]
@@ -153,13 +186,18 @@ class WebhookDeliveryController(Controller):
         "/webhook-deliveries/{delivery_id:uuid}/replay",
         summary="Send one message again (same webhook-id)",
         status_code=202,
+        responses=problem_responses(400, 401, 403, 404),
     )
     async def replay(self, db: DB, actor: CurrentActor, delivery_id: FromPath[UUID]) -> DeliveryView:
         delivery = await service.replay_delivery(db, actor, delivery_id)
         rows = await service.list_deliveries(db, actor, endpoint_id=delivery.endpoint_id)
         return _delivery_view(next(r for r in rows if r[0].id == delivery.id))
 
-    @get("/orders/{order_id:uuid}/webhook-deliveries", summary="Webhook deliveries of one order")
+    @get(
+        "/orders/{order_id:uuid}/webhook-deliveries",
+        summary="Webhook deliveries of one order",
+        responses=problem_responses(400, 401, 403, 404),
+    )
     async def order_deliveries(
         self, db: DB, actor: CurrentActor, order_id: FromPath[UUID]
     ) -> list[DeliveryView]:

@@ -56,6 +56,7 @@ class DeliveryPolicy:
     timeout_seconds: float
     disable_after: dt.timedelta
     allow_private: bool
+    lease: dt.timedelta = dt.timedelta(seconds=30)
 
     @classmethod
     def from_settings(cls, settings) -> DeliveryPolicy:
@@ -64,6 +65,7 @@ class DeliveryPolicy:
             timeout_seconds=settings.webhook_timeout_seconds,
             disable_after=dt.timedelta(days=settings.webhook_disable_after_days),
             allow_private=settings.webhooks_allow_private,
+            lease=dt.timedelta(seconds=settings.webhook_lease_seconds),
         )
 
 
@@ -179,13 +181,13 @@ CLAIM_SQL = text(
 )
 
 
-async def claim_due(db: Database, scope: Scope, limit: int) -> list[Claim]:
+async def claim_due(db: Database, scope: Scope, limit: int, lease: dt.timedelta = LEASE) -> list[Claim]:
     """Lease up to `limit` due deliveries for this worker."""
     async with db.transaction(scope) as session:
         rows = (
             await session.execute(
                 CLAIM_SQL,
-                {"tenants": list(scope.tenant_ids), "limit": limit, "lease": LEASE.total_seconds()},
+                {"tenants": list(scope.tenant_ids), "limit": limit, "lease": lease.total_seconds()},
             )
         ).all()
         if not rows:
@@ -414,17 +416,20 @@ async def dispatch(
     attempts = 0
     semaphore = asyncio.Semaphore(concurrency)
 
+    unsettled: dict[UUID, Claim] = {}
+
     async def deliver(claim: Claim) -> None:
         async with semaphore:
             if gate is not None and not await gate.admit(claim.endpoint):
                 await _postpone(db, claim, dt.timedelta(seconds=1))
-                return
-            outcome = await post(http, claim, policy)
-            await record(db, claim, outcome, policy)
+            else:
+                outcome = await post(http, claim, policy)
+                await record(db, claim, outcome, policy)
+            unsettled.pop(claim.delivery_id, None)
 
     while time.monotonic() < deadline:
         await fan_out(db, scope)
-        claims = await claim_due(db, scope, limit=concurrency * 2)
+        claims = await claim_due(db, scope, limit=concurrency * 2, lease=policy.lease)
         if not claims:
             wait = await next_due_in(db, scope)
             if wait is None or wait > idle_wait_seconds or time.monotonic() + wait > deadline:
@@ -433,7 +438,14 @@ async def dispatch(
             # order): look again shortly rather than spinning.
             await asyncio.sleep(max(wait, BLOCKED_RECHECK_SECONDS))
             continue
-        await asyncio.gather(*(deliver(c) for c in claims))
+        unsettled.update((c.delivery_id, c) for c in claims)
+        try:
+            await asyncio.gather(*(deliver(c) for c in claims))
+        except asyncio.CancelledError:
+            # Shutting down (SIGTERM): hand back what was not attempted, for another worker now
+            # rather than after the lease.
+            await asyncio.shield(release(db, scope, list(unsettled.values())))
+            raise
         attempts += len(claims)
     return attempts
 

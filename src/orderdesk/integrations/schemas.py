@@ -23,6 +23,20 @@ class EndpointCreate(InputSchema):
     enabled: bool = True
     tenant_id: UUID | None = Field(default=None, description="Required for staff who reach several tenants")
 
+    model_config = {
+        **InputSchema.model_config,
+        "json_schema_extra": {
+            "examples": [
+                {
+                    "url": "https://wms.example.com/hooks/orderdesk",
+                    "description": "Warehouse system",
+                    "event_types": ["order.verified", "order.cancelled"],
+                    "ordered": True,
+                }
+            ]
+        },
+    }
+
 
 class EndpointUpdate(InputSchema):
     url: str | None = Field(default=None, max_length=2000)
@@ -32,11 +46,21 @@ class EndpointUpdate(InputSchema):
     rate_limit_per_second: int | None = Field(default=None, ge=1, le=1000)
     enabled: bool | None = None
 
+    model_config = {
+        **InputSchema.model_config,
+        "json_schema_extra": {"examples": [{"enabled": False}]},
+    }
+
 
 class RotateSecretIn(InputSchema):
     overlap_hours: float = Field(
         default=24, ge=0, le=24 * 7, description="How long the previous secret keeps signing too"
     )
+
+    model_config = {
+        **InputSchema.model_config,
+        "json_schema_extra": {"examples": [{"overlap_hours": 24}]},
+    }
 
 
 class EndpointView(OutputSchema):

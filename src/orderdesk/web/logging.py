@@ -16,6 +16,13 @@ REQUEST_ID_HEADER = b"x-request-id"
 
 
 def configure_logging(level: str = "INFO", *, json: bool = True) -> None:
+    # Libraries (arq, uvicorn, alembic) log through the standard library: same stream, same level.
+    logging.basicConfig(
+        level=logging.getLevelName(level),
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        force=True,
+    )
     renderer = structlog.processors.JSONRenderer() if json else structlog.dev.ConsoleRenderer()
     structlog.configure(
         processors=[
