@@ -16,7 +16,11 @@ from litestar.template.config import TemplateConfig
 from orderdesk.accounts.controllers import AccountApiController, SignInController
 from orderdesk.core import queue
 from orderdesk.core.db import Database, make_engine
-from orderdesk.integrations.controllers import WebhookDeliveryController, WebhookEndpointController
+from orderdesk.integrations.controllers import (
+    ConsoleWebhookController,
+    WebhookDeliveryController,
+    WebhookEndpointController,
+)
 from orderdesk.orders.controllers import CatalogApiController, OrderApiController, VerificationPolicyController
 from orderdesk.portal.controllers import PortalController
 from orderdesk.settings import Settings
@@ -71,6 +75,7 @@ def create_app(settings: Settings) -> Litestar:
             OrderApiController,
             WebhookEndpointController,
             WebhookDeliveryController,
+            ConsoleWebhookController,
             CatalogApiController,
             VerificationPolicyController,
             create_static_files_router(path="/static", directories=[STATIC_DIR], include_in_schema=False),

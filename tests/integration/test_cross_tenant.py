@@ -56,12 +56,52 @@ ROUTES = [
         for slug in ORDER_ACTIONS
     ],
     Route("POST", "/api/v1/orders/{id}/cancel", "b_order", ("client",)),
+    Route("GET", "/api/v1/orders/imports/{id}", "b_import", ALL),
+    Route("GET", "/api/v1/orders/imports/{id}/errors.csv", "b_import", ALL),
+    Route("PUT", "/api/v1/orders/imports/{id}/file", "b_import", ALL),
+    Route("GET", "/console/imports/{id}/progress", "b_import", ("staff",)),
     Route("GET", "/api/v1/tenants/{id}/verification-policy", "b_tenant", ALL),
     Route("PUT", "/api/v1/tenants/{id}/verification-policy", "b_tenant", ALL, {"auto_verify": True}),
     Route("GET", "/api/v1/catalog?tenant_id={id}", "b_tenant", ALL),
     Route("PUT", "/api/v1/catalog/SKU-1?tenant_id={id}", "b_tenant", ALL, {"name": "x"}),
     Route("GET", "/api/v1/orders?tenant_id={id}", "b_tenant", ALL),
+    # Inventory
+    Route("GET", "/api/v1/warehouses?tenant_id={id}", "b_tenant", ALL),
+    Route("GET", "/api/v1/stock?tenant_id={id}", "b_tenant", ALL),
+    Route("GET", "/api/v1/warehouses/{id}", "b_warehouse", ALL),
+    Route("PATCH", "/api/v1/warehouses/{id}", "b_warehouse", ("client", "api_key"), {"priority": 1}),
+    Route("DELETE", "/api/v1/warehouses/{id}", "b_warehouse", ("client", "api_key")),
+    Route("GET", "/api/v1/warehouses/{id}/stock", "b_warehouse", ALL),
+    Route(
+        "POST",
+        "/api/v1/warehouses/{id}/stock",
+        "b_warehouse",
+        ("client", "api_key"),
+        {"updates": [{"sku": "TENT", "delta": 1}]},
+    ),
+    Route(
+        "POST",
+        "/api/v1/warehouses/{id}/stock/TENT/adjustments",
+        "b_warehouse",
+        ("staff",),
+        {"delta": 1, "reason": "found one"},
+    ),
+    Route("GET", "/api/v1/warehouses/{id}/stock/TENT/movements", "b_warehouse", ALL),
+    Route("GET", "/api/v1/orders/{id}/allocation", "b_order", ALL),
+    Route("POST", "/api/v1/orders/{id}/allocation/retry", "b_order", ("staff", "api_key")),
+    Route(
+        "POST",
+        "/api/v1/orders/{id}/allocation/override",
+        "b_order",
+        ("staff",),
+        {"warehouse_id": "00000000-0000-7000-8000-000000000000", "reason": "closer"},
+    ),
+    Route("GET", "/api/v1/shop-connections/{id}", "b_shop", ALL),
+    Route("DELETE", "/api/v1/shop-connections/{id}", "b_shop", ALL),
+    Route("GET", "/api/v1/shop-connections?tenant_id={id}", "b_tenant", ALL),
     Route("GET", "/api/v1/orders/{id}/webhook-deliveries", "b_order", ALL),
+    Route("GET", "/console/tenants/{id}/webhooks", "b_tenant", ("staff",)),
+    Route("POST", "/console/tenants/{id}/webhooks", "b_tenant", ("staff",)),
     Route("GET", "/api/v1/webhook-endpoints?tenant_id={id}", "b_tenant", ("staff", "client", "api_key")),
     *[
         Route(
@@ -104,6 +144,9 @@ async def b_objects(client, db, world: World) -> dict[str, object]:
         "b_tenant": world.b.id,
         "b_key": world.key_b_id,
         "b_order": order.json()["id"],
+        "b_warehouse": await b_warehouse(client, world),
+        "b_import": await b_import(client, world),
+        "b_shop": await b_shop_connection(db, world),
         "b_endpoint": endpoint,
         "b_delivery": test.json()["id"],
     }
@@ -129,6 +172,37 @@ async def b_webhook_endpoint(db, world: World) -> str:
             )
         )
     return str(endpoint_id)
+
+
+async def b_shop_connection(db, world: World) -> str:
+    """B's Shopify connection, made as the platform (the API would need B's administrator)."""
+    from orderdesk.shops import services as shops
+    from orderdesk.tenants import services as tenants
+
+    system = await tenants.system_actor(db)
+    connected = await shops.connect_shop(
+        db, system, tenant_id=world.b.id, shop_domain="borealis.myshopify.com", webhook_secret="b" * 32
+    )
+    return str(connected.connection.id)
+
+
+async def b_import(client, world: World) -> str:
+    """B's CSV import, still waiting for its file (a foreign upload must not reach it)."""
+    b_headers = {"Authorization": f"Bearer {world.key_b}"}
+    created = await client.post("/api/v1/orders/imports", json={"filename": "b.csv"}, headers=b_headers)
+    assert created.status_code == 201, created.text
+    return created.json()["id"]
+
+
+async def b_warehouse(client, world: World) -> str:
+    """B's warehouse, made through B's API key."""
+    created = await client.post(
+        "/api/v1/warehouses",
+        json={"code": "B-WH", "name": "B's warehouse", "country": "DE"},
+        headers={"Authorization": f"Bearer {world.key_b}"},
+    )
+    assert created.status_code == 201, created.text
+    return created.json()["id"]
 
 
 async def as_caller(client, world: World, caller: str) -> dict[str, str]:
@@ -228,3 +302,16 @@ async def test_malformed_id_is_404_too(client, world: World):
     response = await client.get("/api/v1/tenants/not-a-uuid", headers=headers)
     assert response.status_code == 404
     assert response.headers["content-type"].startswith("application/problem+json")
+
+
+async def test_a_cannot_touch_or_list_b_shop_connections(client, world: World, db, b_objects):
+    from orderdesk.shops import services as shops
+    from orderdesk.tenants import services as tenants
+
+    headers = await as_caller(client, world, "client")
+    b_shop = b_objects["b_shop"]
+    assert (await client.delete(f"/api/v1/shop-connections/{b_shop}", headers=headers)).status_code == 404
+    listed = (await client.get("/api/v1/shop-connections", headers=headers)).json()
+    assert b_shop not in {c["id"] for c in listed}
+    connection = await shops.get_shop_connection(db, await tenants.system_actor(db), uuid.UUID(b_shop))
+    assert connection.active is True

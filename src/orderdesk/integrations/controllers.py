@@ -5,10 +5,14 @@ from __future__ import annotations
 import datetime as dt
 from uuid import UUID
 
-from litestar import Controller, delete, get, patch, post
+from litestar import Controller, Request, delete, get, patch, post
+from litestar.response import Template
+from pydantic import ValidationError as PydanticValidationError
 from litestar.params import FromPath, FromQuery, JSONBody
 
+from orderdesk.core.errors import FieldError, ValidationFailed
 from orderdesk.integrations import endpoints as service
+from orderdesk.integrations.outbox import EVENT_TYPES
 from orderdesk.integrations.models import DeliveryStatus
 from orderdesk.integrations.schemas import (
     AttemptView,
@@ -22,7 +26,8 @@ from orderdesk.integrations.schemas import (
 )
 from orderdesk.orders.services import resolve_tenant
 from orderdesk.web.deps import DB, AppSettings, CurrentActor
-from orderdesk.web.guards import requires_actor
+from orderdesk.tenants.services import get_tenant
+from orderdesk.web.guards import requires_actor, requires_staff
 from orderdesk.web.openapi import problem_responses
 
 
@@ -206,3 +211,140 @@ class WebhookDeliveryController(Controller):
         await get_order(db, actor, order_id)  # NotFound for foreign or missing orders
         rows = await service.list_deliveries(db, actor, order_id=order_id)
         return [_delivery_view(r) for r in rows]
+
+
+class ConsoleWebhookController(Controller):
+    """Staff admins manage a tenant's endpoints from the console (client admins use the portal)."""
+
+    path = "/console/tenants/{tenant_id:uuid}/webhooks"
+    guards = [requires_staff]
+    include_in_schema = False
+
+    async def _page(
+        self,
+        db,
+        actor,
+        tenant_id: UUID,
+        *,
+        notice: str | None = None,
+        secret: str | None = None,
+        errors: list | None = None,
+        form: dict | None = None,
+        status_code: int = 200,
+    ) -> Template:
+        tenant = await get_tenant(db, actor, tenant_id)
+        endpoints = await service.list_endpoints(db, actor, tenant_id)
+        return Template(
+            "integrations/console_webhooks.html",
+            context={
+                "actor": actor,
+                "tenant": tenant,
+                "endpoints": endpoints,
+                "event_types": sorted(EVENT_TYPES),
+                "notice": notice,
+                "secret": secret,
+                "errors": errors or [],
+                "form": form or {},
+            },
+            status_code=status_code,
+        )
+
+    @get("/")
+    async def page(self, db: DB, actor: CurrentActor, tenant_id: FromPath[UUID]) -> Template:
+        return await self._page(db, actor, tenant_id)
+
+    @post("/")
+    async def create(
+        self, request: Request, db: DB, actor: CurrentActor, settings: AppSettings, tenant_id: FromPath[UUID]
+    ) -> Template:
+        form = await request.form()
+        data = {
+            "url": str(form.get("url", "")),
+            "description": str(form.get("description", "")),
+            "event_types": [str(v) for v in form.getall("event_types", [])],
+            "ordered": form.get("ordered") == "on",
+        }
+        try:
+            endpoint = await service.create_endpoint(
+                db, actor, tenant_id, EndpointCreate(**data), allow_private=settings.webhooks_allow_private
+            )
+        except ValidationFailed as exc:
+            return await self._page(db, actor, tenant_id, errors=exc.errors, form=data, status_code=422)
+        except PydanticValidationError as exc:
+            errors = [FieldError(".".join(str(p) for p in e["loc"]), e["msg"]) for e in exc.errors()]
+            return await self._page(db, actor, tenant_id, errors=errors, form=data, status_code=422)
+        return await self._page(
+            db,
+            actor,
+            tenant_id,
+            notice=f"Endpoint {endpoint.url} added. Its signing secret "
+            "is below: copy it into the receiving system now.",
+            secret=endpoint.secret,
+        )
+
+    @post("/{endpoint_id:uuid}/rotate")
+    async def rotate(
+        self, db: DB, actor: CurrentActor, tenant_id: FromPath[UUID], endpoint_id: FromPath[UUID]
+    ) -> Template:
+        endpoint = await service.rotate_secret(db, actor, endpoint_id, dt.timedelta(hours=24))
+        return await self._page(
+            db,
+            actor,
+            tenant_id,
+            secret=endpoint.secret,
+            notice="Secret rotated. The previous one keeps signing for 24 hours.",
+        )
+
+    @post("/{endpoint_id:uuid}/test")
+    async def test(
+        self, db: DB, actor: CurrentActor, tenant_id: FromPath[UUID], endpoint_id: FromPath[UUID]
+    ) -> Template:
+        await service.send_test_event(db, actor, endpoint_id)
+        return await self._page(
+            db, actor, tenant_id, notice="Test event queued; it appears in the log below."
+        )
+
+    @post("/{endpoint_id:uuid}/toggle")
+    async def toggle(
+        self,
+        db: DB,
+        actor: CurrentActor,
+        settings: AppSettings,
+        tenant_id: FromPath[UUID],
+        endpoint_id: FromPath[UUID],
+    ) -> Template:
+        endpoint = await service.get_endpoint(db, actor, endpoint_id)
+        await service.update_endpoint(
+            db,
+            actor,
+            endpoint_id,
+            EndpointUpdate(enabled=not endpoint.enabled),
+            allow_private=settings.webhooks_allow_private,
+        )
+        return await self._page(
+            db, actor, tenant_id, notice="Endpoint disabled." if endpoint.enabled else "Endpoint enabled."
+        )
+
+    @get("/{endpoint_id:uuid}/log")
+    async def log(
+        self, db: DB, actor: CurrentActor, tenant_id: FromPath[UUID], endpoint_id: FromPath[UUID]
+    ) -> Template:
+        deliveries = await service.list_deliveries(db, actor, endpoint_id=endpoint_id, limit=50)
+        attempts = await service.list_attempts(db, actor, endpoint_id=endpoint_id, limit=50)
+        return Template(
+            "integrations/_endpoint_log.html",
+            context={
+                "deliveries": [_delivery_view(d) for d in deliveries],
+                "attempts": attempts,
+                "tenant_id": tenant_id,
+                "endpoint_id": endpoint_id,
+                "actor": actor,
+            },
+        )
+
+    @post("/deliveries/{delivery_id:uuid}/replay")
+    async def replay(
+        self, db: DB, actor: CurrentActor, tenant_id: FromPath[UUID], delivery_id: FromPath[UUID]
+    ) -> Template:
+        await service.replay_delivery(db, actor, delivery_id)
+        return await self._page(db, actor, tenant_id, notice="Delivery queued again (same webhook-id).")

@@ -65,9 +65,9 @@ async def _check_url(url: str, allow_private: bool) -> str:
 async def create_endpoint(
     db: Database, actor: Actor, tenant_id: UUID, data: EndpointCreate, *, allow_private: bool
 ) -> WebhookEndpoint:
-    _require_manager(actor)
     if tenant_id not in actor.tenant_ids:
         raise NotFound("Tenant")
+    _require_manager(actor)
     url = await _check_url(data.url, allow_private)
     endpoint = WebhookEndpoint(
         tenant_id=tenant_id,
@@ -97,9 +97,9 @@ async def create_endpoint(
 
 
 async def list_endpoints(db: Database, actor: Actor, tenant_id: UUID) -> list[WebhookEndpoint]:
-    _require_manager(actor)
     if tenant_id not in actor.tenant_ids:
         raise NotFound("Tenant")
+    _require_manager(actor)
     async with db.transaction(actor.scope) as session:
         rows = await session.scalars(
             select(WebhookEndpoint)
