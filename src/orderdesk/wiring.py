@@ -20,3 +20,6 @@ def connect_features() -> None:
     from orderdesk.orders.timeline import OrderChanged
 
     events.subscribe(OrderChanged, outbox.on_order_changed)
+    from orderdesk.workqueue import handlers as workqueue_handlers
+
+    workqueue_handlers.connect()

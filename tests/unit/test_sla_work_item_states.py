@@ -1,0 +1,97 @@
+"""The work item lifecycle table, exhaustively, and the order events that open or settle work."""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+
+from orderdesk.workqueue import reactions
+from orderdesk.workqueue.states import (
+    ACTIVE,
+    CLOCK_PAUSED,
+    FINISHED,
+    TRANSITIONS,
+    WorkAction,
+    WorkItemKind,
+    WorkItemStatus,
+    WorkOutcome,
+    WorkTransitionRefused,
+    allowed_work_actions,
+    next_work_status,
+)
+
+S, A = WorkItemStatus, WorkAction
+
+EXPECTED = {
+    S.OPEN: {A.CLAIM: S.CLAIMED, A.REASSIGN: S.CLAIMED, A.COMPLETE: S.DONE, A.CANCEL: S.CANCELLED},
+    S.CLAIMED: {
+        A.HAND_BACK: S.OPEN,
+        A.EXPIRE: S.OPEN,
+        A.SNOOZE: S.SNOOZED,
+        A.WAIT_CUSTOMER: S.WAITING_CUSTOMER,
+        A.WAIT_CLIENT: S.WAITING_CLIENT,
+        A.REASSIGN: S.CLAIMED,
+        A.COMPLETE: S.DONE,
+        A.CANCEL: S.CANCELLED,
+    },
+    S.SNOOZED: {A.WAKE: S.OPEN, A.REASSIGN: S.CLAIMED, A.COMPLETE: S.DONE, A.CANCEL: S.CANCELLED},
+    S.WAITING_CUSTOMER: {A.RESUME: S.OPEN, A.COMPLETE: S.DONE, A.CANCEL: S.CANCELLED},
+    S.WAITING_CLIENT: {A.RESUME: S.OPEN, A.COMPLETE: S.DONE, A.CANCEL: S.CANCELLED},
+    S.DONE: {},
+    S.CANCELLED: {},
+}
+
+
+@pytest.mark.parametrize(("status", "action"), list(itertools.product(WorkItemStatus, WorkAction)))
+def test_every_status_and_action(status, action):
+    expected = EXPECTED[status].get(action)
+    if expected is None:
+        with pytest.raises(WorkTransitionRefused) as caught:
+            next_work_status(status, action)
+        assert caught.value.allowed == allowed_work_actions(status)
+        assert action.value.replace("_", " ") in str(caught.value)
+    else:
+        assert next_work_status(status, action) is expected
+
+
+def test_table_has_nothing_unexpected():
+    flattened = {(s, a): t for s, actions in EXPECTED.items() for a, t in actions.items()}
+    assert flattened == TRANSITIONS
+
+
+def test_status_groups():
+    assert ACTIVE | FINISHED == set(WorkItemStatus)
+    assert not ACTIVE & FINISHED
+    assert CLOCK_PAUSED < ACTIVE
+    for status in FINISHED:
+        assert allowed_work_actions(status) == ()
+
+
+def test_verification_opens_and_verify_settles():
+    [opened] = reactions.reactions_to("verification_needed", {"failed_checks": ["payment_confirmed"]}, 1042)
+    assert opened == reactions.OpenItem(
+        WorkItemKind.VERIFICATION, "verification", "Verify order #1042: payment confirmed"
+    )
+    for kind in ("verify", "verified"):
+        assert reactions.reactions_to(kind, {}, 1042) == [reactions.SettleCause("verification")]
+
+
+def test_holds_open_one_item_per_reason():
+    [placed] = reactions.reactions_to("hold_placed", {"hold": [None, "address_problem"]}, 7)
+    assert placed.kind is WorkItemKind.EXCEPTION and placed.cause == "hold:address_problem"
+    assert "address problem" in placed.title
+    released = reactions.reactions_to("hold_released", {"hold": ["address_problem", None]}, 7)
+    assert released == [reactions.SettleCause("hold:address_problem")]
+
+
+def test_returns_and_cancellation():
+    [opened] = reactions.reactions_to("request_return", {}, 9)
+    assert opened.kind is WorkItemKind.RETURN
+    assert reactions.reactions_to("receive_return", {}, 9) == [reactions.SettleCause("return")]
+    assert reactions.reactions_to("cancel", {}, 9) == [reactions.CancelAll(WorkOutcome.ORDER_CANCELLED)]
+
+
+@pytest.mark.parametrize("kind", ["created", "allocate", "pack", "ship", "payment_updated", "check_decided"])
+def test_other_events_leave_the_queue_alone(kind):
+    assert reactions.reactions_to(kind, {}, 1) == []
