@@ -15,6 +15,9 @@ def connect_features() -> None:
     if _connected:
         return
     _connected = True
+    from orderdesk.inventory import handlers as inventory_handlers
+
+    inventory_handlers.connect()
     from orderdesk.core import events
     from orderdesk.integrations import outbox
     from orderdesk.orders.timeline import OrderChanged

@@ -72,6 +72,22 @@ ROUTES = [
     Route("PATCH", "/api/v1/warehouses/{id}", "b_warehouse", ("client", "api_key"), {"priority": 1}),
     Route("DELETE", "/api/v1/warehouses/{id}", "b_warehouse", ("client", "api_key")),
     Route("GET", "/api/v1/warehouses/{id}/stock", "b_warehouse", ALL),
+    Route("POST", "/api/v1/warehouses/{id}/stock", "b_warehouse", ("client", "api_key"),
+          {"updates": [{"sku": "TENT", "delta": 1}]}),
+    Route("POST", "/api/v1/warehouses/{id}/stock/TENT/adjustments", "b_warehouse", ("staff",),
+          {"delta": 1, "reason": "found one"}),
+    Route("GET", "/api/v1/warehouses/{id}/stock/TENT/movements", "b_warehouse", ALL),
+    Route("GET", "/api/v1/orders/{id}/allocation", "b_order", ALL),
+    Route("POST", "/api/v1/orders/{id}/allocation/retry", "b_order", ("staff", "api_key")),
+    Route("POST", "/api/v1/orders/{id}/allocation/override", "b_order", ("staff",),
+          {"warehouse_id": "00000000-0000-7000-8000-000000000000", "reason": "closer"}),
+    # Inventory
+    Route("GET", "/api/v1/warehouses?tenant_id={id}", "b_tenant", ALL),
+    Route("GET", "/api/v1/stock?tenant_id={id}", "b_tenant", ALL),
+    Route("GET", "/api/v1/warehouses/{id}", "b_warehouse", ALL),
+    Route("PATCH", "/api/v1/warehouses/{id}", "b_warehouse", ("client", "api_key"), {"priority": 1}),
+    Route("DELETE", "/api/v1/warehouses/{id}", "b_warehouse", ("client", "api_key")),
+    Route("GET", "/api/v1/warehouses/{id}/stock", "b_warehouse", ALL),
     Route(
         "POST",
         "/api/v1/warehouses/{id}/stock",
@@ -145,6 +161,7 @@ async def b_objects(client, db, world: World) -> dict[str, object]:
         "b_key": world.key_b_id,
         "b_order": order.json()["id"],
         "b_warehouse": await b_warehouse(client, world),
+        "b_warehouse": await b_warehouse(client, world),
         "b_import": await b_import(client, world),
         "b_shop": await b_shop_connection(db, world),
         "b_endpoint": endpoint,
@@ -190,6 +207,17 @@ async def b_import(client, world: World) -> str:
     """B's CSV import, still waiting for its file (a foreign upload must not reach it)."""
     b_headers = {"Authorization": f"Bearer {world.key_b}"}
     created = await client.post("/api/v1/orders/imports", json={"filename": "b.csv"}, headers=b_headers)
+    assert created.status_code == 201, created.text
+    return created.json()["id"]
+
+
+async def b_warehouse(client, world: World) -> str:
+    """B's warehouse, made through B's API key."""
+    created = await client.post(
+        "/api/v1/warehouses",
+        json={"code": "B-WH", "name": "B's warehouse", "country": "DE"},
+        headers={"Authorization": f"Bearer {world.key_b}"},
+    )
     assert created.status_code == 201, created.text
     return created.json()["id"]
 

@@ -19,6 +19,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from orderdesk.accounts.actors import Actor, ActorKind
+from orderdesk.core import events
 from orderdesk.core.db import Database
 from orderdesk.core.errors import (
     Conflict,
@@ -300,6 +301,7 @@ async def _capture_in_transaction(
             channel="system",
         )
     await session.flush()
+    await events.dispatch(session)
     view = await _load_view(session, order)
     return CaptureResult(201, view.model_dump(mode="json"), created=True)
 
@@ -636,6 +638,8 @@ async def perform_action(
         order.version += 1
         order.updated_at = now
         await session.flush()
+        # Reactions (allocation after verification, …) run now, so the answer shows them.
+        await events.dispatch(session)
         return await _load_view(session, order)
 
 
@@ -749,3 +753,55 @@ async def purge_idempotency_keys(db: Database, actor: Actor) -> int:
             )
         )
         return result.rowcount
+
+
+# ---------------------------------------------------------------- for other features' reactions
+
+
+async def lock_order(session: AsyncSession, actor: Actor, order_id: UUID) -> Order:
+    """The actor's order, its row locked until the caller's transaction ends. Raises NotFound."""
+    return await _find_order(session, actor, order_id, lock=True)
+
+
+async def apply_action(
+    session: AsyncSession,
+    actor: Actor,
+    order: Order,
+    action: Action,
+    *,
+    summary: str | None = None,
+    changes: dict | None = None,
+    channel: str | None = None,
+) -> OrderStatus:
+    """Apply one lifecycle action to a locked `order` inside the caller's transaction.
+
+    For features that move orders as a consequence of their own work (allocation,
+    shipments, tracking, returns): same state machine, holds and timeline as
+    `perform_action`. Raises InvalidTransition.
+    """
+    if action in (Action.PLACE_HOLD, Action.RELEASE_HOLD):
+        raise ValueError("holds go through perform_action")
+    holds = await _active_holds(session, order)
+    try:
+        after = states.next_status(order.status, action, [h.reason for h in holds])
+    except states.TransitionRefused as exc:
+        raise _refuse(exc) from None
+    before = order.status
+    order.status = after
+    append_event(
+        session,
+        order,
+        actor,
+        action.value,
+        summary or EVENT_SUMMARIES.get(action, action.value),
+        {"status": [before.value, after.value], **(changes or {})},
+        channel=channel,
+    )
+    order.version += 1
+    order.updated_at = dt.datetime.now(dt.UTC)
+    return after
+
+
+async def load_order_view(session: AsyncSession, order: Order) -> OrderView:
+    """The order as `get_order` shows it, read inside the caller's transaction."""
+    return await _load_view(session, order)

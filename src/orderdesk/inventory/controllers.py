@@ -1,0 +1,150 @@
+"""The inventory API: warehouses, stock levels and feeds, the ledger, allocations."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from litestar import Controller, delete, get, patch, post
+from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
+
+from orderdesk.inventory import services
+from orderdesk.inventory.schemas import (
+    AdjustmentIn,
+    MovementView,
+    OrderAllocationView,
+    OverrideIn,
+    StockLevelView,
+    StockUpdateIn,
+    StockUpdateResult,
+    WarehouseIn,
+    WarehousePatch,
+    WarehouseView,
+)
+from orderdesk.web.deps import DB, CurrentActor
+from orderdesk.web.guards import requires_actor
+
+
+class WarehouseApiController(Controller):
+    path = "/api/v1/warehouses"
+    tags = ["Inventory"]
+    guards = [requires_actor]
+
+    @get("/", summary="The tenant's warehouses (fulfillment centers)")
+    async def list_warehouses(
+        self, db: DB, actor: CurrentActor, tenant_id: FromQuery[UUID | None] = None
+    ) -> list[WarehouseView]:
+        rows = await services.list_warehouses(db, actor, tenant_id)
+        return [WarehouseView.model_validate(w) for w in rows]
+
+    @post("/", summary="Add a warehouse", status_code=201)
+    async def create_warehouse(
+        self, db: DB, actor: CurrentActor, data: JSONBody[WarehouseIn]
+    ) -> WarehouseView:
+        return WarehouseView.model_validate(await services.create_warehouse(db, actor, data))
+
+    @get("/{warehouse_id:uuid}", summary="One warehouse")
+    async def get_warehouse(self, db: DB, actor: CurrentActor, warehouse_id: FromPath[UUID]) -> WarehouseView:
+        return WarehouseView.model_validate(await services.get_warehouse(db, actor, warehouse_id))
+
+    @patch("/{warehouse_id:uuid}", summary="Change a warehouse (active=false takes it out of routing)")
+    async def update_warehouse(
+        self, db: DB, actor: CurrentActor, warehouse_id: FromPath[UUID], data: JSONBody[WarehousePatch]
+    ) -> WarehouseView:
+        return WarehouseView.model_validate(await services.update_warehouse(db, actor, warehouse_id, data))
+
+    @delete("/{warehouse_id:uuid}", summary="Remove a warehouse that never held stock", status_code=204)
+    async def delete_warehouse(self, db: DB, actor: CurrentActor, warehouse_id: FromPath[UUID]) -> None:
+        await services.delete_warehouse(db, actor, warehouse_id)
+
+    @get("/{warehouse_id:uuid}/stock", summary="Stock levels in one warehouse")
+    async def list_stock(
+        self,
+        db: DB,
+        actor: CurrentActor,
+        warehouse_id: FromPath[UUID],
+        sku: FromQuery[str | None] = None,
+        low: FromQuery[bool] = False,
+    ) -> list[StockLevelView]:
+        return await services.list_stock(db, actor, warehouse_id=warehouse_id, sku=sku, low_only=low)
+
+    @post(
+        "/{warehouse_id:uuid}/stock",
+        summary="Report stock levels or changes (idempotent by event_id)",
+        description="Each update sets `on_hand` (a count) or applies `delta` (units in or out), "
+        "and may set a low-stock threshold. A retry with the same `event_id` is applied once.",
+        status_code=200,
+    )
+    async def update_stock(
+        self, db: DB, actor: CurrentActor, warehouse_id: FromPath[UUID], data: JSONBody[StockUpdateIn]
+    ) -> StockUpdateResult:
+        return await services.update_stock(db, actor, warehouse_id, data)
+
+    @post(
+        "/{warehouse_id:uuid}/stock/{sku:str}/adjustments",
+        summary="Adjust stock by hand, with a reason",
+        status_code=200,
+    )
+    async def adjust_stock(
+        self,
+        db: DB,
+        actor: CurrentActor,
+        warehouse_id: FromPath[UUID],
+        sku: FromPath[str],
+        data: JSONBody[AdjustmentIn],
+    ) -> StockLevelView:
+        return await services.adjust_stock(db, actor, warehouse_id, sku, data.delta, data.reason)
+
+    @get(
+        "/{warehouse_id:uuid}/stock/{sku:str}/movements", summary="The stock ledger of one SKU, newest first"
+    )
+    async def list_movements(
+        self,
+        db: DB,
+        actor: CurrentActor,
+        warehouse_id: FromPath[UUID],
+        sku: FromPath[str],
+        limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 200,
+    ) -> list[MovementView]:
+        return await services.list_movements(db, actor, warehouse_id, sku, limit)
+
+
+class StockApiController(Controller):
+    path = "/api/v1/stock"
+    tags = ["Inventory"]
+    guards = [requires_actor]
+
+    @get("/", summary="Stock levels across warehouses (low=true: at or under their threshold)")
+    async def list_stock(
+        self,
+        db: DB,
+        actor: CurrentActor,
+        tenant_id: FromQuery[UUID | None] = None,
+        sku: FromQuery[str | None] = None,
+        low: FromQuery[bool] = False,
+    ) -> list[StockLevelView]:
+        return await services.list_stock(db, actor, tenant_id=tenant_id, sku=sku, low_only=low)
+
+
+class OrderAllocationController(Controller):
+    path = "/api/v1/orders/{order_id:uuid}/allocation"
+    tags = ["Inventory"]
+    guards = [requires_actor]
+
+    @get("/", summary="Where the order's units are reserved, shipped from, or waiting")
+    async def get_allocation(
+        self, db: DB, actor: CurrentActor, order_id: FromPath[UUID]
+    ) -> OrderAllocationView:
+        return await services.get_order_allocation(db, actor, order_id)
+
+    @post("/retry", summary="Route a verified order, or its backorders, again", status_code=200)
+    async def retry(self, db: DB, actor: CurrentActor, order_id: FromPath[UUID]) -> OrderAllocationView:
+        return await services.retry_allocation(db, actor, order_id)
+
+    @post("/override", summary="Ship from another warehouse, with a reason (staff)", status_code=200)
+    async def override(
+        self, db: DB, actor: CurrentActor, order_id: FromPath[UUID], data: JSONBody[OverrideIn]
+    ) -> OrderAllocationView:
+        return await services.override_warehouse(
+            db, actor, order_id, data.warehouse_id, data.reason, data.line_nos
+        )

@@ -1,0 +1,74 @@
+"""Inventory's reactions to other features' domain events, in the recording transaction.
+
+- An order is verified: route and reserve it (allocated or backordered).
+- An order is cancelled: its reservations go back to stock, its backorders are dropped.
+- An order's last hold is released: its backorders get another chance.
+- Units become available anywhere: waiting backorders are filled, most urgent first.
+- Someone moves an order to allocated/backordered by hand while the tenant keeps
+  stock here: refused, because an allocated order must hold reserved stock.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from orderdesk.core import events
+from orderdesk.core.errors import Conflict
+from orderdesk.inventory import allocation, ledger
+from orderdesk.orders.states import OrderStatus
+from orderdesk.orders.timeline import OrderChanged
+
+_FREED_KEY = "orderdesk.stock_freed"
+
+
+class FillBackorders:
+    """Recorded once per batch of freed stock, so that backorders are filled in one pass."""
+
+
+async def on_order_changed(session: AsyncSession, event: OrderChanged) -> None:
+    kind = event.event.kind
+    order = event.order
+    if kind in ("verify", "verified"):
+        if order.status is OrderStatus.VERIFIED and await allocation.manages_stock(session, order.tenant_id):
+            await allocation.allocate_after_verification(session, order)
+    elif kind == "cancel":
+        await allocation.release_order(
+            session,
+            allocation.system_actor_for(order.tenant_id),
+            order,
+            reason=f"order #{order.number} cancelled",
+        )
+    elif kind == "hold_released":
+        if not event.event.changes.get("still_on_hold") and await allocation.manages_stock(
+            session, order.tenant_id
+        ):
+            await allocation.retry_backorders(session, allocation.system_actor_for(order.tenant_id), order)
+    elif kind in ("allocate", "backorder") and "allocation" not in event.event.changes:
+        if await allocation.manages_stock(session, order.tenant_id):
+            raise Conflict(
+                "Allocation is automatic for tenants with warehouses: verify the order, retry its "
+                "backorders, or override the warehouse"
+            )
+
+
+async def on_stock_freed(session: AsyncSession, event: ledger.StockFreed) -> None:
+    freed = session.info.get(_FREED_KEY)
+    if freed is None:
+        freed = session.info[_FREED_KEY] = set()
+        events.record(session, FillBackorders())
+    freed.add((event.tenant_id, event.warehouse_id, event.sku))
+
+
+async def on_fill_backorders(session: AsyncSession, _event: FillBackorders) -> None:
+    freed = session.info.pop(_FREED_KEY, set())
+    for tenant_id in sorted({t for t, _, _ in freed}, key=str):
+        keys = {(w, sku) for t, w, sku in freed if t == tenant_id}
+        await allocation.fill_from_arrivals(session, tenant_id, keys)
+
+
+def connect() -> None:
+    """Subscribe inventory's handlers (called from `orderdesk.wiring`)."""
+    events.subscribe(OrderChanged, on_order_changed)
+    events.subscribe(ledger.StockFreed, on_stock_freed)
+    events.subscribe(FillBackorders, on_fill_backorders)
+    events.subscribe(ledger.MovementsQueued, ledger.flush_movements)

@@ -1,0 +1,398 @@
+"""Warehouses, stock feeds and the ledger, allocation on verification, backorders, release, override."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+
+from sqlalchemy import func, select
+
+from orderdesk.inventory.models import MovementKind, StockLevel, StockMovement
+from orderdesk.orders import services as order_services
+from orderdesk.orders.states import Action
+from orderdesk.tenants import services as tenants
+from tests.conftest import World, session_csrf, sign_in
+from tests.integration.test_orders_api import bearer, order_body
+
+
+async def make_warehouse(
+    client, key: str, code: str, country: str = "DE", region: str | None = None, **extra
+) -> dict:
+    body = {"code": code, "name": f"Warehouse {code}", "country": country, "region": region, **extra}
+    response = await client.post("/api/v1/warehouses", json=body, headers=bearer(key))
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def put_stock(client, key: str, warehouse: dict, event_id: str | None = None, **levels: int) -> dict:
+    updates = [{"sku": sku.replace("_", "-"), "on_hand": qty} for sku, qty in levels.items()]
+    response = await client.post(
+        f"/api/v1/warehouses/{warehouse['id']}/stock",
+        json={"event_id": event_id or uuid.uuid4().hex, "updates": updates},
+        headers=bearer(key),
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def lines(**quantities: int) -> list[dict]:
+    return [
+        {"sku": sku.replace("_", "-"), "quantity": qty, "unit_price_minor": 1000}
+        for sku, qty in quantities.items()
+    ]
+
+
+async def new_order(
+    client,
+    key: str,
+    *,
+    region: str | None = None,
+    country: str = "DE",
+    priority: str = "normal",
+    **quantities: int,
+) -> dict:
+    body = order_body(lines=lines(**quantities), priority=priority)
+    body["shipping_address"] = {**body["shipping_address"], "region": region}
+    if country != "DE":
+        body["shipping_address"].update(country=country, postal_code="75004", city="Paris")
+    response = await client.post("/api/v1/orders", json=body, headers=bearer(key))
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+async def verify(client, key: str, order: dict) -> dict:
+    response = await client.post(f"/api/v1/orders/{order['id']}/verify", headers=bearer(key))
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def allocation_of(client, key: str, order: dict) -> dict:
+    response = await client.get(f"/api/v1/orders/{order['id']}/allocation", headers=bearer(key))
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def level(client, key: str, warehouse: dict, sku: str) -> dict:
+    rows = (
+        await client.get(f"/api/v1/warehouses/{warehouse['id']}/stock?sku={sku}", headers=bearer(key))
+    ).json()
+    return rows[0]
+
+
+async def timeline(client, key: str, order: dict) -> list[dict]:
+    return (await client.get(f"/api/v1/orders/{order['id']}/events", headers=bearer(key))).json()
+
+
+# ---------------------------------------------------------------- warehouses and stock
+
+
+async def test_warehouse_crud_and_field_errors(client, world: World):
+    key = world.key_a
+    created = await make_warehouse(
+        client,
+        key,
+        "BER-1",
+        region="Berlin",
+        ships_to=["de", "AT"],
+        cutoff_time="15:30:00",
+        time_zone="Europe/Berlin",
+    )
+    assert created["ships_to"] == ["AT", "DE"] and created["cutoff_time"] == "15:30:00"
+    again = await client.post(
+        "/api/v1/warehouses", json={"code": "BER-1", "name": "x", "country": "DE"}, headers=bearer(key)
+    )
+    assert again.status_code == 409
+    bad = await client.post(
+        "/api/v1/warehouses",
+        json={
+            "code": "no spaces",
+            "name": "x",
+            "country": "XX",
+            "ships_to": ["DE", "ZZ"],
+            "time_zone": "Mars/Base",
+        },
+        headers=bearer(key),
+    )
+    assert bad.status_code == 422
+    assert {e["field"] for e in bad.json()["errors"]} == {"code", "country", "ships_to.1", "time_zone"}
+    patched = await client.patch(
+        f"/api/v1/warehouses/{created['id']}", json={"priority": 5, "active": False}, headers=bearer(key)
+    )
+    assert patched.status_code == 200 and patched.json()["priority"] == 5 and not patched.json()["active"]
+    listed = (await client.get("/api/v1/warehouses", headers=bearer(key))).json()
+    assert [w["code"] for w in listed] == ["BER-1"]
+    assert (await client.get("/api/v1/warehouses", headers=bearer(world.key_b))).json() == []
+    spare = await make_warehouse(client, key, "SPARE")
+    assert (await client.delete(f"/api/v1/warehouses/{spare['id']}", headers=bearer(key))).status_code == 204
+    await put_stock(client, key, created, TENT=1)
+    used = await client.delete(f"/api/v1/warehouses/{created['id']}", headers=bearer(key))
+    assert used.status_code == 409 and "active=false" in used.json()["detail"]
+
+
+async def test_stock_feed_is_idempotent_by_event_id_and_refuses_bad_levels(client, world: World, db):
+    key = world.key_a
+    wh = await make_warehouse(client, key, "FEED")
+    url = f"/api/v1/warehouses/{wh['id']}/stock"
+    body = {
+        "event_id": "asn-1",
+        "reason": "ASN 1",
+        "updates": [{"sku": "TENT", "delta": 5}, {"sku": "MAT", "on_hand": 2, "low_stock_threshold": 3}],
+    }
+    first = await client.post(url, json=body, headers=bearer(key))
+    retry = await client.post(url, json=body, headers=bearer(key))
+    assert first.status_code == retry.status_code == 200
+    assert retry.json()["replayed"] is True and first.json()["replayed"] is False
+    assert retry.json()["levels"] == first.json()["levels"]
+    levels = {row["sku"]: row for row in first.json()["levels"]}
+    assert levels["TENT"]["on_hand"] == 5 and levels["MAT"]["low_stock"] is True
+    assert (await level(client, key, wh, "TENT"))["on_hand"] == 5  # applied once
+    other = await client.post(
+        url, json={**body, "updates": [{"sku": "TENT", "delta": 6}]}, headers=bearer(key)
+    )
+    assert other.status_code == 409
+    below = await client.post(
+        url,
+        json={
+            "updates": [
+                {"sku": "TENT", "delta": -6},
+                {"sku": "MAT", "on_hand": 1},
+                {"sku": "LAMP", "delta": -1},
+            ]
+        },
+        headers=bearer(key),
+    )
+    assert below.status_code == 422
+    errors = {e["field"]: e["message"] for e in below.json()["errors"]}
+    assert set(errors) == {"updates.0.delta", "updates.2.delta"}
+    assert "below zero" in errors["updates.0.delta"]
+    assert (await level(client, key, wh, "MAT"))["on_hand"] == 2  # nothing of a refused feed applies
+    both = await client.post(
+        url, json={"updates": [{"sku": "TENT", "delta": 1, "on_hand": 1}]}, headers=bearer(key)
+    )
+    assert both.status_code == 400
+    twice = await client.post(
+        url, json={"updates": [{"sku": "TENT", "delta": 1}, {"sku": "TENT", "delta": 1}]}, headers=bearer(key)
+    )
+    assert twice.status_code == 422 and twice.json()["errors"][0]["field"] == "updates.1.sku"
+    missing = await client.post(f"/api/v1/warehouses/{uuid.uuid4()}/stock", json=body, headers=bearer(key))
+    assert missing.status_code == 404
+    ledger = (await client.get(f"{url}/TENT/movements", headers=bearer(key))).json()
+    assert [(m["kind"], m["on_hand_before"], m["on_hand_after"], m["source_event_id"]) for m in ledger] == [
+        ("receipt", 0, 5, "asn-1")
+    ]
+    assert ledger[0]["actor_kind"] == "api_key" and ledger[0]["reason"] == "ASN 1"
+    low = (await client.get("/api/v1/stock?low=true", headers=bearer(key))).json()
+    assert [(r["warehouse_code"], r["sku"]) for r in low] == [("FEED", "MAT")]
+
+
+async def test_agent_adjustment_needs_staff_and_a_reason(client, world: World):
+    wh = await make_warehouse(client, world.key_a, "ADJ")
+    await put_stock(client, world.key_a, wh, TENT=4)
+    url = f"/api/v1/warehouses/{wh['id']}/stock/TENT/adjustments"
+    by_key = await client.post(url, json={"delta": -1, "reason": "broken"}, headers=bearer(world.key_a))
+    assert by_key.status_code == 403
+    await sign_in(client, world.agent_a)
+    csrf = {"X-CSRF-Token": session_csrf((await client.get("/console")).text)}
+    no_reason = await client.post(url, json={"delta": -1, "reason": "  "}, headers=csrf)
+    assert no_reason.status_code in (400, 422)
+    too_many = await client.post(url, json={"delta": -5, "reason": "lost"}, headers=csrf)
+    assert too_many.status_code == 422 and too_many.json()["errors"][0]["field"] == "delta"
+    done = await client.post(url, json={"delta": -1, "reason": "Dropped a tent, torn"}, headers=csrf)
+    assert done.status_code == 200 and done.json()["on_hand"] == 3
+    [entry, _] = (
+        await client.get(f"/api/v1/warehouses/{wh['id']}/stock/TENT/movements", headers=csrf)
+    ).json()
+    assert entry["kind"] == "adjustment" and entry["reason"] == "Dropped a tent, torn"
+    assert entry["actor_kind"] == "staff" and (entry["on_hand_before"], entry["on_hand_after"]) == (4, 3)
+
+
+# ---------------------------------------------------------------- allocation
+
+
+async def test_verification_allocates_the_whole_order_from_the_nearest_warehouse(client, world: World):
+    key = world.key_a
+    far = await make_warehouse(client, key, "PAR", country="FR", priority=1)
+    near = await make_warehouse(client, key, "BER", region="Berlin", priority=50)
+    other = await make_warehouse(client, key, "MUC", region="Bayern", priority=10)
+    for wh in (far, near, other):
+        await put_stock(client, key, wh, TENT=10, MAT=10)
+    order = await new_order(client, key, region="Berlin", TENT=2, MAT=1)
+    verified = await verify(client, key, order)
+    assert verified["status"] == "allocated"
+    allocation = await allocation_of(client, key, order)
+    assert {(a["line_no"], a["warehouse_code"], a["reserved_qty"]) for a in allocation["allocations"]} == {
+        (1, "BER", 2),
+        (2, "BER", 1),
+    }
+    assert (await level(client, key, near, "TENT"))["reserved"] == 2
+    events = await timeline(client, key, order)
+    assert [e["kind"] for e in events][-2:] == ["verify", "allocate"]
+    assert events[-1]["summary"] == "Allocated to BER" and events[-1]["actor_kind"] == "system"
+    manual = await client.post(f"/api/v1/orders/{order['id']}/start-picking", headers=bearer(key))
+    assert manual.status_code == 200
+
+
+async def test_split_backorder_and_reallocation_when_stock_arrives(client, world: World):
+    key = world.key_a
+    ber = await make_warehouse(client, key, "BER", region="Berlin")
+    muc = await make_warehouse(client, key, "MUC", region="Bayern")
+    await put_stock(client, key, ber, TENT=2)
+    await put_stock(client, key, muc, MAT=1)
+    split = await verify(client, key, await new_order(client, key, region="Berlin", TENT=2, MAT=1))
+    assert split["status"] == "allocated"
+    assert {a["warehouse_code"] for a in (await allocation_of(client, key, split))["allocations"]} == {
+        "BER",
+        "MUC",
+    }
+
+    older = await verify(client, key, await new_order(client, key, LAMP=2))
+    urgent = await verify(client, key, await new_order(client, key, priority="urgent", LAMP=1, TENT=1))
+    assert older["status"] == urgent["status"] == "backordered"
+    assert (await allocation_of(client, key, older))["backorders"] == [
+        {"line_no": 1, "sku": "LAMP", "quantity": 2}
+    ]
+    summary = (await timeline(client, key, urgent))[-1]["summary"]
+    assert summary.startswith("Backordered: waiting for 1 × LAMP, 1 × TENT")
+
+    # One lamp arrives: the urgent order is served first, though it is newer.
+    await client.post(
+        f"/api/v1/warehouses/{muc['id']}/stock",
+        json={"updates": [{"sku": "LAMP", "delta": 1}]},
+        headers=bearer(key),
+    )
+    urgent_now = await allocation_of(client, key, urgent)
+    assert urgent_now["backorders"] == [{"line_no": 2, "sku": "TENT", "quantity": 1}]
+    assert urgent_now["status"] == "backordered"
+    assert (await allocation_of(client, key, older))["backorders"][0]["quantity"] == 2
+    await put_stock(client, key, ber, TENT=3)  # 2 reserved + 1 more
+    assert (await allocation_of(client, key, urgent))["status"] == "allocated"
+    events = await timeline(client, key, urgent)
+    assert [e["kind"] for e in events][-2:] == ["backorder_filled", "allocate"]
+    assert "Stock arrived" in events[-1]["summary"]
+
+    # Two more lamps: the older order now gets both, and becomes allocated.
+    await client.post(
+        f"/api/v1/warehouses/{ber['id']}/stock",
+        json={"updates": [{"sku": "LAMP", "delta": 5}]},
+        headers=bearer(key),
+    )
+    assert (await allocation_of(client, key, older))["status"] == "allocated"
+    assert (await level(client, key, ber, "LAMP"))["reserved"] == 2
+
+
+async def test_cancellation_releases_reservations_to_waiting_orders(client, world: World):
+    key = world.key_a
+    wh = await make_warehouse(client, key, "ONE")
+    await put_stock(client, key, wh, TENT=2)
+    first = await verify(client, key, await new_order(client, key, TENT=2))
+    second = await verify(client, key, await new_order(client, key, TENT=2))
+    assert (first["status"], second["status"]) == ("allocated", "backordered")
+    cancelled = await client.post(f"/api/v1/orders/{first['id']}/cancel", headers=bearer(key))
+    assert cancelled.status_code == 200
+    assert (await allocation_of(client, key, first))["allocations"][0]["reserved_qty"] == 0
+    assert (await allocation_of(client, key, second))["status"] == "allocated"
+    stock = await level(client, key, wh, "TENT")
+    assert (stock["on_hand"], stock["reserved"]) == (2, 2)
+    kinds = [
+        m["kind"]
+        for m in (
+            await client.get(f"/api/v1/warehouses/{wh['id']}/stock/TENT/movements", headers=bearer(key))
+        ).json()
+    ]
+    assert kinds == ["reserve", "release", "reserve", "count"]
+
+
+async def test_manual_allocation_is_refused_where_stock_is_managed(client, world: World):
+    key = world.key_a
+    await make_warehouse(client, key, "ONLY")
+    order = await new_order(client, key, TENT=1)
+    backordered = await verify(client, key, order)
+    assert backordered["status"] == "backordered"
+    refused = await client.post(f"/api/v1/orders/{order['id']}/allocate", headers=bearer(key))
+    assert refused.status_code == 409 and "automatic" in refused.json()["detail"]
+    assert (await client.get(f"/api/v1/orders/{order['id']}", headers=bearer(key))).json()[
+        "status"
+    ] == "backordered"
+
+
+async def test_staff_override_moves_the_reservation_with_a_reason(client, world: World):
+    key = world.key_a
+    ber = await make_warehouse(client, key, "BER", region="Berlin")
+    muc = await make_warehouse(client, key, "MUC", region="Bayern")
+    await put_stock(client, key, ber, TENT=5)
+    await put_stock(client, key, muc, TENT=1)
+    order = await verify(client, key, await new_order(client, key, region="Berlin", TENT=2))
+    url = f"/api/v1/orders/{order['id']}/allocation/override"
+    by_key = await client.post(url, json={"warehouse_id": muc["id"], "reason": "pickup"}, headers=bearer(key))
+    assert by_key.status_code == 403
+    await sign_in(client, world.lead_a)
+    csrf = {"X-CSRF-Token": session_csrf((await client.get("/console")).text)}
+    short = await client.post(
+        url, json={"warehouse_id": muc["id"], "reason": "Customer collects"}, headers=csrf
+    )
+    assert short.status_code == 409 and "MUC cannot take 2 × TENT" in short.json()["detail"]
+    await put_stock(client, key, muc, TENT=3)
+    moved = await client.post(
+        url, json={"warehouse_id": muc["id"], "reason": "Customer collects"}, headers=csrf
+    )
+    assert moved.status_code == 200, moved.text
+    assert {(a["warehouse_code"], a["reserved_qty"]) for a in moved.json()["allocations"]} == {
+        ("BER", 0),
+        ("MUC", 2),
+    }
+    assert (await level(client, key, ber, "TENT"))["reserved"] == 0
+    assert (await level(client, key, muc, "TENT"))["reserved"] == 2
+    last = (await timeline(client, key, order))[-1]
+    assert (
+        last["kind"] == "warehouse_overridden"
+        and last["summary"] == "Warehouse overridden to MUC: Customer collects"
+    )
+    assert last["actor_kind"] == "staff"
+
+
+async def test_retry_allocates_orders_verified_before_any_warehouse_existed(client, world: World):
+    key = world.key_a
+    order = await verify(client, key, await new_order(client, key, TENT=1))
+    assert order["status"] == "verified"
+    no_stock_here = await client.post(f"/api/v1/orders/{order['id']}/allocation/retry", headers=bearer(key))
+    assert no_stock_here.status_code == 409
+    wh = await make_warehouse(client, key, "LATE")
+    await put_stock(client, key, wh, TENT=1)
+    retried = await client.post(f"/api/v1/orders/{order['id']}/allocation/retry", headers=bearer(key))
+    assert retried.status_code == 200 and retried.json()["status"] == "allocated"
+
+
+# ---------------------------------------------------------------- concurrency
+
+
+async def test_concurrent_allocations_never_oversell(client, world: World, db):
+    """Forty verifications race for five units of one SKU in two warehouses."""
+    key = world.key_a
+    ber = await make_warehouse(client, key, "RACE-B", region="Berlin")
+    muc = await make_warehouse(client, key, "RACE-M", region="Bayern")
+    await put_stock(client, key, ber, HOT=3)
+    await put_stock(client, key, muc, HOT=2)
+    orders = [await new_order(client, key, region="Berlin", HOT=1) for _ in range(40)]
+    system = await tenants.system_actor(db)
+
+    async def verify_one(order_id):
+        view = await order_services.perform_action(db, system, uuid.UUID(order_id), Action.VERIFY)
+        return view.status
+
+    statuses = await asyncio.gather(*(verify_one(o["id"]) for o in orders))
+    assert statuses.count("allocated") == 5 and statuses.count("backordered") == 35
+    async with db.transaction(system.scope) as session:
+        levels = (
+            await session.scalars(
+                select(StockLevel).where(StockLevel.tenant_id == world.a.id, StockLevel.sku == "HOT")
+            )
+        ).all()
+        assert sorted((s.on_hand, s.reserved) for s in levels) == [(2, 2), (3, 3)]
+        reserved_in_ledger = await session.scalar(
+            select(func.sum(StockMovement.reserved_after - StockMovement.reserved_before)).where(
+                StockMovement.tenant_id == world.a.id,
+                StockMovement.sku == "HOT",
+                StockMovement.kind == MovementKind.RESERVE,
+            )
+        )
+        assert reserved_in_ledger == 5
