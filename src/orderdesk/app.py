@@ -22,7 +22,6 @@ from orderdesk.integrations.controllers import (
     WebhookEndpointController,
 )
 from orderdesk.orders.controllers import CatalogApiController, OrderApiController, VerificationPolicyController
-from orderdesk.inventory.controllers import OrderAllocationController, StockApiController, WarehouseApiController
 from orderdesk.portal.controllers import PortalController
 from orderdesk.settings import Settings
 from orderdesk.tenants.controllers import ConsoleTenantController, TenantApiController
@@ -32,6 +31,7 @@ from orderdesk.web.deps import DEPENDENCIES
 from orderdesk.web.errors import EXCEPTION_HANDLERS
 from orderdesk.web.health import healthz, readyz
 from orderdesk.web.logging import RequestLogMiddleware, configure_logging
+from orderdesk.web.openapi import ModelExamplesPlugin
 from orderdesk.web.templating import configure_templates
 from orderdesk.wiring import connect_features
 
@@ -79,9 +79,6 @@ def create_app(settings: Settings) -> Litestar:
             ConsoleWebhookController,
             CatalogApiController,
             VerificationPolicyController,
-            WarehouseApiController,
-            StockApiController,
-            OrderAllocationController,
             create_static_files_router(path="/static", directories=[STATIC_DIR], include_in_schema=False),
         ],
         dependencies=DEPENDENCIES,
@@ -91,7 +88,7 @@ def create_app(settings: Settings) -> Litestar:
         template_config=TemplateConfig(
             directory=TEMPLATES_DIR, engine=JinjaTemplateEngine, engine_callback=configure_templates
         ),
-        plugins=[HTMXPlugin()],
+        plugins=[HTMXPlugin(), ModelExamplesPlugin()],
         openapi_config=OpenAPIConfig(
             title="OrderDesk API",
             version="1",

@@ -19,6 +19,7 @@ from orderdesk.web import csrf
 from orderdesk.web.auth import SESSION_COOKIE, client_address
 from orderdesk.web.deps import DB, AppSettings, CurrentActor
 from orderdesk.web.guards import requires_actor
+from orderdesk.web.openapi import problem_responses
 
 SIGN_IN_REASONS = {
     "expired": "Your session has expired; please sign in again.",
@@ -158,7 +159,7 @@ class AccountApiController(Controller):
     tags = ["Accounts"]
     guards = [requires_actor]
 
-    @get("/me", summary="Who the caller is and which tenants it reaches")
+    @get("/me", summary="Who the caller is and which tenants it reaches", responses=problem_responses(401))
     async def me(self, actor: CurrentActor) -> MeView:
         return MeView(
             kind=actor.kind.value,
@@ -169,23 +170,34 @@ class AccountApiController(Controller):
             tenant_ids=sorted(actor.tenant_ids),
         )
 
-    @get("/api-keys", summary="List a tenant's API keys")
+    @get(
+        "/api-keys", summary="List a tenant's API keys", responses=problem_responses(400, 401, 403, 404, 422)
+    )
     async def list_keys(
         self, db: DB, actor: CurrentActor, tenant_id: FromQuery[UUID | None] = None
     ) -> list[ApiKeyView]:
         tenant = _target_tenant(actor, tenant_id)
         return [_key_view(k) for k in await services.list_api_keys(db, actor, tenant)]
 
-    @post("/api-keys", summary="Create an API key (the secret is returned once)")
+    @post(
+        "/api-keys",
+        summary="Create an API key (the secret is returned once)",
+        responses=problem_responses(400, 401, 403, 404, 422),
+    )
     async def create_key(self, db: DB, actor: CurrentActor, data: JSONBody[ApiKeyCreate]) -> IssuedApiKeyView:
         issued = await services.issue_api_key(db, actor, _target_tenant(actor, data.tenant_id), data.name)
         return _key_view(issued.key, issued.secret)
 
-    @get("/api-keys/{key_id:uuid}", summary="One API key")
+    @get("/api-keys/{key_id:uuid}", summary="One API key", responses=problem_responses(400, 401, 403, 404))
     async def get_key(self, db: DB, actor: CurrentActor, key_id: FromPath[UUID]) -> ApiKeyView:
         return _key_view(await services.get_api_key(db, actor, key_id))
 
-    @delete("/api-keys/{key_id:uuid}", summary="Revoke an API key", status_code=200)
+    @delete(
+        "/api-keys/{key_id:uuid}",
+        summary="Revoke an API key",
+        status_code=200,
+        responses=problem_responses(400, 401, 403, 404),
+    )
     async def revoke_key(self, db: DB, actor: CurrentActor, key_id: FromPath[UUID]) -> ApiKeyView:
         return _key_view(await services.revoke_api_key(db, actor, key_id))
 

@@ -15,6 +15,11 @@ class ApiKeyCreate(InputSchema):
     # Staff choose the tenant; a client user's key is always for their own tenant.
     tenant_id: UUID | None = None
 
+    model_config = {
+        **InputSchema.model_config,
+        "json_schema_extra": {"examples": [{"name": "Warehouse sync"}]},
+    }
+
 
 class ApiKeyView(OutputSchema):
     id: UUID

@@ -31,6 +31,7 @@ from orderdesk.orders.states import Action, OrderStatus
 from orderdesk.orders.verification import VerificationPolicy
 from orderdesk.web.deps import DB, CurrentActor
 from orderdesk.web.guards import requires_actor
+from orderdesk.web.openapi import problem_responses
 
 IdempotencyKeyHeader = Annotated[
     str | None,
@@ -68,7 +69,7 @@ class OrderApiController(Controller):
             "`external_ref` already exists is returned with 200 instead of being duplicated."
         ),
         status_code=201,
-        responses={},
+        responses=problem_responses(400, 401, 403, 404, 409, 422),
     )
     async def create_order(
         self,
@@ -84,7 +85,11 @@ class OrderApiController(Controller):
         headers = {"Idempotent-Replayed": "true"} if result.replayed else {}
         return Response(result.body, status_code=result.status_code, headers=headers)
 
-    @get("/", summary="List orders, newest first (keyset pagination)")
+    @get(
+        "/",
+        summary="List orders, newest first (keyset pagination)",
+        responses=problem_responses(400, 401, 404, 422),
+    )
     async def list_orders(
         self,
         db: DB,
@@ -118,15 +123,28 @@ class OrderApiController(Controller):
         )
         return await services.list_orders(db, actor, filters)
 
-    @get("/{order_id:uuid}", summary="One order, with lines, holds, checks and allowed actions")
+    @get(
+        "/{order_id:uuid}",
+        summary="One order, with lines, holds, checks and allowed actions",
+        responses=problem_responses(400, 401, 404),
+    )
     async def get_order(self, db: DB, actor: CurrentActor, order_id: FromPath[UUID]) -> OrderView:
         return await services.get_order(db, actor, order_id)
 
-    @get("/{order_id:uuid}/events", summary="The order's timeline, oldest first")
+    @get(
+        "/{order_id:uuid}/events",
+        summary="The order's timeline, oldest first",
+        responses=problem_responses(400, 401, 404),
+    )
     async def list_events(self, db: DB, actor: CurrentActor, order_id: FromPath[UUID]) -> list[EventView]:
         return await services.list_events(db, actor, order_id)
 
-    @post("/{order_id:uuid}/holds", summary="Place a hold", status_code=200)
+    @post(
+        "/{order_id:uuid}/holds",
+        summary="Place a hold",
+        status_code=200,
+        responses=problem_responses(400, 401, 403, 404, 409),
+    )
     async def place_hold(
         self, db: DB, actor: CurrentActor, order_id: FromPath[UUID], data: JSONBody[HoldIn]
     ) -> OrderView:
@@ -134,7 +152,12 @@ class OrderApiController(Controller):
             db, actor, order_id, Action.PLACE_HOLD, note=data.note, hold_reason=data.reason
         )
 
-    @post("/{order_id:uuid}/holds/release", summary="Release one hold", status_code=200)
+    @post(
+        "/{order_id:uuid}/holds/release",
+        summary="Release one hold",
+        status_code=200,
+        responses=problem_responses(400, 401, 403, 404, 409),
+    )
     async def release_hold(
         self, db: DB, actor: CurrentActor, order_id: FromPath[UUID], data: JSONBody[HoldReleaseIn]
     ) -> OrderView:
@@ -143,7 +166,10 @@ class OrderApiController(Controller):
         )
 
     @post(
-        "/{order_id:uuid}/checks/{check:str}", summary="Confirm or override a failed check", status_code=200
+        "/{order_id:uuid}/checks/{check:str}",
+        summary="Confirm or override a failed check",
+        status_code=200,
+        responses=problem_responses(400, 401, 403, 404, 409),
     )
     async def decide_check(
         self,
@@ -155,7 +181,12 @@ class OrderApiController(Controller):
     ) -> OrderView:
         return await services.decide_check(db, actor, order_id, check, data.resolution, data.note)
 
-    @post("/{order_id:uuid}/payment", summary="Record a payment status change", status_code=200)
+    @post(
+        "/{order_id:uuid}/payment",
+        summary="Record a payment status change",
+        status_code=200,
+        responses=problem_responses(400, 401, 403, 404),
+    )
     async def update_payment(
         self, db: DB, actor: CurrentActor, order_id: FromPath[UUID], data: JSONBody[PaymentUpdateIn]
     ) -> OrderView:
@@ -177,6 +208,7 @@ def _action_handler(action: Action):
         status_code=200,
         name=f"order-{slug}",
         operation_id=f"order_{action.value}",
+        responses=problem_responses(400, 401, 403, 404, 409),
     )(handler)
 
 
@@ -192,14 +224,18 @@ class CatalogApiController(Controller):
     tags = ["Catalog"]
     guards = [requires_actor]
 
-    @get("/", summary="The tenant's SKUs")
+    @get("/", summary="The tenant's SKUs", responses=problem_responses(400, 401, 404, 422))
     async def list_catalog(
         self, db: DB, actor: CurrentActor, tenant_id: FromQuery[UUID | None] = None
     ) -> list[CatalogItemView]:
         tenant = services.resolve_tenant(actor, tenant_id)
         return [CatalogItemView.model_validate(i) for i in await catalog.list_catalog(db, actor, tenant)]
 
-    @put("/{sku:str}", summary="Create or update a SKU (set active=false to stop selling it)")
+    @put(
+        "/{sku:str}",
+        summary="Create or update a SKU (set active=false to stop selling it)",
+        responses=problem_responses(400, 401, 403, 404, 422),
+    )
     async def put_item(
         self,
         db: DB,
@@ -218,7 +254,7 @@ class VerificationPolicyController(Controller):
     tags = ["Tenants"]
     guards = [requires_actor]
 
-    @get("/", summary="How the tenant's orders are verified")
+    @get("/", summary="How the tenant's orders are verified", responses=problem_responses(400, 401, 404))
     async def get_policy(
         self, db: DB, actor: CurrentActor, tenant_id: FromPath[UUID]
     ) -> VerificationPolicyView:
@@ -229,7 +265,11 @@ class VerificationPolicyController(Controller):
             duplicate_window_minutes=policy.duplicate_window_minutes,
         )
 
-    @put("/", summary="Change how the tenant's orders are verified")
+    @put(
+        "/",
+        summary="Change how the tenant's orders are verified",
+        responses=problem_responses(400, 401, 403, 404, 422),
+    )
     async def put_policy(
         self, db: DB, actor: CurrentActor, tenant_id: FromPath[UUID], data: JSONBody[VerificationPolicyIn]
     ) -> VerificationPolicyView:

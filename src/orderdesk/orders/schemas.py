@@ -105,23 +105,56 @@ class HoldIn(InputSchema):
     reason: HoldReason
     note: str | None = Field(default=None, max_length=500)
 
+    model_config = {
+        **InputSchema.model_config,
+        "json_schema_extra": {
+            "examples": [{"reason": "address_problem", "note": "No house number; emailed the customer"}]
+        },
+    }
+
 
 class HoldReleaseIn(InputSchema):
     reason: HoldReason
     note: str | None = Field(default=None, max_length=500)
 
+    model_config = {
+        **InputSchema.model_config,
+        "json_schema_extra": {
+            "examples": [{"reason": "address_problem", "note": "Customer confirmed: house number 12"}]
+        },
+    }
+
 
 class ActionIn(InputSchema):
     note: str | None = Field(default=None, max_length=500)
+
+    model_config = {
+        **InputSchema.model_config,
+        "json_schema_extra": {"examples": [{"note": "Customer asked by phone"}]},
+    }
 
 
 class CheckDecisionIn(InputSchema):
     resolution: CheckResolution
     note: str | None = Field(default=None, max_length=500)
 
+    model_config = {
+        **InputSchema.model_config,
+        "json_schema_extra": {
+            "examples": [
+                {"resolution": "overridden", "note": "Regular customer; bank transfer arrived today"}
+            ]
+        },
+    }
+
 
 class PaymentUpdateIn(InputSchema):
     payment_status: PaymentStatus
+
+    model_config = {
+        **InputSchema.model_config,
+        "json_schema_extra": {"examples": [{"payment_status": "paid"}]},
+    }
 
 
 class AddressView(OutputSchema):
@@ -221,6 +254,11 @@ class CatalogItemIn(InputSchema):
     name: str = Field(min_length=1, max_length=200, examples=["Two-person tent, green"])
     active: bool = True
 
+    model_config = {
+        **InputSchema.model_config,
+        "json_schema_extra": {"examples": [{"name": "Two-person tent, green", "active": True}]},
+    }
+
 
 class CatalogItemView(OutputSchema):
     sku: str
@@ -238,6 +276,19 @@ class VerificationPolicyIn(InputSchema):
         description="Per currency, the total from which an order needs a person's look",
     )
     duplicate_window_minutes: int = Field(default=60, ge=1, le=10080)
+
+    model_config = {
+        **InputSchema.model_config,
+        "json_schema_extra": {
+            "examples": [
+                {
+                    "auto_verify": True,
+                    "high_value_minor": {"EUR": 100000, "JPY": 150000},
+                    "duplicate_window_minutes": 60,
+                }
+            ]
+        },
+    }
 
 
 class VerificationPolicyView(VerificationPolicyIn):

@@ -12,6 +12,7 @@ from orderdesk.tenants import services
 from orderdesk.tenants.schemas import TenantView
 from orderdesk.web.deps import DB, CurrentActor
 from orderdesk.web.guards import requires_actor, requires_staff
+from orderdesk.web.openapi import problem_responses
 
 
 class ConsoleTenantController(Controller):
@@ -35,10 +36,10 @@ class TenantApiController(Controller):
     tags = ["Tenants"]
     guards = [requires_actor]
 
-    @get("/", summary="Tenants the caller reaches")
+    @get("/", summary="Tenants the caller reaches", responses=problem_responses(401))
     async def list_tenants(self, db: DB, actor: CurrentActor) -> list[TenantView]:
         return [TenantView.model_validate(t) for t in await services.list_tenants(db, actor)]
 
-    @get("/{tenant_id:uuid}", summary="One tenant")
+    @get("/{tenant_id:uuid}", summary="One tenant", responses=problem_responses(400, 401, 404))
     async def get_tenant(self, db: DB, actor: CurrentActor, tenant_id: FromPath[UUID]) -> TenantView:
         return TenantView.model_validate(await services.get_tenant(db, actor, tenant_id))
