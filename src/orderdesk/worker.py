@@ -11,6 +11,7 @@ from orderdesk.integrations import jobs as webhook_jobs
 from orderdesk.settings import Settings
 from orderdesk.web.logging import configure_logging
 from orderdesk.wiring import connect_features
+from orderdesk.workqueue import jobs as work_jobs
 
 
 def job_registry() -> JobRegistry:
@@ -21,6 +22,7 @@ def job_registry() -> JobRegistry:
         # superseded by the next sweep, so it is not retried either.
         job(webhook_jobs.dispatch_webhooks, keep_result_seconds=0, max_tries=1),
         job(webhook_jobs.sweep_webhooks, keep_result_seconds=0, max_tries=1),
+        job(work_jobs.sweep_work_queue, keep_result_seconds=0, max_tries=1),
     ]
     registry.periodic += [
         Periodic(purge_sign_in_state_job, minute={0, 15, 30, 45}),
@@ -29,6 +31,7 @@ def job_registry() -> JobRegistry:
             second=set(range(0, 60, webhook_jobs.SWEEP_EVERY_SECONDS)),
             run_at_startup=True,
         ),
+        Periodic(work_jobs.sweep_work_queue, second=set(range(0, 60, work_jobs.SWEEP_EVERY_SECONDS))),
     ]
     return registry
 

@@ -423,3 +423,12 @@ async def test_many_agents_at_once_get_every_item_exactly_once(db, settings):
     assert len({agent for _, agent in taken}) > 1
     claims = await claims_of(db, tenant)
     assert len(claims) == total and all(c.release_reason == "done" for c in claims)
+
+
+async def test_the_worker_sweep_job_is_registered_and_runs(db):
+    from orderdesk.worker import job_registry
+    from orderdesk.workqueue import jobs as work_jobs
+
+    registry = job_registry()
+    assert any(p.function is work_jobs.sweep_work_queue for p in registry.periodic)
+    assert isinstance(await work_jobs.sweep_work_queue({"db": db}), int)
