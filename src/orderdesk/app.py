@@ -22,6 +22,7 @@ from orderdesk.integrations.controllers import (
     WebhookEndpointController,
 )
 from orderdesk.orders.controllers import CatalogApiController, OrderApiController, VerificationPolicyController
+from orderdesk.inventory.controllers import OrderAllocationController, StockApiController, WarehouseApiController
 from orderdesk.portal.controllers import PortalController
 from orderdesk.settings import Settings
 from orderdesk.tenants.controllers import ConsoleTenantController, TenantApiController
@@ -79,6 +80,9 @@ def create_app(settings: Settings) -> Litestar:
             ConsoleWebhookController,
             CatalogApiController,
             VerificationPolicyController,
+            WarehouseApiController,
+            StockApiController,
+            OrderAllocationController,
             create_static_files_router(path="/static", directories=[STATIC_DIR], include_in_schema=False),
         ],
         dependencies=DEPENDENCIES,
