@@ -25,6 +25,7 @@ from orderdesk.orders.controllers import CatalogApiController, OrderApiControlle
 from orderdesk.inventory.controllers import OrderAllocationController, StockApiController, WarehouseApiController
 from orderdesk.portal.controllers import PortalController
 from orderdesk.settings import Settings
+from orderdesk.shops.controllers import ShopConnectionApiController, ShopifyWebhookController
 from orderdesk.tenants.controllers import ConsoleTenantController, TenantApiController
 from orderdesk.web.auth import AuthenticationMiddleware
 from orderdesk.web.csrf import check_csrf
@@ -80,6 +81,8 @@ def create_app(settings: Settings) -> Litestar:
             ConsoleWebhookController,
             CatalogApiController,
             VerificationPolicyController,
+            ShopConnectionApiController,
+            ShopifyWebhookController,
             WarehouseApiController,
             StockApiController,
             OrderAllocationController,

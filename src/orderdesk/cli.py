@@ -354,6 +354,41 @@ def apikey_create(tenant_slug: str, name: str) -> None:
     click.echo(issued.secret)
 
 
+@cli.group()
+def shop() -> None:
+    """Connect client shops whose order webhooks become orders."""
+
+
+@shop.command("connect")
+@click.option("--tenant", "tenant_slug", required=True, help="The tenant's slug.")
+@click.option("--domain", required=True, help="The shop's myshopify.com domain, e.g. acme.myshopify.com.")
+@click.option(
+    "--secret",
+    prompt="Webhook signing secret",
+    hide_input=True,
+    help="The secret Shopify signs webhooks with; asked for when omitted (an argument shows in `ps`).",
+)
+def shop_connect(tenant_slug: str, domain: str, secret: str) -> None:
+    """Connect a Shopify shop to a tenant, or replace a connected shop's secret."""
+    from orderdesk.shops import services as shops
+    from orderdesk.tenants import services
+
+    settings = _settings()
+
+    async def work(db):
+        actor = await services.system_actor(db)
+        tenant_row = await services.get_tenant_by_slug(db, actor, tenant_slug)
+        return await shops.connect_shop(
+            db, actor, tenant_id=tenant_row.id, shop_domain=domain, webhook_secret=secret
+        )
+
+    connected = _run(lambda: _with_database(settings, work))
+    view = connected.connection
+    verb = "connected" if connected.created else "updated the secret of"
+    click.echo(f"{verb} {view.shop_domain} for {tenant_slug} ({view.id})")
+    click.echo(f"point the shop's orders/create webhook (JSON) at https://<this server>{view.webhook_path}")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: one line per error, exit 2 for usage errors and 1 for failures."""
     try:
