@@ -23,6 +23,7 @@ from orderdesk.inventory.schemas import (
 )
 from orderdesk.web.deps import DB, CurrentActor
 from orderdesk.web.guards import requires_actor
+from orderdesk.web.openapi import problem_responses
 
 
 class WarehouseApiController(Controller):
@@ -30,34 +31,56 @@ class WarehouseApiController(Controller):
     tags = ["Inventory"]
     guards = [requires_actor]
 
-    @get("/", summary="The tenant's warehouses (fulfillment centers)")
+    @get(
+        "/",
+        summary="The tenant's warehouses (fulfillment centers)",
+        responses=problem_responses(400, 401, 404),
+    )
     async def list_warehouses(
         self, db: DB, actor: CurrentActor, tenant_id: FromQuery[UUID | None] = None
     ) -> list[WarehouseView]:
         rows = await services.list_warehouses(db, actor, tenant_id)
         return [WarehouseView.model_validate(w) for w in rows]
 
-    @post("/", summary="Add a warehouse", status_code=201)
+    @post(
+        "/",
+        summary="Add a warehouse",
+        status_code=201,
+        responses=problem_responses(400, 401, 403, 404, 409, 422),
+    )
     async def create_warehouse(
         self, db: DB, actor: CurrentActor, data: JSONBody[WarehouseIn]
     ) -> WarehouseView:
         return WarehouseView.model_validate(await services.create_warehouse(db, actor, data))
 
-    @get("/{warehouse_id:uuid}", summary="One warehouse")
+    @get("/{warehouse_id:uuid}", summary="One warehouse", responses=problem_responses(400, 401, 404))
     async def get_warehouse(self, db: DB, actor: CurrentActor, warehouse_id: FromPath[UUID]) -> WarehouseView:
         return WarehouseView.model_validate(await services.get_warehouse(db, actor, warehouse_id))
 
-    @patch("/{warehouse_id:uuid}", summary="Change a warehouse (active=false takes it out of routing)")
+    @patch(
+        "/{warehouse_id:uuid}",
+        summary="Change a warehouse (active=false takes it out of routing)",
+        responses=problem_responses(400, 401, 403, 404, 422),
+    )
     async def update_warehouse(
         self, db: DB, actor: CurrentActor, warehouse_id: FromPath[UUID], data: JSONBody[WarehousePatch]
     ) -> WarehouseView:
         return WarehouseView.model_validate(await services.update_warehouse(db, actor, warehouse_id, data))
 
-    @delete("/{warehouse_id:uuid}", summary="Remove a warehouse that never held stock", status_code=204)
+    @delete(
+        "/{warehouse_id:uuid}",
+        summary="Remove a warehouse that never held stock",
+        status_code=204,
+        responses=problem_responses(400, 401, 403, 404, 409),
+    )
     async def delete_warehouse(self, db: DB, actor: CurrentActor, warehouse_id: FromPath[UUID]) -> None:
         await services.delete_warehouse(db, actor, warehouse_id)
 
-    @get("/{warehouse_id:uuid}/stock", summary="Stock levels in one warehouse")
+    @get(
+        "/{warehouse_id:uuid}/stock",
+        summary="Stock levels in one warehouse",
+        responses=problem_responses(400, 401, 404),
+    )
     async def list_stock(
         self,
         db: DB,
@@ -74,6 +97,7 @@ class WarehouseApiController(Controller):
         description="Each update sets `on_hand` (a count) or applies `delta` (units in or out), "
         "and may set a low-stock threshold. A retry with the same `event_id` is applied once.",
         status_code=200,
+        responses=problem_responses(400, 401, 403, 404, 409, 422),
     )
     async def update_stock(
         self, db: DB, actor: CurrentActor, warehouse_id: FromPath[UUID], data: JSONBody[StockUpdateIn]
@@ -84,6 +108,7 @@ class WarehouseApiController(Controller):
         "/{warehouse_id:uuid}/stock/{sku:str}/adjustments",
         summary="Adjust stock by hand, with a reason",
         status_code=200,
+        responses=problem_responses(400, 401, 403, 404, 422),
     )
     async def adjust_stock(
         self,
@@ -96,7 +121,9 @@ class WarehouseApiController(Controller):
         return await services.adjust_stock(db, actor, warehouse_id, sku, data.delta, data.reason)
 
     @get(
-        "/{warehouse_id:uuid}/stock/{sku:str}/movements", summary="The stock ledger of one SKU, newest first"
+        "/{warehouse_id:uuid}/stock/{sku:str}/movements",
+        summary="The stock ledger of one SKU, newest first",
+        responses=problem_responses(400, 401, 404, 422),
     )
     async def list_movements(
         self,
@@ -114,7 +141,11 @@ class StockApiController(Controller):
     tags = ["Inventory"]
     guards = [requires_actor]
 
-    @get("/", summary="Stock levels across warehouses (low=true: at or under their threshold)")
+    @get(
+        "/",
+        summary="Stock levels across warehouses (low=true: at or under their threshold)",
+        responses=problem_responses(400, 401, 404),
+    )
     async def list_stock(
         self,
         db: DB,
@@ -131,17 +162,31 @@ class OrderAllocationController(Controller):
     tags = ["Inventory"]
     guards = [requires_actor]
 
-    @get("/", summary="Where the order's units are reserved, shipped from, or waiting")
+    @get(
+        "/",
+        summary="Where the order's units are reserved, shipped from, or waiting",
+        responses=problem_responses(400, 401, 404),
+    )
     async def get_allocation(
         self, db: DB, actor: CurrentActor, order_id: FromPath[UUID]
     ) -> OrderAllocationView:
         return await services.get_order_allocation(db, actor, order_id)
 
-    @post("/retry", summary="Route a verified order, or its backorders, again", status_code=200)
+    @post(
+        "/retry",
+        summary="Route a verified order, or its backorders, again",
+        status_code=200,
+        responses=problem_responses(400, 401, 403, 404, 409),
+    )
     async def retry(self, db: DB, actor: CurrentActor, order_id: FromPath[UUID]) -> OrderAllocationView:
         return await services.retry_allocation(db, actor, order_id)
 
-    @post("/override", summary="Ship from another warehouse, with a reason (staff)", status_code=200)
+    @post(
+        "/override",
+        summary="Ship from another warehouse, with a reason (staff)",
+        status_code=200,
+        responses=problem_responses(400, 401, 403, 404, 409, 422),
+    )
     async def override(
         self, db: DB, actor: CurrentActor, order_id: FromPath[UUID], data: JSONBody[OverrideIn]
     ) -> OrderAllocationView:

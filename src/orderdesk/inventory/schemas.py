@@ -36,6 +36,25 @@ class WarehouseIn(InputSchema):
     )
     active: bool = True
 
+    model_config = {
+        **InputSchema.model_config,
+        "json_schema_extra": {
+            "examples": [
+                {
+                    "code": "BER-1",
+                    "name": "Berlin fulfillment center",
+                    "country": "DE",
+                    "region": "Berlin",
+                    "address": {"line1": "Lager Strasse 5", "city": "Berlin", "postal_code": "12057"},
+                    "priority": 10,
+                    "ships_to": ["DE", "AT", "CH"],
+                    "time_zone": "Europe/Berlin",
+                    "cutoff_time": "15:00:00",
+                }
+            ]
+        },
+    }
+
 
 class WarehousePatch(InputSchema):
     name: str | None = Field(default=None, min_length=1, max_length=200)
@@ -47,6 +66,11 @@ class WarehousePatch(InputSchema):
     time_zone: str | None = Field(default=None, max_length=64)
     cutoff_time: dt.time | None = None
     active: bool | None = None
+
+    model_config = {
+        **InputSchema.model_config,
+        "json_schema_extra": {"examples": [{"priority": 20, "active": False}]},
+    }
 
 
 class WarehouseView(OutputSchema):
@@ -101,10 +125,33 @@ class StockUpdateIn(InputSchema):
     reason: str | None = Field(default=None, max_length=500, examples=["Goods receipt ASN-4711"])
     updates: list[StockUpdateItem] = Field(min_length=1, max_length=1000)
 
+    model_config = {
+        **InputSchema.model_config,
+        "json_schema_extra": {
+            "examples": [
+                {
+                    "event_id": "asn-4711",
+                    "reason": "Goods receipt ASN-4711",
+                    "updates": [
+                        {"sku": "TENT-2P-GRN", "delta": 24},
+                        {"sku": "MAT-1", "on_hand": 120, "low_stock_threshold": 10},
+                    ],
+                }
+            ]
+        },
+    }
+
 
 class AdjustmentIn(InputSchema):
     delta: int = Field(ge=-100_000_000, le=100_000_000, description="Units added (+) or removed (-)")
     reason: str = Field(min_length=3, max_length=500, examples=["Damaged in storage, counted 2024-05-03"])
+
+    model_config = {
+        **InputSchema.model_config,
+        "json_schema_extra": {
+            "examples": [{"delta": -2, "reason": "Damaged in storage, counted 2024-05-03"}]
+        },
+    }
 
 
 class StockLevelView(OutputSchema):
@@ -170,3 +217,16 @@ class OverrideIn(InputSchema):
     line_nos: list[Annotated[int, Field(ge=1)]] | None = Field(
         default=None, description="Only these lines (default: every line not yet shipped)"
     )
+
+    model_config = {
+        **InputSchema.model_config,
+        "json_schema_extra": {
+            "examples": [
+                {
+                    "warehouse_id": "01a216b2-5c8b-7e8b-9a59-aa08496e4e6c",
+                    "reason": "Customer collects in Munich",
+                    "line_nos": [1],
+                }
+            ]
+        },
+    }
