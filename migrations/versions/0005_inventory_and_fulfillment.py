@@ -1,4 +1,5 @@
-"""Inventory and fulfillment: warehouses, stock and its ledger, allocations, backorders.
+"""Inventory and fulfillment: warehouses, stock and its ledger, allocations, backorders,
+shipments, tracking events, returns.
 
 Revision ID: 0005
 Revises: 0004
@@ -15,10 +16,11 @@ from orderdesk.core import rls
 
 TENANT_TABLES = (
     'warehouses', 'stock_levels', 'stock_movements', 'stock_update_receipts', 'order_allocations', 'backorders',
+    'shipments', 'shipment_lines', 'tracking_events', 'returns', 'return_lines',
 )
 # The stock ledger is append-only, like the order timeline.
 APPEND_ONLY = ('stock_movements',)
-ENUMS = ('stock_movement_kind',)
+ENUMS = ('stock_movement_kind', 'tracking_status', 'shipment_attention', 'return_status', 'return_reason')
 
 revision: str = '0005'
 down_revision: str | None = '0004'
@@ -122,6 +124,106 @@ def upgrade() -> None:
     sa.PrimaryKeyConstraint('tenant_id', 'order_id', 'line_no', 'warehouse_id', name=op.f('pk_order_allocations'))
     )
     op.create_index('ix_order_allocations_warehouse_sku', 'order_allocations', ['tenant_id', 'warehouse_id', 'sku'], unique=False)
+    # Fulfillment
+    op.create_table('returns',
+    sa.Column('tenant_id', sa.Uuid(), nullable=False),
+    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.Column('order_id', sa.Uuid(), nullable=False),
+    sa.Column('number', sa.SmallInteger(), nullable=False),
+    sa.Column('rma', sa.String(length=40), nullable=False),
+    sa.Column('status', sa.Enum('requested', 'approved', 'rejected', 'received', 'refunded', name='return_status'), nullable=False),
+    sa.Column('reason', sa.Enum('damaged', 'defective', 'wrong_item', 'not_as_described', 'no_longer_needed', 'arrived_late', 'other', name='return_reason'), nullable=False),
+    sa.Column('note', sa.String(length=1000), nullable=True),
+    sa.Column('channel', sa.String(length=20), nullable=False),
+    sa.Column('requested_by', sa.String(length=200), nullable=False),
+    sa.Column('decided_by', sa.String(length=200), nullable=True),
+    sa.Column('decided_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('decision_note', sa.String(length=1000), nullable=True),
+    sa.Column('received_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('received_warehouse_id', sa.Uuid(), nullable=True),
+    sa.Column('refund_minor', sa.BigInteger(), nullable=True),
+    sa.Column('refunded_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
+    sa.CheckConstraint('refund_minor IS NULL OR refund_minor > 0', name=op.f('ck_returns_refund_positive')),
+    sa.ForeignKeyConstraint(['tenant_id', 'order_id'], ['orders.tenant_id', 'orders.id'], name=op.f('fk_returns_tenant_id_order_id_orders')),
+    sa.ForeignKeyConstraint(['tenant_id', 'received_warehouse_id'], ['warehouses.tenant_id', 'warehouses.id'], name=op.f('fk_returns_tenant_id_received_warehouse_id_warehouses')),
+    sa.PrimaryKeyConstraint('tenant_id', 'id', name=op.f('pk_returns'))
+    )
+    op.create_index('uq_returns_order_number', 'returns', ['tenant_id', 'order_id', 'number'], unique=True)
+    op.create_index('uq_returns_tenant_rma', 'returns', ['tenant_id', 'rma'], unique=True)
+    op.create_table('shipments',
+    sa.Column('tenant_id', sa.Uuid(), nullable=False),
+    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.Column('order_id', sa.Uuid(), nullable=False),
+    sa.Column('number', sa.SmallInteger(), nullable=False),
+    sa.Column('warehouse_id', sa.Uuid(), nullable=False),
+    sa.Column('external_ref', sa.String(length=100), nullable=True),
+    sa.Column('carrier', sa.String(length=60), nullable=False),
+    sa.Column('service', sa.String(length=60), nullable=True),
+    sa.Column('tracking_number', sa.String(length=100), nullable=True),
+    sa.Column('tracking_url', sa.String(length=2000), nullable=True),
+    sa.Column('status', sa.Enum('shipped', 'info_received', 'in_transit', 'out_for_delivery', 'failed_attempt', 'available_for_pickup', 'delivered', 'exception', 'returned_to_sender', name='tracking_status'), nullable=False),
+    sa.Column('attention', sa.Enum('stuck', 'failed_attempt', 'exception', 'returned_to_sender', name='shipment_attention'), nullable=True),
+    sa.Column('attention_since', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('attention_detail', sa.String(length=500), nullable=True),
+    sa.Column('shipped_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('last_event_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('delivered_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('created_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
+    sa.Column('updated_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
+    sa.ForeignKeyConstraint(['tenant_id', 'order_id'], ['orders.tenant_id', 'orders.id'], name=op.f('fk_shipments_tenant_id_order_id_orders')),
+    sa.ForeignKeyConstraint(['tenant_id', 'warehouse_id'], ['warehouses.tenant_id', 'warehouses.id'], name=op.f('fk_shipments_tenant_id_warehouse_id_warehouses')),
+    sa.PrimaryKeyConstraint('tenant_id', 'id', name=op.f('pk_shipments'))
+    )
+    op.create_index('ix_shipments_in_flight', 'shipments', ['tenant_id', 'last_event_at'], unique=False, postgresql_where=sa.text('delivered_at IS NULL'))
+    op.create_index('ix_shipments_tracking_number', 'shipments', ['tenant_id', 'tracking_number'], unique=False)
+    op.create_index('uq_shipments_external_ref', 'shipments', ['tenant_id', 'external_ref'], unique=True, postgresql_where=sa.text('external_ref IS NOT NULL'))
+    op.create_index('uq_shipments_order_number', 'shipments', ['tenant_id', 'order_id', 'number'], unique=True)
+    op.create_table('return_lines',
+    sa.Column('tenant_id', sa.Uuid(), nullable=False),
+    sa.Column('return_id', sa.Uuid(), nullable=False),
+    sa.Column('line_no', sa.SmallInteger(), nullable=False),
+    sa.Column('order_id', sa.Uuid(), nullable=False),
+    sa.Column('sku', sa.String(length=64), nullable=False),
+    sa.Column('quantity', sa.Integer(), nullable=False),
+    sa.Column('restocked_qty', sa.Integer(), server_default=sa.text('0'), nullable=False),
+    sa.Column('condition', sa.String(length=300), nullable=True),
+    sa.CheckConstraint('quantity > 0', name=op.f('ck_return_lines_quantity_positive')),
+    sa.CheckConstraint('restocked_qty >= 0 AND restocked_qty <= quantity', name=op.f('ck_return_lines_restocked_within_quantity')),
+    sa.ForeignKeyConstraint(['tenant_id', 'order_id', 'line_no'], ['order_lines.tenant_id', 'order_lines.order_id', 'order_lines.line_no'], name=op.f('fk_return_lines_tenant_id_order_id_line_no_order_lines')),
+    sa.ForeignKeyConstraint(['tenant_id', 'return_id'], ['returns.tenant_id', 'returns.id'], name=op.f('fk_return_lines_tenant_id_return_id_returns'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('tenant_id', 'return_id', 'line_no', name=op.f('pk_return_lines'))
+    )
+    op.create_table('shipment_lines',
+    sa.Column('tenant_id', sa.Uuid(), nullable=False),
+    sa.Column('shipment_id', sa.Uuid(), nullable=False),
+    sa.Column('line_no', sa.SmallInteger(), nullable=False),
+    sa.Column('order_id', sa.Uuid(), nullable=False),
+    sa.Column('sku', sa.String(length=64), nullable=False),
+    sa.Column('quantity', sa.Integer(), nullable=False),
+    sa.CheckConstraint('quantity > 0', name=op.f('ck_shipment_lines_quantity_positive')),
+    sa.ForeignKeyConstraint(['tenant_id', 'order_id', 'line_no'], ['order_lines.tenant_id', 'order_lines.order_id', 'order_lines.line_no'], name=op.f('fk_shipment_lines_tenant_id_order_id_line_no_order_lines')),
+    sa.ForeignKeyConstraint(['tenant_id', 'shipment_id'], ['shipments.tenant_id', 'shipments.id'], name=op.f('fk_shipment_lines_tenant_id_shipment_id_shipments'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('tenant_id', 'shipment_id', 'line_no', name=op.f('pk_shipment_lines'))
+    )
+    op.create_table('tracking_events',
+    sa.Column('tenant_id', sa.Uuid(), nullable=False),
+    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.Column('shipment_id', sa.Uuid(), nullable=False),
+    sa.Column('external_event_id', sa.String(length=200), nullable=False),
+    sa.Column('request_hash', sa.String(length=64), nullable=False),
+    sa.Column('status', sa.Enum('shipped', 'info_received', 'in_transit', 'out_for_delivery', 'failed_attempt', 'available_for_pickup', 'delivered', 'exception', 'returned_to_sender', name='tracking_status'), nullable=False),
+    sa.Column('raw_status', sa.String(length=200), nullable=True),
+    sa.Column('location', sa.String(length=200), nullable=True),
+    sa.Column('description', sa.String(length=500), nullable=True),
+    sa.Column('occurred_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('received_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
+    sa.ForeignKeyConstraint(['tenant_id', 'shipment_id'], ['shipments.tenant_id', 'shipments.id'], name=op.f('fk_tracking_events_tenant_id_shipment_id_shipments'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('tenant_id', 'id', name=op.f('pk_tracking_events'))
+    )
+    op.create_index('ix_tracking_events_shipment_time', 'tracking_events', ['tenant_id', 'shipment_id', 'occurred_at'], unique=False)
+    op.create_index('uq_tracking_events_sender_id', 'tracking_events', ['tenant_id', 'shipment_id', 'external_event_id'], unique=True)
     _secure()
 
 
@@ -146,6 +248,19 @@ def _secure() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index('uq_tracking_events_sender_id', table_name='tracking_events')
+    op.drop_index('ix_tracking_events_shipment_time', table_name='tracking_events')
+    op.drop_table('tracking_events')
+    op.drop_table('shipment_lines')
+    op.drop_table('return_lines')
+    op.drop_index('uq_shipments_order_number', table_name='shipments')
+    op.drop_index('uq_shipments_external_ref', table_name='shipments', postgresql_where=sa.text('external_ref IS NOT NULL'))
+    op.drop_index('ix_shipments_tracking_number', table_name='shipments')
+    op.drop_index('ix_shipments_in_flight', table_name='shipments', postgresql_where=sa.text('delivered_at IS NULL'))
+    op.drop_table('shipments')
+    op.drop_index('uq_returns_tenant_rma', table_name='returns')
+    op.drop_index('uq_returns_order_number', table_name='returns')
+    op.drop_table('returns')
     op.drop_index('ix_order_allocations_warehouse_sku', table_name='order_allocations')
     op.drop_table('order_allocations')
     op.drop_index('ix_backorders_queue', table_name='backorders')

@@ -22,6 +22,12 @@ from orderdesk.integrations.controllers import (
     WebhookEndpointController,
 )
 from orderdesk.orders.controllers import CatalogApiController, OrderApiController, VerificationPolicyController
+from orderdesk.fulfillment.controllers import (
+    FulfillmentPolicyController,
+    OrderFulfillmentController,
+    ReturnController,
+    ShipmentController,
+)
 from orderdesk.inventory.controllers import OrderAllocationController, StockApiController, WarehouseApiController
 from orderdesk.portal.controllers import PortalController
 from orderdesk.settings import Settings
@@ -86,6 +92,10 @@ def create_app(settings: Settings) -> Litestar:
             WarehouseApiController,
             StockApiController,
             OrderAllocationController,
+            OrderFulfillmentController,
+            ShipmentController,
+            ReturnController,
+            FulfillmentPolicyController,
             create_static_files_router(path="/static", directories=[STATIC_DIR], include_in_schema=False),
         ],
         dependencies=DEPENDENCIES,

@@ -4,6 +4,7 @@ from orderdesk.accounts import models as _accounts  # noqa: F401
 from orderdesk.core.db import Base
 from orderdesk.imports import models as _imports  # noqa: F401
 from orderdesk.integrations import models as _integrations  # noqa: F401
+from orderdesk.fulfillment import models as _fulfillment  # noqa: F401
 from orderdesk.inventory import models as _inventory  # noqa: F401
 from orderdesk.orders import models as _orders  # noqa: F401
 from orderdesk.shops import models as _shops  # noqa: F401

@@ -6,6 +6,7 @@ ROUTES whenever a route with an id is added.
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from dataclasses import dataclass
 
@@ -72,22 +73,6 @@ ROUTES = [
     Route("PATCH", "/api/v1/warehouses/{id}", "b_warehouse", ("client", "api_key"), {"priority": 1}),
     Route("DELETE", "/api/v1/warehouses/{id}", "b_warehouse", ("client", "api_key")),
     Route("GET", "/api/v1/warehouses/{id}/stock", "b_warehouse", ALL),
-    Route("POST", "/api/v1/warehouses/{id}/stock", "b_warehouse", ("client", "api_key"),
-          {"updates": [{"sku": "TENT", "delta": 1}]}),
-    Route("POST", "/api/v1/warehouses/{id}/stock/TENT/adjustments", "b_warehouse", ("staff",),
-          {"delta": 1, "reason": "found one"}),
-    Route("GET", "/api/v1/warehouses/{id}/stock/TENT/movements", "b_warehouse", ALL),
-    Route("GET", "/api/v1/orders/{id}/allocation", "b_order", ALL),
-    Route("POST", "/api/v1/orders/{id}/allocation/retry", "b_order", ("staff", "api_key")),
-    Route("POST", "/api/v1/orders/{id}/allocation/override", "b_order", ("staff",),
-          {"warehouse_id": "00000000-0000-7000-8000-000000000000", "reason": "closer"}),
-    # Inventory
-    Route("GET", "/api/v1/warehouses?tenant_id={id}", "b_tenant", ALL),
-    Route("GET", "/api/v1/stock?tenant_id={id}", "b_tenant", ALL),
-    Route("GET", "/api/v1/warehouses/{id}", "b_warehouse", ALL),
-    Route("PATCH", "/api/v1/warehouses/{id}", "b_warehouse", ("client", "api_key"), {"priority": 1}),
-    Route("DELETE", "/api/v1/warehouses/{id}", "b_warehouse", ("client", "api_key")),
-    Route("GET", "/api/v1/warehouses/{id}/stock", "b_warehouse", ALL),
     Route(
         "POST",
         "/api/v1/warehouses/{id}/stock",
@@ -112,6 +97,44 @@ ROUTES = [
         ("staff",),
         {"warehouse_id": "00000000-0000-7000-8000-000000000000", "reason": "closer"},
     ),
+    # Fulfillment
+    Route("GET", "/api/v1/orders/{id}/shipments", "b_order", ALL),
+    Route(
+        "POST",
+        "/api/v1/orders/{id}/shipments",
+        "b_order",
+        ("staff", "api_key"),
+        {
+            "warehouse_id": "00000000-0000-7000-8000-000000000000",
+            "carrier": "DHL",
+            "lines": [{"line_no": 1, "quantity": 1}],
+        },
+    ),
+    Route("GET", "/api/v1/orders/{id}/returns", "b_order", ALL),
+    Route(
+        "POST",
+        "/api/v1/orders/{id}/returns",
+        "b_order",
+        ALL,
+        {"reason": "damaged", "lines": [{"line_no": 1, "quantity": 1}]},
+    ),
+    Route("GET", "/api/v1/shipments/{id}", "b_shipment", ALL),
+    Route("PATCH", "/api/v1/shipments/{id}", "b_shipment", ("staff", "api_key"), {"carrier": "UPS"}),
+    Route(
+        "POST",
+        "/api/v1/shipments/{id}/tracking-events",
+        "b_shipment",
+        ("staff", "api_key"),
+        {"event_id": "e-1", "status": "in_transit", "occurred_at": "2026-01-01T10:00:00Z"},
+    ),
+    Route("POST", "/api/v1/shipments/{id}/attention/clear", "b_shipment", ("staff",)),
+    Route("GET", "/api/v1/returns/{id}", "b_return", ALL),
+    Route("POST", "/api/v1/returns/{id}/approve", "b_return", ALL),
+    Route("POST", "/api/v1/returns/{id}/reject", "b_return", ALL, {"reason": "not ours"}),
+    Route("POST", "/api/v1/returns/{id}/receive", "b_return", ("staff", "api_key"), {}),
+    Route("POST", "/api/v1/returns/{id}/refund", "b_return", ALL, {"amount_minor": 1}),
+    Route("GET", "/api/v1/tenants/{id}/fulfillment-policy", "b_tenant", ALL),
+    Route("PUT", "/api/v1/tenants/{id}/fulfillment-policy", "b_tenant", ALL, {"return_window_days": 1}),
     Route("GET", "/api/v1/shop-connections/{id}", "b_shop", ALL),
     Route("DELETE", "/api/v1/shop-connections/{id}", "b_shop", ALL),
     Route("GET", "/api/v1/shop-connections?tenant_id={id}", "b_tenant", ALL),
@@ -160,8 +183,7 @@ async def b_objects(client, db, world: World) -> dict[str, object]:
         "b_tenant": world.b.id,
         "b_key": world.key_b_id,
         "b_order": order.json()["id"],
-        "b_warehouse": await b_warehouse(client, world),
-        "b_warehouse": await b_warehouse(client, world),
+        **await b_shipment_and_return(client, world, await b_warehouse(client, world)),
         "b_import": await b_import(client, world),
         "b_shop": await b_shop_connection(db, world),
         "b_endpoint": endpoint,
@@ -222,15 +244,46 @@ async def b_warehouse(client, world: World) -> str:
     return created.json()["id"]
 
 
-async def b_warehouse(client, world: World) -> str:
-    """B's warehouse, made through B's API key."""
-    created = await client.post(
-        "/api/v1/warehouses",
-        json={"code": "B-WH", "name": "B's warehouse", "country": "DE"},
-        headers={"Authorization": f"Bearer {world.key_b}"},
+async def b_shipment_and_return(client, world: World, warehouse_id: str) -> dict[str, str]:
+    """B's warehouse, a delivered shipment of another B order, and a return of it."""
+    b_headers = {"Authorization": f"Bearer {world.key_b}"}
+    stocked = await client.post(
+        f"/api/v1/warehouses/{warehouse_id}/stock",
+        json={"updates": [{"sku": "TENT-2P", "on_hand": 5}, {"sku": "MAT-1", "on_hand": 5}]},
+        headers=b_headers,
     )
-    assert created.status_code == 201, created.text
-    return created.json()["id"]
+    assert stocked.status_code == 200, stocked.text
+    order = (await client.post("/api/v1/orders", json=order_body(), headers=b_headers)).json()
+    assert (await client.post(f"/api/v1/orders/{order['id']}/verify", headers=b_headers)).json()[
+        "status"
+    ] == "allocated"
+    shipment = await client.post(
+        f"/api/v1/orders/{order['id']}/shipments",
+        json={
+            "warehouse_id": warehouse_id,
+            "carrier": "DHL",
+            "lines": [{"line_no": 1, "quantity": 2}, {"line_no": 2, "quantity": 1}],
+        },
+        headers=b_headers,
+    )
+    assert shipment.status_code == 201, shipment.text
+    delivered = await client.post(
+        f"/api/v1/shipments/{shipment.json()['id']}/tracking-events",
+        json={"event_id": "b-1", "status": "delivered", "occurred_at": dt.datetime.now(dt.UTC).isoformat()},
+        headers=b_headers,
+    )
+    assert delivered.status_code == 201, delivered.text
+    returned = await client.post(
+        f"/api/v1/orders/{order['id']}/returns",
+        json={"reason": "damaged", "lines": [{"line_no": 1, "quantity": 1}]},
+        headers=b_headers,
+    )
+    assert returned.status_code == 201, returned.text
+    return {
+        "b_warehouse": warehouse_id,
+        "b_shipment": shipment.json()["id"],
+        "b_return": returned.json()["id"],
+    }
 
 
 async def as_caller(client, world: World, caller: str) -> dict[str, str]:

@@ -1,0 +1,180 @@
+"""API shapes for shipments, tracking events, returns and the tenant's fulfillment policy."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Annotated, Literal
+from uuid import UUID
+
+from pydantic import Field
+
+from orderdesk.core.money import MAX_AMOUNT_MINOR
+from orderdesk.core.schemas import InputSchema, OutputSchema
+from orderdesk.fulfillment.models import ReturnReason, TrackingStatus
+
+LineNo = Annotated[int, Field(ge=1, le=10_000)]
+Units = Annotated[int, Field(gt=0, le=1_000_000)]
+
+
+class ShipLineIn(InputSchema):
+    line_no: LineNo
+    quantity: Units
+
+
+class ShipmentIn(InputSchema):
+    external_ref: str | None = Field(
+        default=None, max_length=100, description="Your shipment id: a repeated create returns the first"
+    )
+    warehouse_id: UUID = Field(description="The warehouse it leaves from (one per shipment)")
+    carrier: str = Field(min_length=1, max_length=60, examples=["DHL"])
+    service: str | None = Field(default=None, max_length=60, examples=["Paket"])
+    tracking_number: str | None = Field(default=None, max_length=100, examples=["00340434161234567890"])
+    tracking_url: str | None = Field(default=None, max_length=2000)
+    shipped_at: dt.datetime | None = Field(default=None, description="Default: now")
+    lines: list[ShipLineIn] = Field(min_length=1, max_length=500)
+
+
+class ShipmentPatch(InputSchema):
+    carrier: str | None = Field(default=None, min_length=1, max_length=60)
+    service: str | None = Field(default=None, max_length=60)
+    tracking_number: str | None = Field(default=None, max_length=100)
+    tracking_url: str | None = Field(default=None, max_length=2000)
+
+
+class TrackingEventIn(InputSchema):
+    event_id: str = Field(
+        min_length=1, max_length=200, description="Your (or the carrier's) id: a retry is recorded once"
+    )
+    status: TrackingStatus
+    occurred_at: dt.datetime
+    raw_status: str | None = Field(default=None, max_length=200, examples=["Zustellung erfolgreich"])
+    location: str | None = Field(default=None, max_length=200, examples=["Berlin, DE"])
+    description: str | None = Field(default=None, max_length=500)
+
+
+class ShipmentLineView(OutputSchema):
+    line_no: int
+    sku: str
+    quantity: int
+
+
+class TrackingEventView(OutputSchema):
+    id: UUID
+    external_event_id: str
+    status: str
+    raw_status: str | None
+    location: str | None
+    description: str | None
+    occurred_at: dt.datetime
+    received_at: dt.datetime
+
+
+class ShipmentView(OutputSchema):
+    id: UUID
+    order_id: UUID
+    number: int
+    warehouse_id: UUID
+    warehouse_code: str
+    external_ref: str | None
+    carrier: str
+    service: str | None
+    tracking_number: str | None
+    tracking_url: str | None
+    status: str
+    attention: str | None
+    attention_since: dt.datetime | None
+    attention_detail: str | None
+    shipped_at: dt.datetime
+    last_event_at: dt.datetime | None
+    delivered_at: dt.datetime | None
+    lines: list[ShipmentLineView]
+    events: list[TrackingEventView] = Field(default_factory=list)
+
+
+class TrackingResult(OutputSchema):
+    duplicate: bool = Field(description="True when this event id was already recorded (nothing changed)")
+    shipment: ShipmentView
+
+
+class ReturnLineIn(InputSchema):
+    line_no: LineNo
+    quantity: Units
+
+
+class ReturnIn(InputSchema):
+    reason: ReturnReason
+    note: str | None = Field(default=None, max_length=1000)
+    lines: list[ReturnLineIn] = Field(min_length=1, max_length=500)
+
+
+class DecisionIn(InputSchema):
+    note: str | None = Field(default=None, max_length=1000)
+
+
+class RejectionIn(InputSchema):
+    reason: str = Field(min_length=3, max_length=1000)
+
+
+class ReceivedLineIn(InputSchema):
+    line_no: LineNo
+    restock_quantity: int = Field(default=0, ge=0, le=1_000_000, description="Units fit to sell again")
+    condition: str | None = Field(default=None, max_length=300, examples=["as new", "box damaged"])
+
+
+class ReceiveIn(InputSchema):
+    warehouse_id: UUID | None = Field(
+        default=None, description="Where restocked units go (required to restock)"
+    )
+    lines: list[ReceivedLineIn] = Field(default_factory=list, max_length=500)
+    note: str | None = Field(default=None, max_length=1000)
+
+
+class RefundIn(InputSchema):
+    amount_minor: int = Field(
+        gt=0, le=MAX_AMOUNT_MINOR, description="Integer minor units of the order currency"
+    )
+    note: str | None = Field(default=None, max_length=1000)
+
+
+class ReturnLineView(OutputSchema):
+    line_no: int
+    sku: str
+    quantity: int
+    restocked_qty: int
+    condition: str | None
+
+
+class ReturnView(OutputSchema):
+    id: UUID
+    order_id: UUID
+    rma: str
+    status: str
+    reason: str
+    note: str | None
+    channel: str
+    requested_by: str
+    decided_by: str | None
+    decided_at: dt.datetime | None
+    decision_note: str | None
+    received_at: dt.datetime | None
+    received_warehouse_id: UUID | None
+    refund_minor: int | None
+    refunded_at: dt.datetime | None
+    created_at: dt.datetime
+    lines: list[ReturnLineView]
+
+
+class FulfillmentPolicyIn(InputSchema):
+    stuck_after_hours: int = Field(
+        default=72, ge=1, le=24 * 60, description="A shipment without tracking news this long needs a look"
+    )
+    return_window_days: int = Field(
+        default=30, ge=0, le=365, description="Days after delivery a return may be requested (0: none)"
+    )
+    invoice_on: Literal["verification", "shipment", "manual"] = Field(
+        default="shipment", description="When the order's invoice is issued"
+    )
+
+
+class FulfillmentPolicyView(FulfillmentPolicyIn):
+    pass

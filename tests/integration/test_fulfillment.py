@@ -1,0 +1,369 @@
+"""Shipments, tracking, delivery, returns and refunds, and the full lifecycle through the API."""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+
+from orderdesk.fulfillment import policy as policies
+from orderdesk.fulfillment import services as fulfillment
+from orderdesk.tenants import services as tenants
+from tests.conftest import World, session_csrf, sign_in
+from tests.integration.test_inventory import (
+    allocation_of,
+    level,
+    make_warehouse,
+    new_order,
+    put_stock,
+    timeline,
+    verify,
+)
+from tests.integration.test_orders_api import bearer
+
+NOW = dt.datetime.now(dt.UTC)
+# Scans are reported after the fact: minute 0 of a test's story is three hours ago.
+START = NOW - dt.timedelta(hours=3)
+
+
+def at(minutes: int) -> str:
+    return (START + dt.timedelta(minutes=minutes)).isoformat()
+
+
+async def ship(client, key: str, order: dict, warehouse: dict, lines: list[tuple[int, int]], **extra) -> dict:
+    body = {
+        "warehouse_id": warehouse["id"],
+        "carrier": "DHL",
+        "service": "Paket",
+        "tracking_number": uuid.uuid4().hex[:16],
+        "tracking_url": "https://tracking.example.com/x",
+        "lines": [{"line_no": n, "quantity": q} for n, q in lines],
+        "shipped_at": at(0),
+        **extra,
+    }
+    response = await client.post(f"/api/v1/orders/{order['id']}/shipments", json=body, headers=bearer(key))
+    assert response.status_code in (200, 201), response.text
+    return response.json()
+
+
+async def track(
+    client, key: str, shipment: dict, status: str, minutes: int, event_id: str | None = None, **extra
+) -> dict:
+    response = await client.post(
+        f"/api/v1/shipments/{shipment['id']}/tracking-events",
+        json={
+            "event_id": event_id or uuid.uuid4().hex,
+            "status": status,
+            "occurred_at": at(minutes),
+            **extra,
+        },
+        headers=bearer(key),
+    )
+    assert response.status_code in (200, 201), response.text
+    return response.json()
+
+
+async def status_of(client, key: str, order: dict) -> str:
+    return (await client.get(f"/api/v1/orders/{order['id']}", headers=bearer(key))).json()["status"]
+
+
+async def kinds(client, key: str, order: dict) -> list[str]:
+    return [e["kind"] for e in await timeline(client, key, order)]
+
+
+async def test_full_lifecycle_capture_to_refund(client, world: World):
+    """capture → verify → allocate → pick → pack → two partial shipments → tracking → delivered
+    → return → refund, with the timeline checked at each step."""
+    key = world.key_a
+    ber = await make_warehouse(client, key, "BER", region="Berlin")
+    muc = await make_warehouse(client, key, "MUC", region="Bayern")
+    await put_stock(client, key, ber, TENT=5)
+    await put_stock(client, key, muc, MAT=5)
+
+    order = await new_order(client, key, region="Berlin", TENT=2, MAT=1)  # captured (paid)
+    assert order["status"] == "awaiting_verification"
+    assert await kinds(client, key, order) == ["created", "verification_needed"]
+
+    verified = await verify(client, key, order)
+    assert verified["status"] == "allocated"
+    events = await timeline(client, key, order)
+    assert [e["kind"] for e in events][-2:] == ["verify", "allocate"]
+    assert events[-1]["summary"] == "Allocated, split across BER, MUC"
+
+    for step, status in (("start-picking", "picking"), ("pack", "packed")):
+        response = await client.post(f"/api/v1/orders/{order['id']}/{step}", headers=bearer(key))
+        assert response.status_code == 200 and response.json()["status"] == status
+        assert (await kinds(client, key, order))[-1] == step.replace("-", "_")
+
+    first = await ship(client, key, order, ber, [(1, 2)], external_ref="SHP-1")
+    assert first["number"] == 1 and first["warehouse_code"] == "BER" and first["status"] == "shipped"
+    assert await status_of(client, key, order) == "partially_shipped"
+    last = (await timeline(client, key, order))[-1]
+    assert last["kind"] == "ship_partially"
+    assert last["summary"].startswith("Shipment 1 left BER via DHL Paket, tracking ")
+    stock = await level(client, key, ber, "TENT")
+    assert (stock["on_hand"], stock["reserved"]) == (3, 0)  # shipping consumed the reservation
+    again = await ship(client, key, order, ber, [(1, 2)], external_ref="SHP-1")
+    assert again["id"] == first["id"]  # a retried create changes nothing
+
+    second = await ship(client, key, order, muc, [(2, 1)])
+    assert await status_of(client, key, order) == "shipped"
+    assert (await kinds(client, key, order))[-1] == "ship"
+    assert [a["shipped_qty"] for a in (await allocation_of(client, key, order))["allocations"]] == [2, 1]
+
+    await track(client, key, first, "in_transit", 10, location="Leipzig, DE", raw_status="Sendung unterwegs")
+    assert (await timeline(client, key, order))[-1]["summary"] == (
+        "Shipment 1: in transit at Leipzig, DE (Sendung unterwegs)"
+    )
+    delivered_1 = await track(client, key, first, "delivered", 60, location="Berlin")
+    assert delivered_1["shipment"]["status"] == "delivered"
+    assert await status_of(client, key, order) == "shipped"  # the other parcel is still out
+    await track(client, key, second, "out_for_delivery", 70)
+    await track(client, key, second, "delivered", 90)
+    assert await status_of(client, key, order) == "delivered"
+    assert (await kinds(client, key, order))[-3:] == ["tracking_update", "shipment_delivered", "deliver"]
+
+    returned = await client.post(
+        f"/api/v1/orders/{order['id']}/returns",
+        json={"reason": "damaged", "note": "Pole snapped", "lines": [{"line_no": 1, "quantity": 1}]},
+        headers=bearer(key),
+    )
+    assert returned.status_code == 201, returned.text
+    rma = returned.json()
+    assert rma["rma"] == f"RMA-{order['number']}-1" and rma["status"] == "requested"
+    assert await status_of(client, key, order) == "return_requested"
+    assert (await timeline(client, key, order))[-1]["summary"] == (
+        f"Return {rma['rma']} requested (damaged): 1 × TENT"
+    )
+    base = f"/api/v1/returns/{rma['id']}"
+    approved = await client.post(f"{base}/approve", json={"note": "Photo received"}, headers=bearer(key))
+    assert approved.status_code == 200 and approved.json()["status"] == "approved"
+    assert (await kinds(client, key, order))[-1] == "return_approved"
+    received = await client.post(
+        f"{base}/receive",
+        json={
+            "warehouse_id": ber["id"],
+            "lines": [{"line_no": 1, "restock_quantity": 1, "condition": "as new"}],
+        },
+        headers=bearer(key),
+    )
+    assert received.status_code == 200, received.text
+    assert await status_of(client, key, order) == "return_received"
+    assert (await level(client, key, ber, "TENT"))["on_hand"] == 4  # restocked
+    assert (await timeline(client, key, order))[-1][
+        "summary"
+    ] == f"Return {rma['rma']} received; restocked 1 × TENT at BER"
+
+    too_much = await client.post(
+        f"{base}/refund", json={"amount_minor": order["total_minor"] + 1}, headers=bearer(key)
+    )
+    assert too_much.status_code == 422 and too_much.json()["errors"][0]["field"] == "amount_minor"
+    refunded = await client.post(f"{base}/refund", json={"amount_minor": 1000}, headers=bearer(key))
+    assert refunded.status_code == 200 and refunded.json()["status"] == "refunded"
+    final = (await client.get(f"/api/v1/orders/{order['id']}", headers=bearer(key))).json()
+    assert final["status"] == "closed"
+    events = await timeline(client, key, order)
+    assert [e["kind"] for e in events][-2:] == ["refund", "close"]
+    assert events[-2]["summary"] == f"Refunded 10.00 EUR for return {rma['rma']}"
+    assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
+
+
+async def test_shipments_refuse_what_is_not_reserved_there(client, world: World):
+    key = world.key_a
+    ber = await make_warehouse(client, key, "BER")
+    muc = await make_warehouse(client, key, "MUC")
+    await put_stock(client, key, ber, TENT=5)
+    order = await verify(client, key, await new_order(client, key, TENT=2))
+    url = f"/api/v1/orders/{order['id']}/shipments"
+    body = {
+        "warehouse_id": muc["id"],
+        "carrier": "UPS",
+        "lines": [{"line_no": 1, "quantity": 1}, {"line_no": 9, "quantity": 1}],
+    }
+    wrong = await client.post(url, json=body, headers=bearer(key))
+    assert wrong.status_code == 422
+    assert {e["field"]: e["message"] for e in wrong.json()["errors"]} == {
+        "lines.0.quantity": "only 0 of line 1 (TENT) are reserved at MUC",
+        "lines.1.line_no": "the order has no line 9",
+    }
+    too_many = await client.post(
+        url,
+        json={**body, "warehouse_id": ber["id"], "lines": [{"line_no": 1, "quantity": 3}]},
+        headers=bearer(key),
+    )
+    assert too_many.status_code == 422
+    foreign = await client.post(url, json={**body, "warehouse_id": str(uuid.uuid4())}, headers=bearer(key))
+    assert foreign.status_code == 404
+    # A full shipment straight from "allocated" implies picking and packing.
+    await ship(client, key, order, ber, [(1, 2)])
+    assert (await kinds(client, key, order))[-3:] == ["start_picking", "pack", "ship"]
+    cancelled_after = await client.post(f"/api/v1/orders/{order['id']}/cancel", headers=bearer(key))
+    assert cancelled_after.status_code == 409
+
+
+async def test_tracking_events_are_idempotent_and_exceptions_are_flagged(client, world: World, db):
+    key = world.key_a
+    wh = await make_warehouse(client, key, "TRK")
+    await put_stock(client, key, wh, TENT=2)
+    order = await verify(client, key, await new_order(client, key, TENT=2))
+    shipment = await ship(client, key, order, wh, [(1, 1)])
+    first = await track(client, key, shipment, "in_transit", 5, event_id="e-1")
+    retry = await track(client, key, shipment, "in_transit", 5, event_id="e-1")
+    assert first["duplicate"] is False and retry["duplicate"] is True
+    assert len(retry["shipment"]["events"]) == 1
+    changed = await client.post(
+        f"/api/v1/shipments/{shipment['id']}/tracking-events",
+        json={"event_id": "e-1", "status": "delivered", "occurred_at": at(5)},
+        headers=bearer(key),
+    )
+    assert changed.status_code == 409
+    unknown = await client.post(
+        f"/api/v1/shipments/{uuid.uuid4()}/tracking-events",
+        json={"event_id": "x", "status": "in_transit", "occurred_at": at(1)},
+        headers=bearer(key),
+    )
+    assert unknown.status_code == 404
+    bad = await client.post(
+        f"/api/v1/shipments/{shipment['id']}/tracking-events",
+        json={"event_id": "y", "status": "teleported", "occurred_at": at(1)},
+        headers=bearer(key),
+    )
+    assert bad.status_code == 400 and bad.json()["errors"][0]["field"] == "status"
+
+    flagged = await track(
+        client, key, shipment, "failed_attempt", 30, raw_status="Empfänger nicht angetroffen"
+    )
+    assert flagged["shipment"]["attention"] == "failed_attempt"
+    last = (await timeline(client, key, order))[-1]
+    assert last["kind"] == "shipment_exception" and "failed attempt" in last["summary"]
+    late_old_scan = await track(client, key, shipment, "info_received", 1)
+    assert late_old_scan["shipment"]["status"] == "failed_attempt"  # an older scan changes nothing
+    back = await track(client, key, shipment, "out_for_delivery", 40)
+    assert back["shipment"]["attention"] is None
+    assert (await timeline(client, key, order))[-1]["summary"].endswith("; back on track")
+    await track(client, key, shipment, "exception", 50, raw_status="Beschädigt")
+    listed = (await client.get(f"/api/v1/orders/{order['id']}/shipments", headers=bearer(key))).json()
+    assert listed[0]["attention"] == "exception"  # visible on the order
+
+    await sign_in(client, world.agent_a)
+    csrf = {"X-CSRF-Token": session_csrf((await client.get("/console")).text)}
+    cleared = await client.post(
+        f"/api/v1/shipments/{shipment['id']}/attention/clear", json={"note": "Carrier re-sends"}, headers=csrf
+    )
+    assert cleared.status_code == 200 and cleared.json()["attention"] is None
+
+
+async def test_stuck_shipments_are_flagged_once(client, world: World, db):
+    key = world.key_a
+    wh = await make_warehouse(client, key, "STK")
+    await put_stock(client, key, wh, TENT=1)
+    order = await verify(client, key, await new_order(client, key, TENT=1))
+    old = (NOW - dt.timedelta(hours=100)).isoformat()
+    shipment = await ship(client, key, order, wh, [(1, 1)], shipped_at=old)
+    system = await tenants.system_actor(db)
+    a_only = system.__class__(
+        **{
+            **{f: getattr(system, f) for f in system.__dataclass_fields__},
+            "tenant_ids": frozenset({world.a.id}),
+        }
+    )
+    assert await fulfillment.flag_stuck_shipments(db, a_only) == 1
+    assert await fulfillment.flag_stuck_shipments(db, a_only) == 0
+    view = (await client.get(f"/api/v1/shipments/{shipment['id']}", headers=bearer(key))).json()
+    assert view["attention"] == "stuck" and "no tracking news for 100 h" in view["attention_detail"]
+    assert (await timeline(client, key, order))[-1]["kind"] == "shipment_exception"
+
+
+async def test_returns_respect_the_window_the_quantities_and_the_steps(client, world: World, db):
+    key = world.key_a
+    wh = await make_warehouse(client, key, "RET")
+    await put_stock(client, key, wh, TENT=3)
+    order = await verify(client, key, await new_order(client, key, TENT=2))
+    early = await client.post(
+        f"/api/v1/orders/{order['id']}/returns",
+        json={"reason": "damaged", "lines": [{"line_no": 1, "quantity": 1}]},
+        headers=bearer(key),
+    )
+    assert early.status_code == 409  # not delivered yet
+    shipment = await ship(client, key, order, wh, [(1, 2)])
+    await track(client, key, shipment, "delivered", 5)
+    url = f"/api/v1/orders/{order['id']}/returns"
+    too_many = await client.post(
+        url,
+        json={"reason": "damaged", "lines": [{"line_no": 1, "quantity": 3}, {"line_no": 4, "quantity": 1}]},
+        headers=bearer(key),
+    )
+    assert too_many.status_code == 422
+    assert {e["field"] for e in too_many.json()["errors"]} == {"lines.0.quantity", "lines.1.line_no"}
+    bad_reason = await client.post(
+        url, json={"reason": "meh", "lines": [{"line_no": 1, "quantity": 1}]}, headers=bearer(key)
+    )
+    assert bad_reason.status_code == 400
+
+    # Outside the window: the delivery is moved 40 days back.
+    async with db.transaction((await tenants.system_actor(db)).scope) as session:
+        from sqlalchemy import update
+
+        from orderdesk.fulfillment.models import Shipment
+
+        await session.execute(
+            update(Shipment)
+            .where(Shipment.id == uuid.UUID(shipment["id"]))
+            .values(delivered_at=dt.datetime.now(dt.UTC) - dt.timedelta(days=40))
+        )
+    late = await client.post(
+        url,
+        json={"reason": "no_longer_needed", "lines": [{"line_no": 1, "quantity": 1}]},
+        headers=bearer(key),
+    )
+    assert late.status_code == 409 and "return window of 30 days ended" in late.json()["detail"]
+    by_key = await client.put(
+        f"/api/v1/tenants/{world.a.id}/fulfillment-policy",
+        json={"return_window_days": 60},
+        headers=bearer(key),
+    )
+    assert by_key.status_code == 403  # administrators set the policy
+    await policies.set_policy(
+        db, await tenants.system_actor(db), world.a.id, policies.FulfillmentPolicy(return_window_days=60)
+    )
+    shown = await client.get(f"/api/v1/tenants/{world.a.id}/fulfillment-policy", headers=bearer(key))
+    assert shown.json() == {"stuck_after_hours": 72, "return_window_days": 60, "invoice_on": "shipment"}
+    rma = await client.post(
+        url,
+        json={"reason": "no_longer_needed", "lines": [{"line_no": 1, "quantity": 1}]},
+        headers=bearer(key),
+    )
+    assert rma.status_code == 201
+    rid = rma.json()["id"]
+    not_yet = await client.post(f"/api/v1/returns/{rid}/receive", json={}, headers=bearer(key))
+    assert not_yet.status_code == 409 and "approve it" in not_yet.json()["detail"]
+    rejected = await client.post(
+        f"/api/v1/returns/{rid}/reject", json={"reason": "Used, not resellable"}, headers=bearer(key)
+    )
+    assert rejected.status_code == 200
+    assert await status_of(client, key, order) == "closed"
+    assert (await kinds(client, key, order))[-2:] == ["reject_return", "close"]
+
+
+async def test_client_users_request_returns_but_do_not_receive_them(client, world: World):
+    key = world.key_a
+    wh = await make_warehouse(client, key, "CLI")
+    await put_stock(client, key, wh, TENT=1)
+    order = await verify(client, key, await new_order(client, key, TENT=1))
+    shipment = await ship(client, key, order, wh, [(1, 1)])
+    await track(client, key, shipment, "delivered", 1)
+    await sign_in(client, world.client_viewer_a)
+    csrf = {"X-CSRF-Token": session_csrf((await client.get("/portal")).text)}
+    rma = await client.post(
+        f"/api/v1/orders/{order['id']}/returns",
+        json={"reason": "wrong_item", "lines": [{"line_no": 1, "quantity": 1}]},
+        headers=csrf,
+    )
+    assert rma.status_code == 201 and rma.json()["channel"] == "portal"
+    approve = await client.post(f"/api/v1/returns/{rma.json()['id']}/approve", headers=csrf)
+    assert approve.status_code == 403
+    shipping = await client.post(
+        f"/api/v1/orders/{order['id']}/shipments",
+        json={"warehouse_id": wh["id"], "carrier": "x", "lines": [{"line_no": 1, "quantity": 1}]},
+        headers=csrf,
+    )
+    assert shipping.status_code == 403
