@@ -42,6 +42,8 @@ from orderdesk.web.logging import RequestLogMiddleware, configure_logging
 from orderdesk.web.openapi import ModelExamplesPlugin
 from orderdesk.web.templating import configure_templates
 from orderdesk.wiring import connect_features
+from orderdesk.console.controllers import ConsoleOrderController
+from orderdesk.workqueue.controllers import WorkQueueConsoleController
 
 ROOT = Path(__file__).resolve().parents[2]
 TEMPLATES_DIR = ROOT / "templates"
@@ -79,6 +81,8 @@ def create_app(settings: Settings) -> Litestar:
             SignInController,
             AccountApiController,
             ConsoleTenantController,
+            WorkQueueConsoleController,
+            ConsoleOrderController,
             TenantApiController,
             PortalController,
             OrderApiController,

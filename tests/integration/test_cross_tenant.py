@@ -163,6 +163,28 @@ ROUTES = [
         )
     ],
     Route("POST", "/api/v1/webhook-deliveries/{id}/replay", "b_delivery", ("staff", "client", "api_key")),
+    # Work queue console
+    *[
+        Route(method, f"/console/work/{{id}}{suffix}", "b_work_item", ("staff",))
+        for method, suffix in (
+            ("GET", ""),
+            ("GET", "/status"),
+            ("POST", "/lease"),
+            ("POST", "/done"),
+            ("POST", "/snooze"),
+            ("POST", "/hand-back"),
+            ("POST", "/wait"),
+            ("POST", "/resume"),
+            ("POST", "/reassign"),
+        )
+    ],
+    Route("GET", "/console/orders/{id}", "b_order", ("staff",)),
+    Route("GET", "/console/orders/{id}/panel", "b_order", ("staff",)),
+    Route("POST", "/console/orders/{id}/actions/verify", "b_order", ("staff",)),
+    Route("POST", "/console/orders/{id}/actions/place_hold", "b_order", ("staff",)),
+    Route("POST", "/console/orders/{id}/checks/payment_confirmed", "b_order", ("staff",)),
+    Route("GET", "/console/sla/{id}", "b_tenant", ("staff",)),
+    Route("POST", "/console/sla/{id}", "b_tenant", ("staff",)),
 ]
 
 CALLERS = ("staff", "client", "api_key")
@@ -188,6 +210,7 @@ async def b_objects(client, db, world: World) -> dict[str, object]:
         "b_shop": await b_shop_connection(db, world),
         "b_endpoint": endpoint,
         "b_delivery": test.json()["id"],
+        "b_work_item": await b_work_item(db, world, order.json()["id"]),
     }
 
 
@@ -286,6 +309,19 @@ async def b_shipment_and_return(client, world: World, warehouse_id: str) -> dict
     }
 
 
+async def b_work_item(db, world: World, order_id: str) -> str:
+    """The verification item B's order opened (it waits for verification)."""
+    from sqlalchemy import select
+
+    from orderdesk.core.tenancy import Scope
+    from orderdesk.workqueue.models import WorkItem
+
+    async with db.transaction(Scope(tenant_ids=frozenset({world.b.id}))) as session:
+        item_id = await session.scalar(select(WorkItem.id).where(WorkItem.order_id == uuid.UUID(order_id)))
+    assert item_id is not None
+    return str(item_id)
+
+
 async def as_caller(client, world: World, caller: str) -> dict[str, str]:
     """Authenticate `client` as one of A's callers; return headers for unsafe requests."""
     if caller == "api_key":
@@ -295,6 +331,26 @@ async def as_caller(client, world: World, caller: str) -> dict[str, str]:
     await sign_in(client, person)
     home = await client.get("/console" if caller == "staff" else "/portal")
     return {"X-CSRF-Token": session_csrf(home.text)}
+
+
+async def test_the_console_never_shows_b_work(client, world: World, b_objects):
+    """Queue counts, Get next, search and the live board of A's lead leave B's work out."""
+    order = (
+        await client.get(f"/api/v1/orders/{b_objects['b_order']}", headers={"Authorization": f"Bearer {world.key_b}"})
+    ).json()
+    headers = await as_caller(client, world, "staff")
+    pages = [
+        await client.get("/console/queue"),
+        await client.get("/console/lead/board"),
+        await client.get(f"/console/search?q={order['customer_email']}"),
+        await client.post("/console/queue/next", headers={**headers, "HX-Request": "true"}),
+    ]
+    for page in pages:
+        assert page.status_code == 200, page.text
+        assert b_objects["b_work_item"] not in page.text
+        assert b_objects["b_order"] not in page.text
+        assert world.b.name not in page.text
+    assert pages[3].headers.get("HX-Redirect") is None
 
 
 def normalised(response) -> tuple[int, str]:

@@ -80,8 +80,19 @@ async def team(db):
     agent2 = staff(await make_staff(db, StaffRole.AGENT, tenant), StaffRole.AGENT, tenant)
     lead = staff(await make_staff(db, StaffRole.LEAD, tenant), StaffRole.LEAD, tenant)
     outsider = staff(await make_staff(db, StaffRole.AGENT, other), StaffRole.AGENT, other)
-    return type("Team", (), dict(tenant=tenant, other=other, agent1=agent1, agent2=agent2, lead=lead,
-                                 outsider=outsider, system=system))
+    return type(
+        "Team",
+        (),
+        dict(
+            tenant=tenant,
+            other=other,
+            agent1=agent1,
+            agent2=agent2,
+            lead=lead,
+            outsider=outsider,
+            system=system,
+        ),
+    )
 
 
 # ---------------------------------------------------------------- items from order events
@@ -101,8 +112,14 @@ async def test_an_order_waiting_for_verification_opens_one_item(db, team):
 
 async def test_verifying_an_unheld_item_finishes_it(db, team):
     order = await capture(db, team.tenant, payment_status="pending")
-    await orders.decide_check(db, team.system, uuid.UUID(order["id"]), "payment_confirmed",
-                              CheckResolution.OVERRIDDEN, "paid by invoice")
+    await orders.decide_check(
+        db,
+        team.system,
+        uuid.UUID(order["id"]),
+        "payment_confirmed",
+        CheckResolution.OVERRIDDEN,
+        "paid by invoice",
+    )
     await orders.perform_action(db, team.system, uuid.UUID(order["id"]), Action.VERIFY)
     [item] = await items_of(db, team.tenant, order["id"])
     assert item.status.value == "done" and item.outcome is WorkOutcome.RESOLVED_ELSEWHERE
@@ -124,17 +141,24 @@ async def test_verifying_a_held_item_leaves_it_for_its_agent(db, team):
 async def test_holds_open_exceptions_and_releases_settle_them(db, team):
     order = await capture(db, team.tenant, payment_status="paid")
     order_id = uuid.UUID(order["id"])
-    await orders.perform_action(db, team.system, order_id, Action.PLACE_HOLD, hold_reason=HoldReason.ADDRESS_PROBLEM)
-    await orders.perform_action(db, team.system, order_id, Action.PLACE_HOLD, hold_reason=HoldReason.FRAUD_REVIEW)
+    await orders.perform_action(
+        db, team.system, order_id, Action.PLACE_HOLD, hold_reason=HoldReason.ADDRESS_PROBLEM
+    )
+    await orders.perform_action(
+        db, team.system, order_id, Action.PLACE_HOLD, hold_reason=HoldReason.FRAUD_REVIEW
+    )
     exceptions = [i for i in await items_of(db, team.tenant, order_id) if i.kind is WorkItemKind.EXCEPTION]
     assert sorted(i.cause for i in exceptions) == ["hold:address_problem", "hold:fraud_review"]
-    await orders.perform_action(db, team.system, order_id, Action.RELEASE_HOLD,
-                                hold_reason=HoldReason.ADDRESS_PROBLEM)
+    await orders.perform_action(
+        db, team.system, order_id, Action.RELEASE_HOLD, hold_reason=HoldReason.ADDRESS_PROBLEM
+    )
     by_cause = {i.cause: i for i in await items_of(db, team.tenant, order_id)}
     assert by_cause["hold:address_problem"].status.value == "done"
     assert by_cause["hold:fraud_review"].status.value == "open"
     # A second hold for the same reason later opens a fresh item.
-    await orders.perform_action(db, team.system, order_id, Action.PLACE_HOLD, hold_reason=HoldReason.ADDRESS_PROBLEM)
+    await orders.perform_action(
+        db, team.system, order_id, Action.PLACE_HOLD, hold_reason=HoldReason.ADDRESS_PROBLEM
+    )
     causes = Counter(i.cause for i in await items_of(db, team.tenant, order_id))
     assert causes["hold:address_problem"] == 2
 
@@ -152,27 +176,41 @@ async def test_cancelling_the_order_cancels_its_items_and_releases_claims(db, te
 async def test_items_by_hand_link_orders_of_the_same_tenant_only(db, team):
     order = await capture(db, team.tenant)
     made = await work.create_work_item(
-        db, team.agent1,
-        WorkItemCreate(tenant_id=team.tenant.id, kind=WorkItemKind.TRACKING_FOLLOW_UP,
-                       title="Parcel stuck in Leipzig", order_number=order["number"]),
+        db,
+        team.agent1,
+        WorkItemCreate(
+            tenant_id=team.tenant.id,
+            kind=WorkItemKind.TRACKING_FOLLOW_UP,
+            title="Parcel stuck in Leipzig",
+            order_number=order["number"],
+        ),
     )
     assert made.order_id == uuid.UUID(order["id"]) and made.cause == "manual:tracking_follow_up"
     assert made.sla_target_seconds == 960 * 60
     with pytest.raises(Conflict):
         await work.create_work_item(
-            db, team.agent1,
-            WorkItemCreate(tenant_id=team.tenant.id, kind=WorkItemKind.TRACKING_FOLLOW_UP,
-                           title="again", order_number=order["number"]),
+            db,
+            team.agent1,
+            WorkItemCreate(
+                tenant_id=team.tenant.id,
+                kind=WorkItemKind.TRACKING_FOLLOW_UP,
+                title="again",
+                order_number=order["number"],
+            ),
         )
     with pytest.raises(NotFound):
         await work.create_work_item(
-            db, team.outsider,
+            db,
+            team.outsider,
             WorkItemCreate(tenant_id=team.tenant.id, kind=WorkItemKind.ORDER_ENTRY, title="x"),
         )
     with pytest.raises(NotFound):
         await work.create_work_item(
-            db, team.agent1,
-            WorkItemCreate(tenant_id=team.tenant.id, kind=WorkItemKind.ORDER_ENTRY, title="x", order_number=999999),
+            db,
+            team.agent1,
+            WorkItemCreate(
+                tenant_id=team.tenant.id, kind=WorkItemKind.ORDER_ENTRY, title="x", order_number=999999
+            ),
         )
 
 
@@ -182,8 +220,10 @@ async def test_items_by_hand_link_orders_of_the_same_tenant_only(db, team):
 async def test_policy_change_recomputes_open_items(db, team):
     await capture(db, team.tenant)
     [before] = await items_of(db, team.tenant)
-    policy, changed = await work.set_sla_policy(
-        db, team.lead, team.tenant.id,
+    _policy, changed = await work.set_sla_policy(
+        db,
+        team.lead,
+        team.tenant.id,
         {**ROUND_THE_CLOCK, "targets": {"verification": {"normal": 30}}, "client_tier": 1},
     )
     assert changed >= 1
@@ -235,8 +275,11 @@ async def test_get_next_gives_the_most_urgent_first(db, team):
     made = {}
     for title, priority in (("normal", "normal"), ("urgent", "urgent"), ("high", "high")):
         made[title] = await work.create_work_item(
-            db, team.lead,
-            WorkItemCreate(tenant_id=team.tenant.id, kind=WorkItemKind.ORDER_ENTRY, title=title, priority=priority),
+            db,
+            team.lead,
+            WorkItemCreate(
+                tenant_id=team.tenant.id, kind=WorkItemKind.ORDER_ENTRY, title=title, priority=priority
+            ),
         )
     got = []
     for _ in range(3):
@@ -251,21 +294,48 @@ async def test_claim_order_matches_the_documented_priority_key(db, team):
     base = dt.datetime.now(dt.UTC)
     due = base + dt.timedelta(hours=2)
     specs = [  # (due offset in minutes, priority, value, tier)
-        (0, "normal", 100, 2), (0, "urgent", 100, 2), (0, "high", 5000, 2), (0, "high", 100, 1),
-        (0, "high", 100, 3), (-30, "normal", 0, 3), (45, "urgent", 10**6, 1), (0, "high", 100, 1),
+        (0, "normal", 100, 2),
+        (0, "urgent", 100, 2),
+        (0, "high", 5000, 2),
+        (0, "high", 100, 1),
+        (0, "high", 100, 3),
+        (-30, "normal", 0, 3),
+        (45, "urgent", 10**6, 1),
+        (0, "high", 100, 1),
     ]
     async with db.transaction(Scope(tenant_ids=frozenset({team.tenant.id}))) as session:
         for index, (offset, priority, value, tier) in enumerate(specs):
-            session.add(WorkItem(
-                tenant_id=team.tenant.id, id=new_id(), kind=WorkItemKind.EXCEPTION, status="open",
-                title=f"item {index}", cause="manual:exception", priority=priority, value_minor=value,
-                client_tier=tier, sla_target_seconds=3600, sla_consumed_seconds=0, sla_running_since=base,
-                due_at=due + dt.timedelta(minutes=offset), at_risk_at=due, created_by="test",
-                created_at=base + dt.timedelta(seconds=index), updated_at=base,
-            ))
+            session.add(
+                WorkItem(
+                    tenant_id=team.tenant.id,
+                    id=new_id(),
+                    kind=WorkItemKind.EXCEPTION,
+                    status="open",
+                    title=f"item {index}",
+                    cause="manual:exception",
+                    priority=priority,
+                    value_minor=value,
+                    client_tier=tier,
+                    sla_target_seconds=3600,
+                    sla_consumed_seconds=0,
+                    sla_running_since=base,
+                    due_at=due + dt.timedelta(minutes=offset),
+                    at_risk_at=due,
+                    created_by="test",
+                    created_at=base + dt.timedelta(seconds=index),
+                    updated_at=base,
+                )
+            )
     rows = await items_of(db, team.tenant)
-    expected = [i.title for i in sorted(
-        rows, key=lambda i: priority_key(i.due_at, i.priority, i.value_minor, i.client_tier, i.created_at, i.id))]
+    expected = [
+        i.title
+        for i in sorted(
+            rows,
+            key=lambda i: priority_key(
+                i.due_at, i.priority, i.value_minor, i.client_tier, i.created_at, i.id
+            ),
+        )
+    ]
     claimed = []
     for _ in rows:
         item = await work.claim_next_work_item(db, team.agent1)
@@ -279,9 +349,15 @@ async def test_get_next_honours_tenants_and_skills(db, team):
     await capture(db, team.tenant)
     assert await work.claim_next_work_item(db, team.outsider) is None
     german = await work.create_work_item(
-        db, team.lead,
-        WorkItemCreate(tenant_id=team.tenant.id, kind=WorkItemKind.CUSTOMER_MESSAGE, title="Wo ist mein Paket?",
-                       language="de", priority="urgent"),
+        db,
+        team.lead,
+        WorkItemCreate(
+            tenant_id=team.tenant.id,
+            kind=WorkItemKind.CUSTOMER_MESSAGE,
+            title="Wo ist mein Paket?",
+            language="de",
+            priority="urgent",
+        ),
     )
     # The agents speak English only: the German message is not theirs, however urgent.
     first = await work.claim_next_work_item(db, team.agent1)
@@ -358,7 +434,10 @@ async def test_snooze_hand_back_and_reassign(db, team):
         await work.complete_work_item(db, team.agent2, item.id, WorkOutcome.RESOLVED_ELSEWHERE)
     history = sorted((c.via, c.release_reason) for c in await claims_of(db, team.tenant))
     assert history == [
-        ("get_next", "hand_back"), ("get_next", "snooze"), ("reassign", "done"), ("reassign", "reassigned"),
+        ("get_next", "hand_back"),
+        ("get_next", "snooze"),
+        ("reassign", "done"),
+        ("reassign", "reassigned"),
     ]
 
 
@@ -367,13 +446,22 @@ async def test_a_second_live_claim_is_refused_by_the_database(db, team):
     item = await work.claim_next_work_item(db, team.agent1)
     with pytest.raises(IntegrityError):
         async with db.transaction(Scope(tenant_ids=frozenset({team.tenant.id}))) as session:
-            session.add(WorkClaim(tenant_id=team.tenant.id, id=new_id(), work_item_id=item.id,
-                                  agent_id=team.agent2.id, claimed_at=dt.datetime.now(dt.UTC), via="get_next"))
+            session.add(
+                WorkClaim(
+                    tenant_id=team.tenant.id,
+                    id=new_id(),
+                    work_item_id=item.id,
+                    agent_id=team.agent2.id,
+                    claimed_at=dt.datetime.now(dt.UTC),
+                    via="get_next",
+                )
+            )
 
 
 async def test_clients_cannot_use_the_queue(db, team):
-    client_actor = Actor(kind=ActorKind.CLIENT, id=uuid.uuid4(), display_name="c",
-                         tenant_ids=frozenset({team.tenant.id}))
+    client_actor = Actor(
+        kind=ActorKind.CLIENT, id=uuid.uuid4(), display_name="c", tenant_ids=frozenset({team.tenant.id})
+    )
     with pytest.raises(PermissionDenied):
         await work.claim_next_work_item(db, client_actor)
     with pytest.raises(PermissionDenied):
@@ -388,11 +476,18 @@ async def test_many_agents_at_once_get_every_item_exactly_once(db, settings):
     total = 60
     for index in range(total):
         await work.create_work_item(
-            db, system,
-            WorkItemCreate(tenant_id=tenant.id, kind=WorkItemKind.ORDER_ENTRY, title=f"call {index}",
-                           priority=("normal", "high", "urgent")[index % 3]),
+            db,
+            system,
+            WorkItemCreate(
+                tenant_id=tenant.id,
+                kind=WorkItemKind.ORDER_ENTRY,
+                title=f"call {index}",
+                priority=("normal", "high", "urgent")[index % 3],
+            ),
         )
-    agents = [staff(await make_staff(db, StaffRole.AGENT, tenant), StaffRole.AGENT, tenant) for _ in range(16)]
+    agents = [
+        staff(await make_staff(db, StaffRole.AGENT, tenant), StaffRole.AGENT, tenant) for _ in range(16)
+    ]
     crowd = Database(make_engine(settings.app_url, pool_size=len(agents)))
     start = asyncio.Event()
     taken: list[tuple[uuid.UUID, uuid.UUID]] = []

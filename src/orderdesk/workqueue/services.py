@@ -255,15 +255,13 @@ async def _views(session: AsyncSession, items: Sequence[WorkItem], now: dt.datet
             await session.execute(
                 select(Tenant.id, Tenant.name).where(Tenant.id.in_({i.tenant_id for i in items}))
             )
-        )
-        .all()
+        ).all()
     )
     holders = {i.claimed_by for i in items if i.claimed_by}
     people = {}
     if holders:
         people = dict(
-            (await session.execute(select(User.id, User.display_name).where(User.id.in_(holders))))
-            .all()
+            (await session.execute(select(User.id, User.display_name).where(User.id.in_(holders)))).all()
         )
     return [_view(i, now, names.get(i.tenant_id, ""), people.get(i.claimed_by)) for i in items]
 
@@ -819,11 +817,11 @@ async def wait_on(
     """
     _require_staff(actor)
     actions = {"customer": WorkAction.WAIT_CUSTOMER, "client": WorkAction.WAIT_CLIENT}
-    if party not in actions:
-        raise ValidationFailed([FieldError("party", "must be customer or client")])
     now = now or utcnow()
     async with db.transaction(actor.scope) as session:
         item = await _find_item(session, actor, item_id, lock=True)
+        if party not in actions:
+            raise ValidationFailed([FieldError("party", "must be customer or client")])
         _require_holder(actor, item)
         item.status = _transition(item, actions[party])
         policy = await policy_in_session(session, item.tenant_id)
@@ -891,7 +889,7 @@ async def complete_work_item(
 
 
 async def reassign_work_item(
-    db: Database, actor: Actor, item_id: UUID, agent_id: UUID, *, now: dt.datetime | None = None
+    db: Database, actor: Actor, item_id: UUID, agent_id: UUID | None, *, now: dt.datetime | None = None
 ) -> WorkItemView:
     """A lead puts an agent on an item (open, claimed or snoozed), with a one-hour lease.
 
@@ -902,6 +900,8 @@ async def reassign_work_item(
     now = now or utcnow()
     async with db.transaction(actor.scope) as session:
         item = await _find_item(session, actor, item_id, lock=True)
+        if agent_id is None:
+            raise ValidationFailed([FieldError("agent_id", "choose an agent")])
         assigned = await session.scalar(
             select(User.id)
             .join(AgentAssignment, AgentAssignment.user_id == User.id)
@@ -937,6 +937,24 @@ async def reassign_work_item(
         except IntegrityError as exc:
             raise Conflict("The item changed hands at the same moment; reload and try again") from exc
         return (await _views(session, [item], now))[0]
+
+
+async def assignable_agents(db: Database, actor: Actor, tenant_id: UUID) -> list[tuple[UUID, str]]:
+    """Active staff assigned to the tenant, by name: whom a lead may put on its items.
+
+    Raises NotFound (tenant outside reach), PermissionDenied (not a lead).
+    """
+    if tenant_id not in actor.tenant_ids:
+        raise NotFound("Tenant")
+    _require_lead(actor, "reassign work")
+    async with db.transaction(actor.scope) as session:
+        rows = await session.execute(
+            select(User.id, User.display_name)
+            .join(AgentAssignment, AgentAssignment.user_id == User.id)
+            .where(AgentAssignment.tenant_id == tenant_id, User.is_active, User.kind == UserKind.STAFF)
+            .order_by(User.display_name)
+        )
+        return [(r[0], r[1]) for r in rows]
 
 
 # ---------------------------------------------------------------- lead board and sweeps
@@ -982,8 +1000,7 @@ async def lead_board(db: Database, actor: Actor, *, now: dt.datetime | None = No
             )
         ).all()
         names = dict(
-            (await session.execute(select(Tenant.id, Tenant.name).where(Tenant.id.in_(tenants))))
-            .all()
+            (await session.execute(select(Tenant.id, Tenant.name).where(Tenant.id.in_(tenants)))).all()
         )
         by_kind: dict[UUID, dict[str, int]] = {}
         for tenant_id, kind, count in kinds:
@@ -1026,8 +1043,7 @@ async def lead_board(db: Database, actor: Actor, *, now: dt.datetime | None = No
                         .where(WebSession.user_id.in_([p.id for p in people]))
                         .group_by(WebSession.user_id)
                     )
-                )
-                .all()
+                ).all()
             )
             if people
             else {}

@@ -1,0 +1,122 @@
+// Console helpers: keyboard shortcuts, the shortcut list, error display for htmx requests,
+// and the "touched fields" list that inline validation uses. No framework; htmx does the rest.
+(() => {
+  "use strict";
+
+  const csrfToken = () => JSON.parse(document.body.getAttribute("hx-headers") || "{}")["X-CSRF-Token"];
+  const dialog = () => document.getElementById("shortcuts");
+
+  // ------------------------------------------------------------------ errors from htmx requests
+  // htmx does not swap 4xx/5xx answers by default; show them in the page's alert area instead of
+  // silently doing nothing, so that every action gives visible feedback.
+  document.addEventListener("htmx:beforeSwap", (event) => {
+    const status = event.detail.xhr.status;
+    if (status < 400) return;
+    const flash = document.getElementById("flash");
+    if (!flash) return;
+    event.detail.shouldSwap = true;
+    event.detail.isError = false;
+    event.detail.target = flash;
+    event.detail.swapOverride = "innerHTML";
+  });
+  document.addEventListener("htmx:sendError", () => {
+    const flash = document.getElementById("flash");
+    if (flash) flash.innerHTML = '<div class="error">The server could not be reached. Check your connection and try again.</div>';
+  });
+  // A successful request clears an old error.
+  document.addEventListener("htmx:afterRequest", (event) => {
+    const flash = document.getElementById("flash");
+    if (flash && event.detail.successful && event.detail.target !== flash) flash.innerHTML = "";
+  });
+
+  // ------------------------------------------------------------------ inline validation: touched fields
+  const entry = () => document.getElementById("order-entry");
+  const touched = new Set();
+  const rememberTouched = (event) => {
+    const form = entry();
+    const field = event.target;
+    if (!form || !field.name || field.form !== form || field.name.startsWith("_")) return;
+    touched.add(field.name);
+    form.elements["_touched"].value = Array.from(touched).join(",");
+  };
+  document.addEventListener("input", rememberTouched, true);
+  document.addEventListener("focusout", (event) => {
+    // Leaving a field counts as touching it, so "is required" appears once the agent moves on.
+    if (event.target.value === "" && event.target.form === entry()) {
+      rememberTouched(event);
+      htmx.trigger(entry(), "change");
+    }
+  }, true);
+
+  // ------------------------------------------------------------------ shortcuts
+  const typing = (element) =>
+    element && (element.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(element.tagName));
+
+  const getNext = () => {
+    const button = document.getElementById("get-next");
+    if (button) { button.click(); return; }
+    fetch("/console/queue/next", {
+      method: "POST",
+      headers: { "X-CSRF-Token": csrfToken(), "HX-Request": "true" },
+      credentials: "same-origin",
+    }).then((response) => {
+      const target = response.headers.get("HX-Redirect");
+      if (target) window.location.assign(target);
+      else response.text().then((html) => { document.getElementById("flash").innerHTML = html; });
+    });
+  };
+
+  const focusShortcut = (key) => {
+    const element = document.querySelector(`[data-shortcut="${key}"]`);
+    if (!element) return false;
+    element.focus();
+    element.scrollIntoView({ block: "center", behavior: "smooth" });
+    return true;
+  };
+
+  // The next field that has an error, else the next empty required one, after the current field.
+  const nextField = () => {
+    const form = entry() || document.querySelector("main form:not([role=search])");
+    if (!form) return;
+    const fields = Array.from(form.querySelectorAll("input:not([type=hidden]), select, textarea"));
+    const needs = (f) => {
+      const error = f.getAttribute("aria-describedby") && document.getElementById(f.getAttribute("aria-describedby"));
+      return (error && error.textContent.trim()) || (f.required && !f.value);
+    };
+    const start = fields.indexOf(document.activeElement) + 1;
+    const ordered = fields.slice(start).concat(fields.slice(0, start));
+    (ordered.find(needs) || ordered[0])?.focus();
+  };
+
+  const actions = {
+    g: getNext,
+    d: () => focusShortcut("d"),
+    s: () => focusShortcut("s"),
+    h: () => focusShortcut("h"),
+    v: () => focusShortcut("v"),
+    n: nextField,
+    q: () => window.location.assign("/console/queue"),
+    "/": () => document.getElementById("search-q")?.focus() || document.getElementById("top-q")?.focus(),
+    "?": () => { const d = dialog(); if (d) (d.open ? d.close() : d.showModal()); },
+  };
+
+  document.addEventListener("keydown", (event) => {
+    if (event.ctrlKey || event.metaKey || event.altKey) return;
+    if (event.key === "Escape" && typing(document.activeElement)) { document.activeElement.blur(); return; }
+    // A shortcut's select (outcome, snooze time) submits its form on Enter.
+    if (event.key === "Enter" && event.target.matches("select[data-shortcut]")) {
+      event.preventDefault();
+      event.target.form.requestSubmit();
+      return;
+    }
+    if (typing(event.target)) return;
+    const action = actions[event.key];
+    if (!action) return;
+    event.preventDefault();
+    action();
+  });
+
+  document.addEventListener("click", (event) => {
+    if (event.target.closest("[data-shortcuts-open]")) dialog()?.showModal();
+  });
+})();
