@@ -28,6 +28,17 @@ from orderdesk.workqueue import services as work
 BUTTON_ACTIONS = tuple(a.value for a in Action if a not in (Action.PLACE_HOLD, Action.RELEASE_HOLD))
 # The buttons an agent needs most are drawn as primary.
 PRIMARY_ACTIONS = {"verify", "release_hold"}
+ACTION_NOTICES = {
+    **orders.EVENT_SUMMARIES,
+    Action.PLACE_HOLD: "on hold",
+    Action.RELEASE_HOLD: "hold released",
+}
+# What `console/_order_panel.html` needs besides the order, wherever it is included.
+ORDER_PANEL_CONTEXT = {
+    "hold_reasons": list(HoldReason),
+    "button_actions": BUTTON_ACTIONS,
+    "primary_actions": PRIMARY_ACTIONS,
+}
 
 
 async def _order_panel(db, actor, order_id: UUID, *, notice: str | None = None, item=None) -> Template:
@@ -36,11 +47,9 @@ async def _order_panel(db, actor, order_id: UUID, *, notice: str | None = None, 
         actor,
         order=await orders.get_order(db, actor, order_id),
         events=await orders.list_events(db, actor, order_id),
-        hold_reasons=list(HoldReason),
-        button_actions=BUTTON_ACTIONS,
-        primary_actions=PRIMARY_ACTIONS,
         notice=notice,
         item=item,
+        **ORDER_PANEL_CONTEXT,
     )
 
 
@@ -61,10 +70,8 @@ class ConsoleOrderController(Controller):
             events=await orders.list_events(db, actor, order_id),
             items=await work.list_order_work_items(db, actor, order_id),
             tenant=await tenants.get_tenant(db, actor, order.tenant_id),
-            hold_reasons=list(HoldReason),
-            button_actions=BUTTON_ACTIONS,
-            primary_actions=PRIMARY_ACTIONS,
             item=None,
+            **ORDER_PANEL_CONTEXT,
         )
 
     @get("/orders/{order_id:uuid}/panel")
@@ -93,7 +100,10 @@ class ConsoleOrderController(Controller):
             db, actor, order_id, chosen, note=form_text(form, "note") or None, hold_reason=hold_reason
         )
         response = await _order_panel(
-            db, actor, order_id, notice=f"Order #{view.number}: {chosen.value.replace('_', ' ')} done."
+            db,
+            actor,
+            order_id,
+            notice=f"Order #{view.number}: {ACTION_NOTICES.get(chosen, chosen.value.replace('_', ' '))}.",
         )
         # The item page refreshes its own status box (the cause may be settled now).
         response.headers["HX-Trigger"] = "order-changed"

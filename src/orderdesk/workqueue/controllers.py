@@ -14,6 +14,7 @@ from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath
 from litestar.response import Template
 
+from orderdesk.console.controllers import ORDER_PANEL_CONTEXT
 from orderdesk.console.pages import form_text, go_to, is_htmx, is_lead, page
 from orderdesk.core.errors import FieldError, NotFound, ValidationFailed
 from orderdesk.orders import services as orders
@@ -113,6 +114,7 @@ class WorkQueueConsoleController(Controller):
             "agents": agents,
             "outcomes": list(AGENT_OUTCOMES),
             "snooze_choices": SNOOZE_CHOICES,
+            **ORDER_PANEL_CONTEXT,
         }
 
     @get("/work/{item_id:uuid}")
