@@ -16,6 +16,7 @@ from litestar.template.config import TemplateConfig
 from orderdesk.accounts.controllers import AccountApiController, SignInController
 from orderdesk.core import queue
 from orderdesk.core.db import Database, make_engine
+from orderdesk.imports.controllers import ROUTE_HANDLERS as IMPORT_ROUTE_HANDLERS
 from orderdesk.integrations.controllers import (
     ConsoleWebhookController,
     WebhookDeliveryController,
@@ -86,6 +87,7 @@ def create_app(settings: Settings) -> Litestar:
             TenantApiController,
             PortalController,
             OrderApiController,
+            *IMPORT_ROUTE_HANDLERS,
             WebhookEndpointController,
             WebhookDeliveryController,
             ConsoleWebhookController,

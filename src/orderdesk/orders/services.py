@@ -343,6 +343,246 @@ async def _recent_duplicates(
     return list(rows)
 
 
+# ---------------------------------------------------------------- batch capture (CSV imports)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOutcome:
+    """What became of one order of a batch: created, already there (same reference), or refused."""
+
+    created: bool
+    number: int | None = None
+    errors: tuple[FieldError, ...] = ()  # the catalog refused it; nothing was stored
+
+
+async def capture_order_batch(
+    session: AsyncSession, actor: Actor, tenant_id: UUID, orders: list[CleanOrder], *, channel: Channel
+) -> list[BatchOutcome]:
+    """Store validated orders in the caller's transaction, by the rules of `capture_order`.
+
+    Same numbering, catalog check, verification checks, duplicate suspicion and
+    timeline (through `append_event`, so domain events are identical), with one
+    round trip per step instead of per order. Every order must have an
+    `external_ref`, each different; an existing one is left as it is. Outcomes
+    come back in the order of `orders`.
+
+    Raises PermissionDenied (client users without a role).
+    """
+    if actor.kind is ActorKind.CLIENT and actor.client_role is None:
+        raise PermissionDenied("Only client users with a role can create orders")
+    if not orders:
+        return []
+    refs = [clean.source.external_ref for clean in orders]
+    # The locks capture_order takes, in one sorted pass so that two batches cannot deadlock.
+    await session.execute(
+        text("SELECT pg_advisory_xact_lock(hashtextextended(k, 0)) FROM unnest(CAST(:keys AS text[])) AS k"),
+        {"keys": sorted(f"order-ref:{tenant_id}:{ref}" for ref in refs)},
+    )
+    existing = await _batch_existing_refs(session, tenant_id, refs)
+    outcomes: list[BatchOutcome | None] = [None] * len(orders)
+    fresh = []
+    for index, clean in enumerate(orders):
+        if clean.source.external_ref in existing:
+            outcomes[index] = BatchOutcome(created=False)
+        else:
+            fresh.append(index)
+    catalog = await _batch_catalog(session, tenant_id, {line.sku for i in fresh for line in orders[i].lines})
+    accepted = []
+    for index in fresh:
+        errors = (
+            unknown_sku_errors(orders[index].lines, catalog or {"\x00": False}) if catalog is not None else []
+        )
+        if errors:
+            outcomes[index] = BatchOutcome(created=False, errors=tuple(errors))
+        else:
+            accepted.append(index)
+    if not accepted:
+        return outcomes
+
+    tenant = await session.get(Tenant, tenant_id)
+    policy = verification.VerificationPolicy.from_settings(tenant.settings if tenant else {})
+    count = len(accepted)
+    last_number = await session.scalar(
+        pg_insert(OrderCounter)
+        .values(tenant_id=tenant_id, last_number=FIRST_ORDER_NUMBER + count - 1)
+        .on_conflict_do_update(
+            index_elements=["tenant_id"], set_={"last_number": OrderCounter.last_number + count}
+        )
+        .returning(OrderCounter.last_number)
+    )
+    now = dt.datetime.now(dt.UTC)
+    earlier = await _batch_recent_duplicates(session, tenant_id, [orders[i] for i in accepted], policy, now)
+    in_batch: dict[tuple[str, str], list[int]] = {}
+    lines, checks = [], []
+    for offset, index in enumerate(accepted):
+        clean, number = orders[index], last_number - count + 1 + offset
+        key = (clean.customer_email, clean.lines_fingerprint)
+        # Newest first, as _recent_duplicates answers: this batch's orders, then stored ones.
+        duplicates = (in_batch.get(key, [])[::-1] + earlier.get(key, []))[:5] if clean.customer_email else []
+        in_batch.setdefault(key, []).append(number)
+        source = clean.source
+        order = Order(
+            tenant_id=tenant_id,
+            id=new_id(),
+            number=number,
+            external_ref=source.external_ref,
+            channel=channel,
+            status=OrderStatus.CAPTURED,
+            payment_status=source.payment_status,
+            priority=source.priority,
+            customer_name=clean.customer_name,
+            customer_email=clean.customer_email,
+            customer_phone=clean.customer_phone,
+            shipping_address=clean.shipping_address,
+            billing_address=clean.billing_address,
+            currency=clean.currency,
+            subtotal_minor=clean.subtotal_minor,
+            tax_minor=clean.tax_minor,
+            shipping_minor=source.shipping_minor,
+            discount_minor=source.discount_minor,
+            total_minor=clean.total_minor,
+            ship_by=source.ship_by,
+            deliver_by=source.deliver_by,
+            tags=list(clean.tags),
+            notes=source.notes,
+            lines_fingerprint=clean.lines_fingerprint,
+            created_at=now,
+            updated_at=now,
+            version=1,
+            last_event_seq=0,
+        )
+        session.add(order)
+        lines += [
+            {
+                "tenant_id": tenant_id,
+                "order_id": order.id,
+                "line_no": line.line_no,
+                "sku": line.sku,
+                "description": line.description,
+                "quantity": line.quantity,
+                "unit_price_minor": line.unit_price_minor,
+                "tax_minor": line.tax_minor,
+                "total_minor": line.total_minor,
+            }
+            for line in clean.lines
+        ]
+        results = verification.run_checks(clean, policy, duplicates)
+        checks += [
+            {
+                "tenant_id": tenant_id,
+                "order_id": order.id,
+                "check": o.check,
+                "result": o.result,
+                "detail": o.detail,
+                "checked_at": now,
+            }
+            for o in results
+        ]
+        # The same events, in the same order and wording, as _capture_in_transaction.
+        append_event(
+            session,
+            order,
+            actor,
+            "created",
+            f"Order #{number} captured via {channel.value}",
+            {"status": [None, OrderStatus.CAPTURED.value], "total_minor": [None, clean.total_minor]},
+            channel=channel.value,
+        )
+        failed = [o for o in results if not o.passed]
+        if not failed and policy.auto_verify:
+            order.status = states.next_status(order.status, Action.VERIFY)
+            append_event(
+                session,
+                order,
+                actor,
+                "verified",
+                "Every check passed; verified automatically",
+                {"status": [OrderStatus.CAPTURED.value, order.status.value]},
+                channel="system",
+            )
+        else:
+            order.status = states.next_status(order.status, Action.SUBMIT_FOR_VERIFICATION)
+            why = ", ".join(o.check for o in failed) if failed else "the tenant verifies every order by hand"
+            append_event(
+                session,
+                order,
+                actor,
+                "verification_needed",
+                f"Waiting for an agent: {why}",
+                {
+                    "status": [OrderStatus.CAPTURED.value, order.status.value],
+                    "failed_checks": [o.check for o in failed],
+                },
+                channel="system",
+            )
+        outcomes[index] = BatchOutcome(created=True, number=number)
+    # Orders (and their events) first: lines and checks refer to them.
+    await session.flush()
+    await session.execute(insert(OrderLine), lines)
+    await session.execute(insert(VerificationCheck), checks)
+    return outcomes
+
+
+async def _batch_catalog(session: AsyncSession, tenant_id: UUID, skus: set[str]) -> dict[str, bool] | None:
+    """sku -> active for the SKUs named, or None when the tenant keeps no catalog."""
+    has_catalog = await session.scalar(select(exists().where(CatalogItem.tenant_id == tenant_id)))
+    if not has_catalog or not skus:
+        return None if not has_catalog else {}
+    rows = await session.execute(
+        select(CatalogItem.sku, CatalogItem.active).where(
+            CatalogItem.tenant_id == tenant_id, CatalogItem.sku.in_(sorted(skus))
+        )
+    )
+    return {sku: active for sku, active in rows}
+
+
+# The set lookups below probe the indexes capture_order's one-order queries use, one key at
+# a time: a correlated scalar subquery is never turned into a join. Only the key columns
+# drive the scan (row-level security adds the tenants); the tenant and the time window are
+# aggregate FILTERs. As joins or `= ANY(...)` filters, a plan made without fresh statistics
+# (a table that an import is filling, autovacuum behind) scans the tenant's every order.
+_EXISTING_REFS = text(
+    "SELECT r.ref FROM unnest(CAST(:refs AS text[])) AS r(ref)"
+    " WHERE (SELECT count(*) FILTER (WHERE tenant_id = :tenant_id) FROM orders"
+    "  WHERE external_ref = r.ref) > 0"
+)
+_RECENT_DUPLICATES = text(
+    "SELECT w.email, w.fingerprint,"
+    " (SELECT array_agg(number ORDER BY created_at DESC)"
+    "   FILTER (WHERE tenant_id = :tenant_id AND created_at >= :since) FROM orders"
+    "  WHERE customer_email = w.email AND lines_fingerprint = w.fingerprint)"
+    " FROM unnest(CAST(:emails AS text[]), CAST(:fingerprints AS text[])) AS w(email, fingerprint)"
+)
+
+
+async def _batch_existing_refs(session: AsyncSession, tenant_id: UUID, refs: list[str]) -> set[str]:
+    rows = await session.scalars(_EXISTING_REFS, {"refs": refs, "tenant_id": tenant_id})
+    return set(rows)
+
+
+async def _batch_recent_duplicates(
+    session: AsyncSession,
+    tenant_id: UUID,
+    orders: list[CleanOrder],
+    policy: verification.VerificationPolicy,
+    now: dt.datetime,
+) -> dict[tuple[str, str], list[int]]:
+    """(email, lines fingerprint) -> numbers of stored orders within the window, newest first."""
+    wanted = sorted({(o.customer_email, o.lines_fingerprint) for o in orders if o.customer_email})
+    if not wanted:
+        return {}
+    rows = await session.execute(
+        _RECENT_DUPLICATES,
+        {
+            "emails": [email for email, _ in wanted],
+            "fingerprints": [fingerprint for _, fingerprint in wanted],
+            "tenant_id": tenant_id,
+            "since": now - dt.timedelta(minutes=policy.duplicate_window_minutes),
+        },
+    )
+    return {(email, fingerprint): numbers for email, fingerprint, numbers in rows if numbers}
+
+
 # ---------------------------------------------------------------- reading
 
 
