@@ -1,5 +1,5 @@
 """Inventory and fulfillment: warehouses, stock and its ledger, allocations, backorders,
-shipments, tracking events, returns.
+shipments, tracking events, returns, invoices and credit notes.
 
 Revision ID: 0005
 Revises: 0004
@@ -17,10 +17,13 @@ from orderdesk.core import rls
 TENANT_TABLES = (
     'warehouses', 'stock_levels', 'stock_movements', 'stock_update_receipts', 'order_allocations', 'backorders',
     'shipments', 'shipment_lines', 'tracking_events', 'returns', 'return_lines',
+    'document_counters', 'invoices',
 )
-# The stock ledger is append-only, like the order timeline.
-APPEND_ONLY = ('stock_movements',)
-ENUMS = ('stock_movement_kind', 'tracking_status', 'shipment_attention', 'return_status', 'return_reason')
+# The stock ledger and issued invoices are append-only, like the order timeline.
+APPEND_ONLY = ('stock_movements', 'invoices')
+ENUMS = (
+    'stock_movement_kind', 'tracking_status', 'shipment_attention', 'return_status', 'return_reason', 'document_kind',
+)
 
 revision: str = '0005'
 down_revision: str | None = '0004'
@@ -224,6 +227,44 @@ def upgrade() -> None:
     )
     op.create_index('ix_tracking_events_shipment_time', 'tracking_events', ['tenant_id', 'shipment_id', 'occurred_at'], unique=False)
     op.create_index('uq_tracking_events_sender_id', 'tracking_events', ['tenant_id', 'shipment_id', 'external_event_id'], unique=True)
+    # Invoices
+    op.create_table('document_counters',
+    sa.Column('tenant_id', sa.Uuid(), nullable=False),
+    sa.Column('kind', sa.Enum('invoice', 'credit_note', name='document_kind'), nullable=False),
+    sa.Column('year', sa.SmallInteger(), nullable=False),
+    sa.Column('last_number', sa.Integer(), nullable=False),
+    sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_document_counters_tenant_id_tenants')),
+    sa.PrimaryKeyConstraint('tenant_id', 'kind', 'year', name=op.f('pk_document_counters'))
+    )
+    op.create_table('invoices',
+    sa.Column('tenant_id', sa.Uuid(), nullable=False),
+    sa.Column('id', sa.Uuid(), nullable=False),
+    sa.Column('kind', sa.Enum('invoice', 'credit_note', name='document_kind'), nullable=False),
+    sa.Column('year', sa.SmallInteger(), nullable=False),
+    sa.Column('sequence', sa.Integer(), nullable=False),
+    sa.Column('number', sa.String(length=40), nullable=False),
+    sa.Column('order_id', sa.Uuid(), nullable=False),
+    sa.Column('invoice_id', sa.Uuid(), nullable=True),
+    sa.Column('return_id', sa.Uuid(), nullable=True),
+    sa.Column('currency', sa.String(length=3), nullable=False),
+    sa.Column('subtotal_minor', sa.BigInteger(), nullable=False),
+    sa.Column('tax_minor', sa.BigInteger(), nullable=False),
+    sa.Column('shipping_minor', sa.BigInteger(), nullable=False),
+    sa.Column('discount_minor', sa.BigInteger(), nullable=False),
+    sa.Column('total_minor', sa.BigInteger(), nullable=False),
+    sa.Column('lines', postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+    sa.Column('seller', postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+    sa.Column('buyer', postgresql.JSONB(astext_type=sa.Text()), nullable=False),
+    sa.Column('issued_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
+    sa.ForeignKeyConstraint(['tenant_id', 'invoice_id'], ['invoices.tenant_id', 'invoices.id'], name=op.f('fk_invoices_tenant_id_invoice_id_invoices')),
+    sa.ForeignKeyConstraint(['tenant_id', 'order_id'], ['orders.tenant_id', 'orders.id'], name=op.f('fk_invoices_tenant_id_order_id_orders')),
+    sa.PrimaryKeyConstraint('tenant_id', 'id', name=op.f('pk_invoices'))
+    )
+    op.create_index('ix_invoices_order', 'invoices', ['tenant_id', 'order_id'], unique=False)
+    op.create_index('uq_invoices_number', 'invoices', ['tenant_id', 'number'], unique=True)
+    op.create_index('uq_invoices_order_invoice', 'invoices', ['tenant_id', 'order_id'], unique=True, postgresql_where=sa.text("kind = 'invoice'"))
+    op.create_index('uq_invoices_return', 'invoices', ['tenant_id', 'return_id'], unique=True, postgresql_where=sa.text('return_id IS NOT NULL'))
+    op.create_index('uq_invoices_sequence', 'invoices', ['tenant_id', 'kind', 'year', 'sequence'], unique=True)
     _secure()
 
 
@@ -248,6 +289,13 @@ def _secure() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index('uq_invoices_sequence', table_name='invoices')
+    op.drop_index('uq_invoices_return', table_name='invoices', postgresql_where=sa.text('return_id IS NOT NULL'))
+    op.drop_index('uq_invoices_order_invoice', table_name='invoices', postgresql_where=sa.text("kind = 'invoice'"))
+    op.drop_index('uq_invoices_number', table_name='invoices')
+    op.drop_index('ix_invoices_order', table_name='invoices')
+    op.drop_table('invoices')
+    op.drop_table('document_counters')
     op.drop_index('uq_tracking_events_sender_id', table_name='tracking_events')
     op.drop_index('ix_tracking_events_shipment_time', table_name='tracking_events')
     op.drop_table('tracking_events')

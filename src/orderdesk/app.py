@@ -30,6 +30,7 @@ from orderdesk.fulfillment.controllers import (
     ShipmentController,
 )
 from orderdesk.inventory.controllers import OrderAllocationController, StockApiController, WarehouseApiController
+from orderdesk.invoices.controllers import InvoiceController, OrderInvoiceController
 from orderdesk.portal.controllers import PortalController
 from orderdesk.settings import Settings
 from orderdesk.shops.controllers import ShopConnectionApiController, ShopifyWebhookController
@@ -102,6 +103,8 @@ def create_app(settings: Settings) -> Litestar:
             ShipmentController,
             ReturnController,
             FulfillmentPolicyController,
+            OrderInvoiceController,
+            InvoiceController,
             create_static_files_router(path="/static", directories=[STATIC_DIR], include_in_schema=False),
         ],
         dependencies=DEPENDENCIES,

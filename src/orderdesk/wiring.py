@@ -18,6 +18,9 @@ def connect_features() -> None:
     from orderdesk.inventory import handlers as inventory_handlers
 
     inventory_handlers.connect()
+    from orderdesk.invoices import handlers as invoice_handlers
+
+    invoice_handlers.connect()
     from orderdesk.core import events
     from orderdesk.integrations import outbox
     from orderdesk.orders.timeline import OrderChanged

@@ -135,6 +135,12 @@ ROUTES = [
     Route("POST", "/api/v1/returns/{id}/refund", "b_return", ALL, {"amount_minor": 1}),
     Route("GET", "/api/v1/tenants/{id}/fulfillment-policy", "b_tenant", ALL),
     Route("PUT", "/api/v1/tenants/{id}/fulfillment-policy", "b_tenant", ALL, {"return_window_days": 1}),
+    # Invoices
+    Route("GET", "/api/v1/orders/{id}/invoices", "b_order", ALL),
+    Route("POST", "/api/v1/orders/{id}/invoice", "b_order", ("staff", "api_key")),
+    Route("GET", "/api/v1/invoices/{id}", "b_invoice", ALL),
+    Route("GET", "/api/v1/invoices/{id}/html", "b_invoice", ALL),
+    Route("GET", "/api/v1/invoices/{id}/pdf", "b_invoice", ALL),
     Route("GET", "/api/v1/shop-connections/{id}", "b_shop", ALL),
     Route("DELETE", "/api/v1/shop-connections/{id}", "b_shop", ALL),
     Route("GET", "/api/v1/shop-connections?tenant_id={id}", "b_tenant", ALL),
@@ -302,10 +308,13 @@ async def b_shipment_and_return(client, world: World, warehouse_id: str) -> dict
         headers=b_headers,
     )
     assert returned.status_code == 201, returned.text
+    invoice = await client.post(f"/api/v1/orders/{order['id']}/invoice", headers=b_headers)
+    assert invoice.status_code == 201, invoice.text
     return {
         "b_warehouse": warehouse_id,
         "b_shipment": shipment.json()["id"],
         "b_return": returned.json()["id"],
+        "b_invoice": invoice.json()["id"],
     }
 
 
@@ -336,7 +345,9 @@ async def as_caller(client, world: World, caller: str) -> dict[str, str]:
 async def test_the_console_never_shows_b_work(client, world: World, b_objects):
     """Queue counts, Get next, search and the live board of A's lead leave B's work out."""
     order = (
-        await client.get(f"/api/v1/orders/{b_objects['b_order']}", headers={"Authorization": f"Bearer {world.key_b}"})
+        await client.get(
+            f"/api/v1/orders/{b_objects['b_order']}", headers={"Authorization": f"Bearer {world.key_b}"}
+        )
     ).json()
     headers = await as_caller(client, world, "staff")
     pages = [

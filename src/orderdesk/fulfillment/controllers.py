@@ -26,6 +26,7 @@ from orderdesk.fulfillment.schemas import (
 )
 from orderdesk.web.deps import DB, CurrentActor
 from orderdesk.web.guards import requires_actor
+from orderdesk.web.openapi import problem_responses
 
 
 class OrderFulfillmentController(Controller):
@@ -33,7 +34,11 @@ class OrderFulfillmentController(Controller):
     tags = ["Fulfillment"]
     guards = [requires_actor]
 
-    @get("/shipments", summary="The order's shipments, with tracking and exceptions")
+    @get(
+        "/shipments",
+        summary="The order's shipments, with tracking and exceptions",
+        responses=problem_responses(400, 401, 404),
+    )
     async def list_shipments(
         self, db: DB, actor: CurrentActor, order_id: FromPath[UUID]
     ) -> list[ShipmentView]:
@@ -45,6 +50,7 @@ class OrderFulfillmentController(Controller):
         description="Consumes the units reserved there. 201 when recorded, 200 when a shipment with the "
         "same `external_ref` already exists (returned as it is).",
         status_code=201,
+        responses=problem_responses(400, 401, 403, 404, 409, 422),
     )
     async def create_shipment(
         self, db: DB, actor: CurrentActor, order_id: FromPath[UUID], data: JSONBody[ShipmentIn]
@@ -52,11 +58,16 @@ class OrderFulfillmentController(Controller):
         result = await services.create_shipment(db, actor, order_id, data)
         return Response(result.shipment, status_code=201 if result.created else 200)
 
-    @get("/returns", summary="The order's returns")
+    @get("/returns", summary="The order's returns", responses=problem_responses(400, 401, 404))
     async def list_returns(self, db: DB, actor: CurrentActor, order_id: FromPath[UUID]) -> list[ReturnView]:
         return await returns.list_returns(db, actor, order_id)
 
-    @post("/returns", summary="Request a return (within the tenant's return window)", status_code=201)
+    @post(
+        "/returns",
+        summary="Request a return (within the tenant's return window)",
+        status_code=201,
+        responses=problem_responses(400, 401, 403, 404, 409, 422),
+    )
     async def request_return(
         self, db: DB, actor: CurrentActor, order_id: FromPath[UUID], data: JSONBody[ReturnIn]
     ) -> ReturnView:
@@ -68,11 +79,15 @@ class ShipmentController(Controller):
     tags = ["Fulfillment"]
     guards = [requires_actor]
 
-    @get("/", summary="One shipment with its tracking events")
+    @get("/", summary="One shipment with its tracking events", responses=problem_responses(400, 401, 404))
     async def get_shipment(self, db: DB, actor: CurrentActor, shipment_id: FromPath[UUID]) -> ShipmentView:
         return await services.get_shipment(db, actor, shipment_id)
 
-    @patch("/", summary="Correct carrier, service, tracking number or URL")
+    @patch(
+        "/",
+        summary="Correct carrier, service, tracking number or URL",
+        responses=problem_responses(400, 401, 403, 404, 422),
+    )
     async def update_shipment(
         self, db: DB, actor: CurrentActor, shipment_id: FromPath[UUID], data: JSONBody[ShipmentPatch]
     ) -> ShipmentView:
@@ -83,6 +98,7 @@ class ShipmentController(Controller):
         summary="Report a tracking event (idempotent by event_id)",
         description="201 when recorded; 200 with `duplicate: true` when this event id was already recorded.",
         status_code=201,
+        responses=problem_responses(400, 401, 403, 404, 409, 422),
     )
     async def record_tracking_event(
         self, db: DB, actor: CurrentActor, shipment_id: FromPath[UUID], data: JSONBody[TrackingEventIn]
@@ -90,7 +106,12 @@ class ShipmentController(Controller):
         result = await services.record_tracking_event(db, actor, shipment_id, data)
         return Response(result, status_code=200 if result.duplicate else 201)
 
-    @post("/attention/clear", summary="Mark a flagged shipment as dealt with (staff)", status_code=200)
+    @post(
+        "/attention/clear",
+        summary="Mark a flagged shipment as dealt with (staff)",
+        status_code=200,
+        responses=problem_responses(400, 401, 403, 404, 409),
+    )
     async def clear_attention(
         self,
         db: DB,
@@ -106,29 +127,49 @@ class ReturnController(Controller):
     tags = ["Fulfillment"]
     guards = [requires_actor]
 
-    @get("/", summary="One return")
+    @get("/", summary="One return", responses=problem_responses(400, 401, 404))
     async def get_return(self, db: DB, actor: CurrentActor, return_id: FromPath[UUID]) -> ReturnView:
         return await returns.get_return(db, actor, return_id)
 
-    @post("/approve", summary="Approve a requested return", status_code=200)
+    @post(
+        "/approve",
+        summary="Approve a requested return",
+        status_code=200,
+        responses=problem_responses(400, 401, 403, 404, 409),
+    )
     async def approve(
         self, db: DB, actor: CurrentActor, return_id: FromPath[UUID], data: JSONBody[DecisionIn | None] = None
     ) -> ReturnView:
         return await returns.approve_return(db, actor, return_id, data.note if data else None)
 
-    @post("/reject", summary="Reject a return, with a reason", status_code=200)
+    @post(
+        "/reject",
+        summary="Reject a return, with a reason",
+        status_code=200,
+        responses=problem_responses(400, 401, 403, 404, 409, 422),
+    )
     async def reject(
         self, db: DB, actor: CurrentActor, return_id: FromPath[UUID], data: JSONBody[RejectionIn]
     ) -> ReturnView:
         return await returns.reject_return(db, actor, return_id, data.reason)
 
-    @post("/receive", summary="The goods are back: inspected, restocked or not", status_code=200)
+    @post(
+        "/receive",
+        summary="The goods are back: inspected, restocked or not",
+        status_code=200,
+        responses=problem_responses(400, 401, 403, 404, 409, 422),
+    )
     async def receive(
         self, db: DB, actor: CurrentActor, return_id: FromPath[UUID], data: JSONBody[ReceiveIn]
     ) -> ReturnView:
         return await returns.receive_return(db, actor, return_id, data)
 
-    @post("/refund", summary="Record the refund (never more than was paid)", status_code=200)
+    @post(
+        "/refund",
+        summary="Record the refund (never more than was paid)",
+        status_code=200,
+        responses=problem_responses(400, 401, 403, 404, 409, 422),
+    )
     async def refund(
         self, db: DB, actor: CurrentActor, return_id: FromPath[UUID], data: JSONBody[RefundIn]
     ) -> ReturnView:
@@ -140,14 +181,22 @@ class FulfillmentPolicyController(Controller):
     tags = ["Tenants"]
     guards = [requires_actor]
 
-    @get("/", summary="Stuck-shipment threshold, return window, when invoices are issued")
+    @get(
+        "/",
+        summary="Stuck-shipment threshold, return window, when invoices are issued",
+        responses=problem_responses(400, 401, 404),
+    )
     async def get_policy(
         self, db: DB, actor: CurrentActor, tenant_id: FromPath[UUID]
     ) -> FulfillmentPolicyView:
         policy = await policies.get_policy(db, actor, tenant_id)
         return FulfillmentPolicyView(**policies.asdict(policy))
 
-    @put("/", summary="Change the fulfillment policy (administrators)")
+    @put(
+        "/",
+        summary="Change the fulfillment policy (administrators)",
+        responses=problem_responses(400, 401, 403, 404, 422),
+    )
     async def put_policy(
         self, db: DB, actor: CurrentActor, tenant_id: FromPath[UUID], data: JSONBody[FulfillmentPolicyIn]
     ) -> FulfillmentPolicyView:

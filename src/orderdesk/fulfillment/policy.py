@@ -20,16 +20,16 @@ INVOICE_MOMENTS = ("verification", "shipment", "manual")
 class FulfillmentPolicy:
     stuck_after_hours: int = 72
     return_window_days: int = 30
-    invoice_on: str = "shipment"
+    invoice_on: str = "manual"  # until the tenant chooses verification or shipment
 
     @classmethod
     def from_settings(cls, settings: dict | None) -> FulfillmentPolicy:
         raw = (settings or {}).get("fulfillment", {}) if isinstance(settings, dict) else {}
-        invoice_on = raw.get("invoice_on", "shipment")
+        invoice_on = raw.get("invoice_on", "manual")
         return cls(
             stuck_after_hours=int(raw.get("stuck_after_hours", 72)),
             return_window_days=int(raw.get("return_window_days", 30)),
-            invoice_on=invoice_on if invoice_on in INVOICE_MOMENTS else "shipment",
+            invoice_on=invoice_on if invoice_on in INVOICE_MOMENTS else "manual",
         )
 
 

@@ -33,12 +33,41 @@ class ShipmentIn(InputSchema):
     shipped_at: dt.datetime | None = Field(default=None, description="Default: now")
     lines: list[ShipLineIn] = Field(min_length=1, max_length=500)
 
+    model_config = {
+        **InputSchema.model_config,
+        "json_schema_extra": {
+            "examples": [
+                {
+                    "external_ref": "WMS-SHP-5512",
+                    "warehouse_id": "01920c4e-8d3a-7c55-9b1e-3f6a2d4c5e7f",
+                    "carrier": "DHL",
+                    "service": "Paket",
+                    "tracking_number": "00340434161234567890",
+                    "tracking_url": "https://www.dhl.de/de/privatkunden/pakete-empfangen/verfolgen.html?piececode=00340434161234567890",
+                    "lines": [{"line_no": 1, "quantity": 2}],
+                }
+            ]
+        },
+    }
+
 
 class ShipmentPatch(InputSchema):
     carrier: str | None = Field(default=None, min_length=1, max_length=60)
     service: str | None = Field(default=None, max_length=60)
     tracking_number: str | None = Field(default=None, max_length=100)
     tracking_url: str | None = Field(default=None, max_length=2000)
+
+    model_config = {
+        **InputSchema.model_config,
+        "json_schema_extra": {
+            "examples": [
+                {
+                    "tracking_number": "1Z999AA10123456784",
+                    "tracking_url": "https://www.ups.com/track?tracknum=1Z999AA10123456784",
+                }
+            ]
+        },
+    }
 
 
 class TrackingEventIn(InputSchema):
@@ -50,6 +79,21 @@ class TrackingEventIn(InputSchema):
     raw_status: str | None = Field(default=None, max_length=200, examples=["Zustellung erfolgreich"])
     location: str | None = Field(default=None, max_length=200, examples=["Berlin, DE"])
     description: str | None = Field(default=None, max_length=500)
+
+    model_config = {
+        **InputSchema.model_config,
+        "json_schema_extra": {
+            "examples": [
+                {
+                    "event_id": "dhl-7781-03",
+                    "status": "out_for_delivery",
+                    "occurred_at": "2026-05-04T07:12:00Z",
+                    "raw_status": "In Zustellung",
+                    "location": "Berlin, DE",
+                }
+            ]
+        },
+    }
 
 
 class ShipmentLineView(OutputSchema):
@@ -106,13 +150,36 @@ class ReturnIn(InputSchema):
     note: str | None = Field(default=None, max_length=1000)
     lines: list[ReturnLineIn] = Field(min_length=1, max_length=500)
 
+    model_config = {
+        **InputSchema.model_config,
+        "json_schema_extra": {
+            "examples": [
+                {
+                    "reason": "damaged",
+                    "note": "Pole snapped in transit",
+                    "lines": [{"line_no": 1, "quantity": 1}],
+                }
+            ]
+        },
+    }
+
 
 class DecisionIn(InputSchema):
     note: str | None = Field(default=None, max_length=1000)
 
+    model_config = {
+        **InputSchema.model_config,
+        "json_schema_extra": {"examples": [{"note": "Photo of the damage received"}]},
+    }
+
 
 class RejectionIn(InputSchema):
     reason: str = Field(min_length=3, max_length=1000)
+
+    model_config = {
+        **InputSchema.model_config,
+        "json_schema_extra": {"examples": [{"reason": "Used and outside the return window"}]},
+    }
 
 
 class ReceivedLineIn(InputSchema):
@@ -128,12 +195,29 @@ class ReceiveIn(InputSchema):
     lines: list[ReceivedLineIn] = Field(default_factory=list, max_length=500)
     note: str | None = Field(default=None, max_length=1000)
 
+    model_config = {
+        **InputSchema.model_config,
+        "json_schema_extra": {
+            "examples": [
+                {
+                    "warehouse_id": "01920c4e-8d3a-7c55-9b1e-3f6a2d4c5e7f",
+                    "lines": [{"line_no": 1, "restock_quantity": 1, "condition": "as new"}],
+                }
+            ]
+        },
+    }
+
 
 class RefundIn(InputSchema):
     amount_minor: int = Field(
         gt=0, le=MAX_AMOUNT_MINOR, description="Integer minor units of the order currency"
     )
     note: str | None = Field(default=None, max_length=1000)
+
+    model_config = {
+        **InputSchema.model_config,
+        "json_schema_extra": {"examples": [{"amount_minor": 19900, "note": "Refunded to the original card"}]},
+    }
 
 
 class ReturnLineView(OutputSchema):
@@ -172,8 +256,15 @@ class FulfillmentPolicyIn(InputSchema):
         default=30, ge=0, le=365, description="Days after delivery a return may be requested (0: none)"
     )
     invoice_on: Literal["verification", "shipment", "manual"] = Field(
-        default="shipment", description="When the order's invoice is issued"
+        default="manual", description="When the order's invoice is issued (manual: by request)"
     )
+
+    model_config = {
+        **InputSchema.model_config,
+        "json_schema_extra": {
+            "examples": [{"stuck_after_hours": 48, "return_window_days": 30, "invoice_on": "shipment"}]
+        },
+    }
 
 
 class FulfillmentPolicyView(FulfillmentPolicyIn):
