@@ -32,6 +32,7 @@ def upgrade() -> None:
     sa.Column('targets', postgresql.JSONB(astext_type=sa.Text()), nullable=False),
     sa.Column('at_risk_percent', sa.SmallInteger(), server_default=sa.text('20'), nullable=False),
     sa.Column('client_tier', sa.SmallInteger(), server_default=sa.text('2'), nullable=False),
+    sa.Column('stuck_after_hours', postgresql.JSONB(astext_type=sa.Text()), server_default=sa.text("'{}'::jsonb"), nullable=False),
     sa.Column('updated_at', sa.DateTime(timezone=True), server_default=sa.text('now()'), nullable=False),
     sa.Column('updated_by', sa.String(length=200), nullable=False),
     sa.ForeignKeyConstraint(['tenant_id'], ['tenants.id'], name=op.f('fk_sla_policies_tenant_id_tenants')),

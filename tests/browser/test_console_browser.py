@@ -162,3 +162,6 @@ async def test_lead_board_refreshes_itself(db, world: World, new_page, screensho
         arg=first,
         timeout=12_000,
     )
+    await page.goto("/console/operations")
+    await page.locator('[data-testid="operations-tenants"]').wait_for()
+    await page.screenshot(path=str(screenshot_dir / "07-operations.png"), full_page=True)

@@ -353,6 +353,7 @@ async def test_the_console_never_shows_b_work(client, world: World, b_objects):
     pages = [
         await client.get("/console/queue"),
         await client.get("/console/lead/board"),
+        await client.get("/console/operations/board"),
         await client.get(f"/console/search?q={order['customer_email']}"),
         await client.post("/console/queue/next", headers={**headers, "HX-Request": "true"}),
     ]

@@ -527,3 +527,32 @@ async def test_the_worker_sweep_job_is_registered_and_runs(db):
     registry = job_registry()
     assert any(p.function is work_jobs.sweep_work_queue for p in registry.periodic)
     assert isinstance(await work_jobs.sweep_work_queue({"db": db}), int)
+
+
+async def test_operations_view_counts_stuck_and_late_orders(db, team, owner_connection):
+    from orderdesk.workqueue import operations
+
+    now = dt.datetime.now(dt.UTC)
+    stuck = await capture(db, team.tenant)
+    await capture(db, team.tenant, deliver_by=(now - dt.timedelta(hours=2)).isoformat())
+    await capture(db, team.tenant, deliver_by=(now + dt.timedelta(hours=5)).isoformat())
+    await capture(db, team.other)  # another tenant: never in this lead's view
+    await owner_connection.execute(
+        "UPDATE orders SET updated_at = now() - interval '9 hours' WHERE tenant_id = $1 AND id = $2",
+        team.tenant.id,
+        uuid.UUID(stuck["id"]),
+    )
+    view = await operations.operations_view(db, team.lead)
+    [row] = view.tenants
+    assert row.by_status == {"awaiting_verification": 3}
+    assert row.stuck_by_status == {"awaiting_verification": 1}
+    assert (row.late, row.due_soon) == (1, 1)
+    assert [o.number for o in view.stuck] == [stuck["number"]] and view.stuck[0].threshold_hours == 8
+    # A tighter threshold from the policy counts more orders as stuck.
+    await work.set_sla_policy(
+        db, team.lead, team.tenant.id, {**ROUND_THE_CLOCK, "stuck_after_hours": {"awaiting_verification": 1}}
+    )
+    later = await operations.operations_view(db, team.lead, now=now + dt.timedelta(hours=2))
+    assert later.tenants[0].stuck_by_status == {"awaiting_verification": 3}
+    with pytest.raises(PermissionDenied):
+        await operations.operations_view(db, team.agent1)

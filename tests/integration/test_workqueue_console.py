@@ -265,3 +265,17 @@ async def test_manual_work_item_from_the_queue_page(client, world: World):
     )
     assert foreign.status_code == 404
     assert uuid.UUID(made.headers["location"].rsplit("/", 1)[1])
+
+
+async def test_operations_view_for_leads_only(client, world: World, app_client_factory):
+    await pending_order(client, world)
+    await pending_order(client, world, key=world.key_b)
+    await signed_in(client, world.lead_a)
+    page = await client.get("/console/operations")
+    assert page.status_code == 200 and 'hx-trigger="every 15s"' in page.text
+    assert world.a.name in page.text and world.b.name not in page.text
+    fragment = await client.get("/console/operations/board", headers=HTMX)
+    assert 'data-testid="operations-stuck"' in fragment.text and "<html" not in fragment.text
+    async with app_client_factory() as agent_client:
+        await signed_in(agent_client, world.agent_a)
+        assert (await agent_client.get("/console/operations")).status_code == 403

@@ -290,3 +290,16 @@ def test_priority_key_orders_by_breach_then_priority_value_tier_age():
         "later",
         "paused",
     ]
+
+
+def test_stuck_thresholds_are_part_of_the_policy():
+    policy = parse_policy({"stuck_after_hours": {"picking": 4}})
+    assert policy.stuck_after_hours["picking"] == 4
+    assert policy.stuck_after_hours["awaiting_verification"] == 8
+    assert parse_policy(policy.document()) == policy
+    with pytest.raises(PolicyInvalid) as caught:
+        parse_policy({"stuck_after_hours": {"closed": 4, "picking": 0}})
+    assert sorted(e.field for e in caught.value.errors) == [
+        "stuck_after_hours.closed",
+        "stuck_after_hours.picking",
+    ]

@@ -21,8 +21,8 @@ from orderdesk.orders import services as orders
 from orderdesk.tenants import services as tenants
 from orderdesk.web.deps import DB, CurrentActor
 from orderdesk.web.guards import requires_staff
-from orderdesk.workqueue import services
-from orderdesk.workqueue.policies import DEFAULT_TARGETS, PRIORITIES, WEEKDAYS
+from orderdesk.workqueue import operations, services
+from orderdesk.workqueue.policies import DEFAULT_STUCK_AFTER_HOURS, DEFAULT_TARGETS, PRIORITIES, WEEKDAYS
 from orderdesk.workqueue.schemas import WorkItemCreate
 from orderdesk.workqueue.states import AGENT_OUTCOMES, WorkItemKind, WorkOutcome
 
@@ -204,6 +204,16 @@ class WorkQueueConsoleController(Controller):
     async def lead_board(self, db: DB, actor: CurrentActor) -> Template:
         return page("workqueue/_board.html", actor, board=await services.lead_board(db, actor))
 
+    # ------------------------------------------------------------ the operations view
+
+    @get("/operations")
+    async def operations(self, db: DB, actor: CurrentActor) -> Template:
+        return page("workqueue/operations.html", actor, ops=await operations.operations_view(db, actor))
+
+    @get("/operations/board")
+    async def operations_board(self, db: DB, actor: CurrentActor) -> Template:
+        return page("workqueue/_operations.html", actor, ops=await operations.operations_view(db, actor))
+
     # ------------------------------------------------------------ SLA policy editor
 
     async def _sla_page(
@@ -223,6 +233,7 @@ class WorkQueueConsoleController(Controller):
             notice=notice,
             weekdays=WEEKDAYS,
             priorities=PRIORITIES,
+            stuck_statuses=list(DEFAULT_STUCK_AFTER_HOURS),
             kinds=[k.value for k in DEFAULT_TARGETS],
         )
 
@@ -273,6 +284,11 @@ def _policy_document(form) -> dict:
                 if form_text(form, f"targets.{kind.value}.{p}")
             }
             for kind in WorkItemKind
+        },
+        "stuck_after_hours": {
+            status: number(f"stuck.{status}")
+            for status in DEFAULT_STUCK_AFTER_HOURS
+            if form_text(form, f"stuck.{status}")
         },
         **({"at_risk_percent": number("at_risk_percent")} if form_text(form, "at_risk_percent") else {}),
         **({"client_tier": number("client_tier")} if form_text(form, "client_tier") else {}),

@@ -54,6 +54,8 @@ class SlaPolicyRow(Base):
     targets: Mapped[dict] = mapped_column(JSONB)
     at_risk_percent: Mapped[int] = mapped_column(SmallInteger, server_default=text("20"))
     client_tier: Mapped[int] = mapped_column(SmallInteger, server_default=text("2"))
+    # {"awaiting_verification": 8, …}: hours in one status after which an order counts as stuck.
+    stuck_after_hours: Mapped[dict] = mapped_column(JSONB, server_default=text("'{}'::jsonb"))
     updated_at: Mapped[dt.datetime] = created_at_column()
     updated_by: Mapped[str] = mapped_column(String(200))
 

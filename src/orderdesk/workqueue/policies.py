@@ -62,6 +62,21 @@ DEFAULT_TARGETS: dict[str, dict[str, int]] = {
     WorkItemKind.TRACKING_FOLLOW_UP: {"normal": 960, "high": 480, "urgent": 240},
     WorkItemKind.RETURN: {"normal": 960, "high": 480, "urgent": 240},
 }
+# Wall-clock hours an order may sit in one status before the operations view calls it stuck.
+DEFAULT_STUCK_AFTER_HOURS: dict[str, int] = {
+    "captured": 1,
+    "awaiting_verification": 8,
+    "verified": 8,
+    "allocated": 24,
+    "backordered": 120,
+    "picking": 24,
+    "packed": 24,
+    "partially_shipped": 72,
+    "shipped": 240,
+    "return_requested": 72,
+    "return_received": 72,
+}
+MAX_STUCK_HOURS = 90 * 24
 DEFAULT_HOURS: dict[str, list[str]] = {
     **{day: ["08:00-18:00"] for day in WEEKDAYS[:5]},
     "sat": [],
@@ -295,6 +310,7 @@ class SlaPolicy:
     targets: Mapping[str, Mapping[str, int]] = field(default_factory=lambda: DEFAULT_TARGETS)
     at_risk_percent: int = DEFAULT_AT_RISK_PERCENT
     client_tier: int = DEFAULT_CLIENT_TIER
+    stuck_after_hours: Mapping[str, int] = field(default_factory=lambda: dict(DEFAULT_STUCK_AFTER_HOURS))
 
     @property
     def at_risk_fraction(self) -> float:
@@ -320,6 +336,7 @@ class SlaPolicy:
             "targets": {str(k): dict(v) for k, v in self.targets.items()},
             "at_risk_percent": self.at_risk_percent,
             "client_tier": self.client_tier,
+            "stuck_after_hours": dict(self.stuck_after_hours),
         }
 
 
@@ -409,6 +426,19 @@ def parse_policy(document: Mapping) -> SlaPolicy:
     if isinstance(tier, bool) or not isinstance(tier, int) or tier not in (1, 2, 3):
         problems.append(FieldError("client_tier", "must be 1, 2 or 3 (1 is the most important)"))
         tier = DEFAULT_CLIENT_TIER
+    stuck = dict(DEFAULT_STUCK_AFTER_HOURS)
+    raw_stuck = document.get("stuck_after_hours") or {}
+    if not isinstance(raw_stuck, Mapping):
+        problems.append(FieldError("stuck_after_hours", "must map order statuses to hours"))
+        raw_stuck = {}
+    for status, hours in raw_stuck.items():
+        name = f"stuck_after_hours.{status}"
+        if status not in DEFAULT_STUCK_AFTER_HOURS:
+            problems.append(FieldError(name, "is not an order status that can be stuck"))
+        elif isinstance(hours, bool) or not isinstance(hours, int) or not 1 <= hours <= MAX_STUCK_HOURS:
+            problems.append(FieldError(name, f"must be whole hours between 1 and {MAX_STUCK_HOURS}"))
+        else:
+            stuck[status] = hours
     if problems:
         raise PolicyInvalid(problems)
     return SlaPolicy(
@@ -416,6 +446,7 @@ def parse_policy(document: Mapping) -> SlaPolicy:
         targets=targets,
         at_risk_percent=at_risk,
         client_tier=tier,
+        stuck_after_hours=stuck,
     )
 
 

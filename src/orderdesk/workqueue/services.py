@@ -118,6 +118,7 @@ def _policy_from_row(row: SlaPolicyRow) -> SlaPolicy:
             "targets": row.targets,
             "at_risk_percent": row.at_risk_percent,
             "client_tier": row.client_tier,
+            "stuck_after_hours": row.stuck_after_hours or {},
         }
     )
 
@@ -192,6 +193,7 @@ async def set_sla_policy(
         "targets": stored["targets"],
         "at_risk_percent": policy.at_risk_percent,
         "client_tier": policy.client_tier,
+        "stuck_after_hours": stored["stuck_after_hours"],
         "updated_at": now,
         "updated_by": actor.display_name,
     }
