@@ -7,6 +7,7 @@ from typing import Any
 from orderdesk.accounts.jobs import purge_sign_in_state_job
 from orderdesk.core.db import Database, make_engine
 from orderdesk.core.queue import JobRegistry, Periodic, job
+from orderdesk.fulfillment import jobs as fulfillment_jobs
 from orderdesk.integrations import jobs as webhook_jobs
 from orderdesk.settings import Settings
 from orderdesk.web.logging import configure_logging
@@ -23,6 +24,7 @@ def job_registry() -> JobRegistry:
         job(webhook_jobs.dispatch_webhooks, keep_result_seconds=0, max_tries=1),
         job(webhook_jobs.sweep_webhooks, keep_result_seconds=0, max_tries=1),
         job(work_jobs.sweep_work_queue, keep_result_seconds=0, max_tries=1),
+        job(fulfillment_jobs.sweep_fulfillment, keep_result_seconds=0, max_tries=1),
     ]
     registry.periodic += [
         Periodic(purge_sign_in_state_job, minute={0, 15, 30, 45}),
@@ -32,6 +34,7 @@ def job_registry() -> JobRegistry:
             run_at_startup=True,
         ),
         Periodic(work_jobs.sweep_work_queue, second=set(range(0, 60, work_jobs.SWEEP_EVERY_SECONDS))),
+        Periodic(fulfillment_jobs.sweep_fulfillment, minute=fulfillment_jobs.SWEEP_MINUTES),
     ]
     return registry
 

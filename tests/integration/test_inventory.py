@@ -396,3 +396,37 @@ async def test_concurrent_allocations_never_oversell(client, world: World, db):
             )
         )
         assert reserved_in_ledger == 5
+
+
+async def test_the_sweep_serves_backorders_whose_stock_arrived_unseen(
+    client, world: World, db, owner_connection
+):
+    key = world.key_a
+    wh = await make_warehouse(client, key, "SWEEP")
+    order = await verify(client, key, await new_order(client, key, TENT=1))
+    assert order["status"] == "backordered"
+    # Stock that appears without passing through the services (a restore, a race with verification).
+    await owner_connection.execute(
+        "INSERT INTO stock_levels (tenant_id, warehouse_id, sku, on_hand, reserved) VALUES ($1, $2, 'TENT', 1, 0)",
+        world.a.id,
+        uuid.UUID(wh["id"]),
+    )
+    from orderdesk.fulfillment.jobs import sweep_fulfillment
+
+    result = await sweep_fulfillment({"db": db})
+    assert result["backorders_served"] >= 1
+    assert (await allocation_of(client, key, order))["status"] == "allocated"
+    assert (await sweep_fulfillment({"db": db}))["backorders_served"] == 0
+
+
+async def test_override_to_another_tenants_warehouse_is_404(client, world: World):
+    order = await verify(client, world.key_a, await new_order(client, world.key_a, TENT=1))
+    b_wh = await make_warehouse(client, world.key_b, "B-ONLY")
+    await sign_in(client, world.lead_a)
+    csrf = {"X-CSRF-Token": session_csrf((await client.get("/console")).text)}
+    response = await client.post(
+        f"/api/v1/orders/{order['id']}/allocation/override",
+        json={"warehouse_id": b_wh["id"], "reason": "closer"},
+        headers=csrf,
+    )
+    assert response.status_code == 404 and response.json()["detail"] == "Warehouse not found"

@@ -674,3 +674,36 @@ async def override_warehouse(
                 changes={"allocation": {"override": target.code}},
             )
         return await _allocation_view(session, order)
+
+
+async def reallocate_waiting_backorders(db: Database, actor: Actor, limit: int = 200) -> int:
+    """Give every waiting backorder another routing pass, most urgent and oldest first.
+
+    The periodic sweep behind the in-transaction fill on arrival: it serves orders
+    that were locked when their stock arrived, and stock that arrived at the same
+    moment as the order was backordered. One transaction per order; orders locked
+    by someone else are skipped until the next sweep. Returns orders that got stock.
+    """
+    async with db.transaction(actor.scope) as session:
+        waiting = (
+            await session.execute(
+                select(Backorder.tenant_id, Backorder.order_id)
+                .where(Backorder.tenant_id.in_(actor.tenant_ids))
+                .group_by(Backorder.tenant_id, Backorder.order_id)
+                .order_by(func.max(Backorder.urgency).desc(), func.min(Backorder.order_created_at))
+                .limit(limit)
+            )
+        ).all()
+    served = 0
+    for tenant_id, order_id in waiting:
+        async with db.transaction(actor.scope) as session:
+            order = await session.scalar(
+                select(Order)
+                .where(Order.tenant_id == tenant_id, Order.id == order_id)
+                .with_for_update(skip_locked=True)
+            )
+            if order is None:
+                continue
+            plan = await allocation.retry_backorders(session, allocation.system_actor_for(tenant_id), order)
+            served += bool(plan and plan.picks)
+    return served
