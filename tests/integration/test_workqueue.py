@@ -556,3 +556,15 @@ async def test_operations_view_counts_stuck_and_late_orders(db, team, owner_conn
     assert later.tenants[0].stuck_by_status == {"awaiting_verification": 3}
     with pytest.raises(PermissionDenied):
         await operations.operations_view(db, team.agent1)
+
+
+async def test_a_double_click_claims_one_item(db, team, settings):
+    for _ in range(3):
+        await capture(db, team.tenant)
+    clicks = Database(make_engine(settings.app_url, pool_size=4))
+    try:
+        got = await asyncio.gather(*(work.claim_next_work_item(clicks, team.agent1) for _ in range(4)))
+    finally:
+        await clicks.dispose()
+    assert len({item.id for item in got}) == 1
+    assert len(await work.list_my_work_items(db, team.agent1)) == 1

@@ -681,6 +681,10 @@ async def claim_next_work_item(
         raise PermissionDenied("Only a person can claim work")
     now = now or utcnow()
     async with db.transaction(actor.scope) as session:
+        # One Get next per agent at a time (a double click must not claim two items).
+        await session.execute(
+            text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": f"work-agent:{actor.id}"}
+        )
         await return_due_items(session, actor.tenant_ids, now)
         held = await session.scalar(
             select(WorkItem)
