@@ -125,21 +125,25 @@ async def _reserve_plan(session: AsyncSession, actor: Actor, order: Order, plan:
 
 
 async def _record_plan(session: AsyncSession, order: Order, plan: routing.Plan) -> None:
-    for pick in plan.picks:
+    if plan.picks:
+        upsert = pg_insert(Allocation).values(
+            [
+                {
+                    "tenant_id": order.tenant_id,
+                    "order_id": order.id,
+                    "line_no": pick.line_no,
+                    "warehouse_id": pick.warehouse_id,
+                    "sku": pick.sku,
+                    "reserved_qty": pick.quantity,
+                    "shipped_qty": 0,
+                }
+                for pick in plan.picks
+            ]
+        )
         await session.execute(
-            pg_insert(Allocation)
-            .values(
-                tenant_id=order.tenant_id,
-                order_id=order.id,
-                line_no=pick.line_no,
-                warehouse_id=pick.warehouse_id,
-                sku=pick.sku,
-                reserved_qty=pick.quantity,
-                shipped_qty=0,
-            )
-            .on_conflict_do_update(
+            upsert.on_conflict_do_update(
                 index_elements=["tenant_id", "order_id", "line_no", "warehouse_id"],
-                set_={"reserved_qty": Allocation.reserved_qty + pick.quantity},
+                set_={"reserved_qty": Allocation.reserved_qty + upsert.excluded.reserved_qty},
             )
         )
     await session.execute(
@@ -163,7 +167,9 @@ async def _record_plan(session: AsyncSession, order: Order, plan: routing.Plan) 
         )
 
 
-async def allocate(session: AsyncSession, actor: Actor, order: Order) -> routing.Plan:
+async def allocate(
+    session: AsyncSession, actor: Actor, order: Order, sites: dict[UUID, routing.Site] | None = None
+) -> routing.Plan:
     """Route and reserve every open unit of `order`; what cannot be filled is backordered.
 
     Never oversells: each reservation re-checks availability under its row lock.
@@ -173,7 +179,7 @@ async def allocate(session: AsyncSession, actor: Actor, order: Order) -> routing
     if not needs:
         await _record_plan(session, order, routing.Plan((), ()))
         return routing.Plan((), ())
-    sites = list((await load_sites(session, order.tenant_id)).values())
+    sites = list((sites if sites is not None else await load_sites(session, order.tenant_id)).values())
     destination = destination_of(order)
     skus = {n.sku for n in needs}
     for _ in range(OPTIMISTIC_ATTEMPTS):
@@ -183,6 +189,8 @@ async def allocate(session: AsyncSession, actor: Actor, order: Order) -> routing
         mark = ledger.queue_mark(session)
         try:
             async with session.begin_nested():
+                # Rows of our own first: the hot stock rows are locked as late as possible.
+                await _record_plan(session, order, plan)
                 await _reserve_plan(session, actor, order, plan)
         except LostRace:
             # The savepoint undid this attempt's reservations (and released their row locks).
@@ -193,8 +201,8 @@ async def allocate(session: AsyncSession, actor: Actor, order: Order) -> routing
         plan = routing.plan_allocation(
             needs, destination, sites, await _available(session, order.tenant_id, skus, lock=True)
         )
+        await _record_plan(session, order, plan)
         await _reserve_plan(session, actor, order, plan)
-    await _record_plan(session, order, plan)
     return plan
 
 
@@ -229,8 +237,8 @@ def summary_of(plan: routing.Plan, sites: dict[UUID, routing.Site], destination:
 async def allocate_after_verification(session: AsyncSession, order: Order) -> None:
     """Route a just-verified order: it becomes allocated, or backordered for what is missing."""
     actor = system_actor_for(order.tenant_id)
-    plan = await allocate(session, actor, order)
     sites = await load_sites(session, order.tenant_id)
+    plan = await allocate(session, actor, order, sites)
     action = Action.ALLOCATE if plan.complete else Action.BACKORDER
     await orders.apply_action(
         session,
@@ -252,10 +260,10 @@ async def retry_backorders(session: AsyncSession, actor: Actor, order: Order) ->
     )
     if not waiting:
         return None
-    plan = await allocate(session, actor, order)
+    sites = await load_sites(session, order.tenant_id)
+    plan = await allocate(session, actor, order, sites)
     if not plan.picks:
         return plan
-    sites = await load_sites(session, order.tenant_id)
     await _after_fill(
         session,
         actor,
