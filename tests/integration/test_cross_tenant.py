@@ -88,6 +88,7 @@ ROUTES = [
         {"delta": 1, "reason": "found one"},
     ),
     Route("GET", "/api/v1/warehouses/{id}/stock/TENT/movements", "b_warehouse", ALL),
+    Route("POST", "/api/v1/warehouses/{id}/stock.csv", "b_warehouse", ("client", "api_key")),
     Route("GET", "/api/v1/orders/{id}/allocation", "b_order", ALL),
     Route("POST", "/api/v1/orders/{id}/allocation/retry", "b_order", ("staff", "api_key")),
     Route(

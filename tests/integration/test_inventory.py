@@ -407,7 +407,8 @@ async def test_the_sweep_serves_backorders_whose_stock_arrived_unseen(
     assert order["status"] == "backordered"
     # Stock that appears without passing through the services (a restore, a race with verification).
     await owner_connection.execute(
-        "INSERT INTO stock_levels (tenant_id, warehouse_id, sku, on_hand, reserved) VALUES ($1, $2, 'TENT', 1, 0)",
+        "INSERT INTO stock_levels (tenant_id, warehouse_id, sku, on_hand, reserved)"
+        " VALUES ($1, $2, 'TENT', 1, 0)",
         world.a.id,
         uuid.UUID(wh["id"]),
     )
@@ -430,3 +431,40 @@ async def test_override_to_another_tenants_warehouse_is_404(client, world: World
         headers=csrf,
     )
     assert response.status_code == 404 and response.json()["detail"] == "Warehouse not found"
+
+
+async def test_stock_csv_applies_good_rows_and_reports_the_others(client, world: World):
+    key = world.key_a
+    wh = await make_warehouse(client, key, "CSV")
+    await put_stock(client, key, wh, LAMP=1)
+    await verify(client, key, await new_order(client, key, LAMP=1))  # LAMP: 1 on hand, 1 reserved
+    body = (
+        "SKU,on_hand,delta,low_stock_threshold\r\n"
+        "TENT,40,,5\r\n"
+        "MAT,,3,\r\n"
+        "TENT,1,,\r\n"
+        "STOVE,many,,\r\n"
+        "LAMP,0,,\r\n"
+        ",,,\r\n"
+        "PAN,2,1,\r\n"
+    )
+    url = f"/api/v1/warehouses/{wh['id']}/stock.csv?event_id=csv-1"
+    headers = {**bearer(key), "Content-Type": "text/csv"}
+    first = await client.post(url, content=body.encode(), headers=headers)
+    assert first.status_code == 200, first.text
+    report = first.json()
+    assert {(r["sku"], r["on_hand"]) for r in report["levels"]} == {("TENT", 40), ("MAT", 3)}
+    assert [(r["line"], r["field"]) for r in report["rejected"]] == [
+        (4, "sku"),
+        (5, "on_hand"),
+        (6, "on_hand"),
+        (8, "on_hand"),
+    ]
+    assert "reserved" in report["rejected"][2]["message"]
+    again = await client.post(url, content=body.encode(), headers=headers)
+    assert again.json() == {**report, "replayed": True}
+    assert (await level(client, key, wh, "MAT"))["on_hand"] == 3
+    unusable = await client.post(
+        f"/api/v1/warehouses/{wh['id']}/stock.csv", content=b"name,count\nx,1\n", headers=headers
+    )
+    assert unusable.status_code == 422 and unusable.json()["errors"][0]["field"] == "file"

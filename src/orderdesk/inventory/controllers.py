@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from litestar import Controller, delete, get, patch, post
+from litestar import Controller, Request, delete, get, patch, post
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 
+from orderdesk.core.errors import FieldError, ValidationFailed
 from orderdesk.inventory import services
 from orderdesk.inventory.schemas import (
     AdjustmentIn,
@@ -103,6 +104,33 @@ class WarehouseApiController(Controller):
         self, db: DB, actor: CurrentActor, warehouse_id: FromPath[UUID], data: JSONBody[StockUpdateIn]
     ) -> StockUpdateResult:
         return await services.update_stock(db, actor, warehouse_id, data)
+
+    @post(
+        "/{warehouse_id:uuid}/stock.csv",
+        summary="Report stock levels as a CSV file (idempotent by event_id)",
+        description="The CSV file itself is the request body (`Content-Type: text/csv`, UTF-8): a header "
+        "`sku,on_hand` or `sku,delta` (optionally `low_stock_threshold`), one row per SKU. Good rows are "
+        "applied; every other row is reported with its line number.",
+        status_code=200,
+        responses=problem_responses(400, 401, 403, 404, 409, 422),
+    )
+    async def upload_stock_csv(
+        self,
+        request: Request,
+        db: DB,
+        actor: CurrentActor,
+        warehouse_id: FromPath[UUID],
+        event_id: Annotated[str | None, QueryParameter(max_length=200)] = None,
+        reason: Annotated[str | None, QueryParameter(max_length=500)] = None,
+    ) -> StockUpdateResult:
+        raw = await request.body()
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValidationFailed([FieldError("file", "must be UTF-8 text")]) from exc
+        return await services.upload_stock_csv(
+            db, actor, warehouse_id, text, event_id=event_id, reason=reason
+        )
 
     @post(
         "/{warehouse_id:uuid}/stock/{sku:str}/adjustments",

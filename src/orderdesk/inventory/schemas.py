@@ -170,6 +170,8 @@ class StockUpdateResult(OutputSchema):
     event_id: str | None
     replayed: bool = False
     levels: list[StockLevelView]
+    # CSV uploads: rows reported instead of applied ({line, field, message}).
+    rejected: list[dict] = Field(default_factory=list)
 
 
 class MovementView(OutputSchema):

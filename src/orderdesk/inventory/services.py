@@ -244,7 +244,13 @@ def _fingerprint(warehouse_id: UUID, data: StockUpdateIn) -> str:
 
 
 async def update_stock(
-    db: Database, actor: Actor, warehouse_id: UUID, data: StockUpdateIn
+    db: Database,
+    actor: Actor,
+    warehouse_id: UUID,
+    data: StockUpdateIn,
+    *,
+    fingerprint: str | None = None,
+    rejected: list[dict] | None = None,
 ) -> StockUpdateResult:
     """Apply stock levels and deltas from a client system (or an administrator).
 
@@ -264,7 +270,8 @@ async def update_stock(
             check.add(f"updates.{i}.sku", f"{sku!r} appears twice (also at updates.{seen[sku]})")
         seen[sku] = i
     check.raise_if_any()
-    fingerprint = _fingerprint(warehouse_id, data)
+    # A CSV upload is one request however its rows are retried: it names its own fingerprint.
+    fingerprint = fingerprint or _fingerprint(warehouse_id, data)
     async with db.transaction(actor.scope) as session:
         warehouse = await _find_warehouse(session, actor, warehouse_id)
         if data.event_id is not None:
@@ -334,7 +341,9 @@ async def update_stock(
             raise ValidationFailed(sorted(errors, key=lambda e: e.field))
         await session.flush()
         result = StockUpdateResult(
-            event_id=data.event_id, levels=await _levels(session, warehouse, sorted(seen))
+            event_id=data.event_id,
+            levels=await _levels(session, warehouse, sorted(seen)),
+            rejected=rejected or [],
         )
         if data.event_id is not None:
             await session.execute(
@@ -707,3 +716,53 @@ async def reallocate_waiting_backorders(db: Database, actor: Actor, limit: int =
             plan = await allocation.retry_backorders(session, allocation.system_actor_for(tenant_id), order)
             served += bool(plan and plan.picks)
     return served
+
+
+async def upload_stock_csv(
+    db: Database,
+    actor: Actor,
+    warehouse_id: UUID,
+    text: str,
+    *,
+    event_id: str | None = None,
+    reason: str | None = None,
+) -> StockUpdateResult:
+    """Apply a stock CSV: readable rows are applied, every other row is reported by line.
+
+    A row the stock rules refuse (below zero, below what is reserved) is reported
+    too and the other rows still apply. With `event_id`, a retried upload is applied
+    once. Raises NotFound (warehouse), PermissionDenied, ValidationFailed (the file
+    itself), Conflict (event id reused for another file).
+    """
+    from orderdesk.inventory import stock_csv
+    from orderdesk.inventory.schemas import StockUpdateIn
+
+    _require_manager(actor)
+    await get_warehouse(db, actor, warehouse_id)  # an unknown or foreign warehouse first: 404, not 422
+    rows, problems = stock_csv.parse(text)
+    rejected = [{"line": p.line, "field": p.field, "message": p.message} for p in problems]
+    file_hash = hashlib.sha256(f"{warehouse_id}\ncsv\n{reason}\n{text}".encode()).hexdigest()
+    while rows:
+        data = StockUpdateIn(
+            event_id=event_id, reason=reason or "CSV upload", updates=[item for _, item in rows]
+        )
+        try:
+            return await update_stock(
+                db, actor, warehouse_id, data, fingerprint=file_hash, rejected=_sorted(rejected)
+            )
+        except ValidationFailed as exc:
+            # "updates.<i>.<field>": report those rows, apply the rest.
+            bad = {}
+            for error in exc.errors:
+                index, _, field = error.field.removeprefix("updates.").partition(".")
+                bad[int(index)] = (field, error.message)
+            rejected += [
+                {"line": rows[i][0], "field": field, "message": message}
+                for i, (field, message) in bad.items()
+            ]
+            rows = [row for i, row in enumerate(rows) if i not in bad]
+    return StockUpdateResult(event_id=event_id, levels=[], rejected=_sorted(rejected))
+
+
+def _sorted(rejected: list[dict]) -> list[dict]:
+    return sorted(rejected, key=lambda r: (r["line"], r["field"]))
