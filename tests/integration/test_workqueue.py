@@ -568,3 +568,26 @@ async def test_a_double_click_claims_one_item(db, team, settings):
         await clicks.dispose()
     assert len({item.id for item in got}) == 1
     assert len(await work.list_my_work_items(db, team.agent1)) == 1
+
+
+async def test_shipment_exceptions_recorded_on_the_timeline_open_and_settle_items(db, team):
+    """The fulfillment feature flags and clears shipments through timeline events; the queue follows."""
+    from orderdesk.orders.timeline import append_event
+
+    order = await capture(db, team.tenant, payment_status="paid")
+    order_id = uuid.UUID(order["id"])
+    shipment = str(uuid.uuid4())
+    for kind, attention in (
+        ("shipment_exception", [None, "stuck"]),
+        ("shipment_attention_cleared", ["stuck", None]),
+    ):
+        async with db.transaction(team.system.scope) as session:
+            locked = await orders.lock_order(session, team.system, order_id)
+            append_event(
+                session, locked, team.system, kind, kind, {"shipment": shipment, "attention": attention}
+            )
+        [item] = [i for i in await items_of(db, team.tenant, order_id) if i.cause == f"shipment:{shipment}"]
+        if kind == "shipment_exception":
+            assert item.kind is WorkItemKind.TRACKING_FOLLOW_UP and item.status.value == "open"
+        else:
+            assert item.status.value == "done" and item.outcome is WorkOutcome.RESOLVED_ELSEWHERE

@@ -279,3 +279,23 @@ async def test_operations_view_for_leads_only(client, world: World, app_client_f
     async with app_client_factory() as agent_client:
         await signed_in(agent_client, world.agent_a)
         assert (await agent_client.get("/console/operations")).status_code == 403
+
+
+async def test_shipment_exceptions_become_work_and_show_on_the_order(client, world: World):
+    from tests.integration.test_fulfillment import ship, track
+    from tests.integration.test_inventory import make_warehouse, new_order, put_stock, verify
+
+    key = world.key_a
+    warehouse = await make_warehouse(client, key, "WQ1")
+    await put_stock(client, key, warehouse, TENT=2)
+    order = await verify(client, key, await new_order(client, key, TENT=2))
+    shipment = await ship(client, key, order, warehouse, [(1, 2)])
+    await track(client, key, shipment, "failed_attempt", 30, raw_status="Nobody home")
+    headers = await signed_in(client, world.agent_a)
+    item_url = await claim(client, headers)
+    page = await client.get(item_url)
+    assert "shipment needs attention (failed attempt)" in page.text
+    assert 'data-testid="shipments"' in page.text and "needs attention: failed attempt" in page.text
+    await track(client, key, shipment, "out_for_delivery", 40)
+    status = await client.get(f"{item_url}/status", headers=HTMX)
+    assert 'data-testid="cause-resolved"' in status.text

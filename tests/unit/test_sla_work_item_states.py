@@ -95,3 +95,27 @@ def test_returns_and_cancellation():
 @pytest.mark.parametrize("kind", ["created", "allocate", "pack", "ship", "payment_updated", "check_decided"])
 def test_other_events_leave_the_queue_alone(kind):
     assert reactions.reactions_to(kind, {}, 1) == []
+
+
+def test_shipment_exceptions_open_work_and_clearing_settles_it():
+    shipment = "0190aaaa-0000-7000-8000-000000000001"
+    [stuck] = reactions.reactions_to(
+        "shipment_exception", {"shipment": shipment, "attention": [None, "stuck"]}, 5
+    )
+    assert stuck.kind is WorkItemKind.TRACKING_FOLLOW_UP and stuck.cause == f"shipment:{shipment}"
+    assert "stuck" in stuck.title
+    [failed] = reactions.reactions_to(
+        "shipment_exception", {"shipment": shipment, "attention": [None, "failed_attempt"]}, 5
+    )
+    assert failed.kind is WorkItemKind.EXCEPTION and "failed attempt" in failed.title
+    cleared = reactions.reactions_to(
+        "shipment_attention_cleared", {"shipment": shipment, "attention": ["stuck", None]}, 5
+    )
+    assert cleared == [reactions.SettleCause(f"shipment:{shipment}")]
+
+
+@pytest.mark.parametrize("kind", ["tracking_update", "shipment_delivered"])
+def test_a_shipment_back_on_track_settles_its_item(kind):
+    assert reactions.reactions_to(kind, {"shipment": "s-1", "tracking": ["stuck", "in_transit"]}, 5) == [
+        reactions.SettleCause("shipment:s-1")
+    ]

@@ -15,6 +15,7 @@ from litestar.response import Template
 from orderdesk.console import orders_form
 from orderdesk.console.pages import form_text, go_to, page
 from orderdesk.core.errors import FieldError, ValidationFailed
+from orderdesk.fulfillment import services as fulfillment
 from orderdesk.orders import intake
 from orderdesk.orders import services as orders
 from orderdesk.orders.models import Channel, CheckResolution, PaymentStatus, Priority
@@ -41,15 +42,22 @@ ORDER_PANEL_CONTEXT = {
 }
 
 
-async def _order_panel(db, actor, order_id: UUID, *, notice: str | None = None, item=None) -> Template:
-    return page(
-        "console/_order_panel.html",
-        actor,
-        order=await orders.get_order(db, actor, order_id),
-        events=await orders.list_events(db, actor, order_id),
-        notice=notice,
-        item=item,
+async def order_panel_data(db, actor, order_id: UUID) -> dict:
+    """Everything `console/_order_panel.html` shows: the order, its timeline and shipments.
+
+    Raises NotFound (also for other tenants' orders).
+    """
+    return {
+        "order": await orders.get_order(db, actor, order_id),
+        "events": await orders.list_events(db, actor, order_id),
+        "shipments": await fulfillment.list_shipments(db, actor, order_id),
         **ORDER_PANEL_CONTEXT,
+    }
+
+
+async def _order_panel(db, actor, order_id: UUID, *, notice: str | None = None) -> Template:
+    return page(
+        "console/_order_panel.html", actor, notice=notice, **await order_panel_data(db, actor, order_id)
     )
 
 
@@ -62,16 +70,13 @@ class ConsoleOrderController(Controller):
 
     @get("/orders/{order_id:uuid}")
     async def order_page(self, db: DB, actor: CurrentActor, order_id: FromPath[UUID]) -> Template:
-        order = await orders.get_order(db, actor, order_id)
+        data = await order_panel_data(db, actor, order_id)
         return page(
             "console/order.html",
             actor,
-            order=order,
-            events=await orders.list_events(db, actor, order_id),
             items=await work.list_order_work_items(db, actor, order_id),
-            tenant=await tenants.get_tenant(db, actor, order.tenant_id),
-            item=None,
-            **ORDER_PANEL_CONTEXT,
+            tenant=await tenants.get_tenant(db, actor, data["order"].tenant_id),
+            **data,
         )
 
     @get("/orders/{order_id:uuid}/panel")

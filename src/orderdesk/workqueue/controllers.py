@@ -14,10 +14,9 @@ from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath
 from litestar.response import Template
 
-from orderdesk.console.controllers import ORDER_PANEL_CONTEXT
+from orderdesk.console.controllers import ORDER_PANEL_CONTEXT, order_panel_data
 from orderdesk.console.pages import form_text, go_to, is_htmx, is_lead, page
 from orderdesk.core.errors import FieldError, NotFound, ValidationFailed
-from orderdesk.orders import services as orders
 from orderdesk.tenants import services as tenants
 from orderdesk.web.deps import DB, CurrentActor
 from orderdesk.web.guards import requires_staff
@@ -97,24 +96,21 @@ class WorkQueueConsoleController(Controller):
 
     async def _item_context(self, db, actor, item_id: UUID) -> dict:
         item = await services.get_work_item(db, actor, item_id)
-        order = events = None
+        panel: dict = {"order": None, "events": [], "shipments": [], **ORDER_PANEL_CONTEXT}
         related = []
         if item.order_id:
-            order = await orders.get_order(db, actor, item.order_id)
-            events = await orders.list_events(db, actor, item.order_id)
+            panel = await order_panel_data(db, actor, item.order_id)
             related = [
                 i for i in await services.list_order_work_items(db, actor, item.order_id) if i.id != item.id
             ]
         agents = await services.assignable_agents(db, actor, item.tenant_id) if is_lead(actor) else []
         return {
             "item": item,
-            "order": order,
-            "events": events or [],
+            **panel,
             "related": related,
             "agents": agents,
             "outcomes": list(AGENT_OUTCOMES),
             "snooze_choices": SNOOZE_CHOICES,
-            **ORDER_PANEL_CONTEXT,
         }
 
     @get("/work/{item_id:uuid}")

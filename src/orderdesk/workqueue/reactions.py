@@ -21,6 +21,10 @@ def hold_cause(reason: str) -> str:
     return f"hold:{reason}"
 
 
+def shipment_cause(shipment_id: str) -> str:
+    return f"shipment:{shipment_id}"
+
+
 @dataclass(frozen=True, slots=True)
 class OpenItem:
     kind: WorkItemKind
@@ -65,6 +69,22 @@ def reactions_to(kind: str, changes: dict[str, Any], order_number: int) -> list[
     if kind == "hold_released":
         reason = (changes.get("hold") or ["other", None])[0]
         return [SettleCause(hold_cause(reason))]
+    if kind == "shipment_exception" and changes.get("shipment"):
+        attention = (changes.get("attention") or [None, "exception"])[1] or "exception"
+        # A parcel that stopped moving is chased with the carrier; the rest is an exception.
+        work_kind = WorkItemKind.TRACKING_FOLLOW_UP if attention == "stuck" else WorkItemKind.EXCEPTION
+        return [
+            OpenItem(
+                work_kind,
+                shipment_cause(changes["shipment"]),
+                f"Order #{order_number}: shipment needs attention ({_words(attention)})",
+            )
+        ]
+    # Cleared by hand, by a later normal scan, or by the delivery itself.
+    if kind in ("shipment_attention_cleared", "tracking_update", "shipment_delivered") and changes.get(
+        "shipment"
+    ):
+        return [SettleCause(shipment_cause(changes["shipment"]))]
     if kind == "request_return":
         return [OpenItem(WorkItemKind.RETURN, RETURN, f"Return requested for order #{order_number}")]
     if kind in ("receive_return", "reject_return"):
