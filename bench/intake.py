@@ -34,6 +34,7 @@ import json
 import logging
 import os
 import platform
+import re
 import secrets
 import signal
 import socket
@@ -273,8 +274,15 @@ async def _rows_of(conn, ref: str) -> dict[str, object]:
         " WHERE tenant_id = $1 AND order_id = $2 ORDER BY order_seq",
         *key,
     )
+    items = await conn.fetch(
+        "SELECT kind, status, title, cause, priority, value_minor, currency, client_tier, sla_target_seconds,"
+        " sla_consumed_seconds, created_by FROM work_items WHERE tenant_id = $1 AND order_id = $2"
+        " ORDER BY cause",
+        *key,
+    )
     return {
         "outbox_events": [_outbox_shape(r) for r in outbox],
+        "work_items": [(*r[:2], re.sub(r"#\d+", "#N", r["title"]), *r[3:]) for r in items],
         "orders": {k: v for k, v in dict(order).items() if k not in varying},
         "order_lines": [tuple(r) for r in lines],
         "verification_checks": [tuple(r) for r in checks],

@@ -60,10 +60,12 @@ SELECT orders.tenant_id, orders.id, orders.number, orders.external_ref, orders.c
 FROM orders
 WHERE orders.tenant_id = $1::UUID AND orders.external_ref = $2::VARCHAR
 """
-CATALOG_EXISTS = """
-SELECT EXISTS (SELECT *
+TENANT_SETTINGS_AND_CATALOG = """
+SELECT (SELECT tenants.settings
+FROM tenants
+WHERE tenants.id = $1::UUID) AS anon_1, EXISTS (SELECT *
 FROM catalog_items
-WHERE catalog_items.tenant_id = $1::UUID) AS anon_1
+WHERE catalog_items.tenant_id = $2::UUID) AS anon_2
 """
 NEXT_NUMBER = """
 INSERT INTO order_counters (tenant_id, last_number) VALUES ($1::UUID, $2::BIGINT)
@@ -99,37 +101,12 @@ INSERT_CHECKS = """
 INSERT INTO verification_checks (tenant_id, order_id, "check", result, detail, checked_at)
  VALUES ($1::UUID, $2::UUID, $3::VARCHAR, $4::check_result, $5::VARCHAR, $6::TIMESTAMP WITH TIME ZONE)
 """
-SET_STATUS = """
-UPDATE orders SET status=$1::order_status, last_event_seq=$2::INTEGER
- WHERE orders.tenant_id = $3::UUID AND orders.id = $4::UUID
-"""
 INSERT_TWO_EVENTS = """
 INSERT INTO order_events (tenant_id, order_id, seq, kind, actor_kind, actor_id, actor_name, channel,
  summary, changes) VALUES ($1::UUID, $2::UUID, $3::INTEGER, $4::VARCHAR, $5::VARCHAR, $6::VARCHAR,
  $7::VARCHAR, $8::VARCHAR, $9::VARCHAR, $10::JSONB), ($11::UUID, $12::UUID, $13::INTEGER, $14::VARCHAR,
  $15::VARCHAR, $16::VARCHAR, $17::VARCHAR, $18::VARCHAR, $19::VARCHAR, $20::JSONB)
  RETURNING order_events.created_at, order_events.tenant_id, order_events.order_id, order_events.seq
-"""
-SELECT_LINES = """
-SELECT order_lines.tenant_id, order_lines.order_id, order_lines.line_no, order_lines.sku,
- order_lines.description, order_lines.quantity, order_lines.unit_price_minor, order_lines.tax_minor,
- order_lines.total_minor
-FROM order_lines
-WHERE order_lines.tenant_id = $1::UUID AND order_lines.order_id = $2::UUID ORDER BY order_lines.line_no
-"""
-SELECT_HOLDS = """
-SELECT order_holds.tenant_id, order_holds.order_id, order_holds.id, order_holds.reason, order_holds.note,
- order_holds.placed_at, order_holds.placed_by, order_holds.released_at, order_holds.released_by
-FROM order_holds
-WHERE order_holds.tenant_id = $1::UUID AND order_holds.order_id = $2::UUID ORDER BY order_holds.placed_at
-"""
-SELECT_CHECKS = """
-SELECT verification_checks.tenant_id, verification_checks.order_id, verification_checks."check",
- verification_checks.result, verification_checks.detail, verification_checks.checked_at,
- verification_checks.resolution, verification_checks.resolved_by, verification_checks.resolved_at,
- verification_checks.resolution_note
-FROM verification_checks
-WHERE verification_checks.tenant_id = $1::UUID AND verification_checks.order_id = $2::UUID
 """
 NEXT_OUTBOX_SEQ = """
 SELECT coalesce(max(outbox_events.order_seq), $1::INTEGER) AS coalesce_1
@@ -140,6 +117,29 @@ INSERT_OUTBOX = """
 INSERT INTO outbox_events (tenant_id, id, event_type, order_id, order_seq, payload, created_at, fanned_out_at)
  VALUES ($1::UUID, $2::UUID, $3::VARCHAR, $4::UUID, $5::INTEGER, $6::JSONB, $7::TIMESTAMP WITH TIME ZONE,
  $8::TIMESTAMP WITH TIME ZONE)
+"""
+SELECT_SLA_POLICY = """
+SELECT sla_policies.tenant_id, sla_policies.time_zone, sla_policies.business_hours, sla_policies.holidays,
+ sla_policies.targets, sla_policies.at_risk_percent, sla_policies.client_tier, sla_policies.stuck_after_hours,
+ sla_policies.updated_at, sla_policies.updated_by
+FROM sla_policies
+WHERE sla_policies.tenant_id = $1::UUID
+"""
+SELECT_TENANT_TIME_ZONE = """
+SELECT tenants.time_zone
+FROM tenants
+WHERE tenants.id = $1::UUID
+"""
+OPEN_WORK_ITEM = """
+INSERT INTO work_items (tenant_id, id, kind, status, title, detail, cause, order_id, order_number, language,
+ channel, priority, value_minor, currency, client_tier, sla_target_seconds, sla_consumed_seconds,
+ sla_running_since, due_at, at_risk_at, created_by, created_at, updated_at)
+ VALUES ($1::UUID, $2::UUID, $3::work_item_kind, $4::work_item_status, $5::VARCHAR, $6::VARCHAR, $7::VARCHAR,
+ $8::UUID, $9::BIGINT, $10::VARCHAR, $11::VARCHAR, $12::order_priority, $13::BIGINT, $14::VARCHAR,
+ $15::SMALLINT, $16::INTEGER, $17::INTEGER, $18::TIMESTAMP WITH TIME ZONE, $19::TIMESTAMP WITH TIME ZONE,
+ $20::TIMESTAMP WITH TIME ZONE, $21::VARCHAR, $22::TIMESTAMP WITH TIME ZONE, $23::TIMESTAMP WITH TIME ZONE)
+ ON CONFLICT (tenant_id, order_id, cause) WHERE order_id IS NOT NULL
+ AND status IN ('open', 'claimed', 'snoozed', 'waiting_customer', 'waiting_client') DO NOTHING
 """
 STORE_RESPONSE = """
 UPDATE idempotency_keys SET response_status=$1::SMALLINT, response_body=$2::JSONB
@@ -165,6 +165,9 @@ LINES = [  # line_no, sku, description, quantity, unit price, tax, total
     (2, "MAT-1", "", 1, 2500, 0, 2500),
 ]
 SUBTOTAL, TAX, SHIPPING_MINOR, TOTAL = 42300, 7562, 495, 50357
+# The work item a by-hand verification opens: the default SLA (4 business hours, tier 2).
+# Its due times come from a business-hours calendar in the API; here a plain offset.
+SLA_TARGET_SECONDS, CLIENT_TIER = 4 * 3600, 2
 LINES_FINGERPRINT = hashlib.sha256(b"MAT-1\x1f1\x1eTENT-2P\x1f2").hexdigest()
 CHECKS = [
     ("payment_confirmed", "passed", "payment is paid"),
@@ -253,10 +256,9 @@ async def capture(conn, key: dict, ref: str, trace: Trace | None = None) -> None
         assert claimed, "idempotency key already taken"
         await _fetch(conn, trace, LOCK_REFERENCE, f"order-ref:{tenant_id}:{ref}")
         assert not await _fetch(conn, trace, SELECT_ORDER_BY_REF, tenant_id, ref)
-        await _fetch(conn, trace, CATALOG_EXISTS, tenant_id)
-        tenant = (await _fetch(conn, trace, SELECT_TENANT, tenant_id))[0]
+        settings, _ = (await _fetch(conn, trace, TENANT_SETTINGS_AND_CATALOG, tenant_id, tenant_id))[0]
         number = (await _fetch(conn, trace, NEXT_NUMBER, tenant_id, FIRST_ORDER_NUMBER, 1))[0][0]
-        window = tenant["settings"].get("verification", {}).get("duplicate_window_minutes", 60)
+        window = settings.get("verification", {}).get("duplicate_window_minutes", 60)
         now = dt.datetime.now(dt.UTC)
         since = now - dt.timedelta(minutes=window)
         await _fetch(conn, trace, RECENT_DUPLICATES, tenant_id, email, LINES_FINGERPRINT, since, 5)
@@ -264,13 +266,10 @@ async def capture(conn, key: dict, ref: str, trace: Trace | None = None) -> None
         shipping = json.dumps(SHIPPING)
         await _fetch(
             conn, trace, INSERT_ORDER,
-            tenant_id, order_id, number, ref, "api", "captured", "paid", "normal", "Erika Mustermann",
-            email, "+49301234567", shipping, "null", "EUR", SUBTOTAL, TAX, SHIPPING_MINOR, 0, TOTAL,
-            None, None, ["summer", "vip"], None, LINES_FINGERPRINT, now, now, 1, 0,
+            tenant_id, order_id, number, ref, "api", "awaiting_verification", "paid", "normal",
+            "Erika Mustermann", email, "+49301234567", shipping, "null", "EUR", SUBTOTAL, TAX,
+            SHIPPING_MINOR, 0, TOTAL, None, None, ["summer", "vip"], None, LINES_FINGERPRINT, now, now, 1, 2,
         )  # fmt: skip
-        await _many(conn, trace, INSERT_LINES, [(tenant_id, order_id, *line) for line in LINES])
-        await _many(conn, trace, INSERT_CHECKS, [(tenant_id, order_id, *check, now) for check in CHECKS])
-        await _fetch(conn, trace, SET_STATUS, "awaiting_verification", 2, tenant_id, order_id)
         actor = (key["id"], f"API key {key['name']}")
         by_hand = "Waiting for an agent: the tenant verifies every order by hand"
         events = [  # seq, kind, channel, summary, changes, status after
@@ -284,12 +283,10 @@ async def capture(conn, key: dict, ref: str, trace: Trace | None = None) -> None
             params += [tenant_id, order_id, seq, kind, "api_key", *actor, channel, summary]
             params.append(json.dumps(changes))
         await _fetch(conn, trace, INSERT_TWO_EVENTS, *params)
-        lines = await _fetch(conn, trace, SELECT_LINES, tenant_id, order_id)
-        holds = await _fetch(conn, trace, SELECT_HOLDS, tenant_id, order_id)
-        checks = await _fetch(conn, trace, SELECT_CHECKS, tenant_id, order_id)
-        body = _response(tenant_id, order_id, number, ref, email, now, lines, holds, checks)
-        await _fetch(conn, trace, STORE_RESPONSE, 201, json.dumps(body), tenant_id, ref)
-        # At commit, the domain-event handlers: one outbox row per timeline event.
+        await _many(conn, trace, INSERT_LINES, [(tenant_id, order_id, *line) for line in LINES])
+        await _many(conn, trace, INSERT_CHECKS, [(tenant_id, order_id, *check, now) for check in CHECKS])
+        # The domain-event handlers, which capture runs before it answers: one outbox row
+        # per timeline event, and the work queue's verification item.
         await _fetch(conn, trace, NEXT_OUTBOX_SEQ, 0, tenant_id, order_id)
         outbox = []
         for seq, kind, channel, summary, changes, status in events:
@@ -308,29 +305,42 @@ async def capture(conn, key: dict, ref: str, trace: Trace | None = None) -> None
                 (tenant_id, event_id, f"order.{kind}", order_id, seq, json.dumps(payload), at, None)
             )
         await _many(conn, trace, INSERT_OUTBOX, outbox)
+        await _fetch(conn, trace, SELECT_SLA_POLICY, tenant_id)
+        await _fetch(conn, trace, SELECT_TENANT_TIME_ZONE, tenant_id)
+        opened = dt.datetime.now(dt.UTC)
+        due = opened + dt.timedelta(seconds=SLA_TARGET_SECONDS)
+        await _fetch(
+            conn, trace, OPEN_WORK_ITEM,
+            tenant_id, uuid.uuid4(), "verification", "open", f"Verify order #{number}: manual verification",
+            None, "verification", order_id, number, None, None, "normal", TOTAL, "EUR", CLIENT_TIER,
+            SLA_TARGET_SECONDS, 0, opened, due, due - dt.timedelta(seconds=SLA_TARGET_SECONDS // 5),
+            actor[1], opened, opened,
+        )  # fmt: skip
+        body = _response(tenant_id, order_id, number, ref, email, now)
+        await _fetch(conn, trace, STORE_RESPONSE, 201, json.dumps(body), tenant_id, ref)
 
 
-def _response(tenant_id, order_id, number, ref, email, now, lines, holds, checks) -> dict:
-    """The stored answer: the same fields as the API's OrderView, built from plain rows."""
+def _response(tenant_id, order_id, number, ref, email, now) -> dict:
+    """The stored answer: the same fields as the API's OrderView, from the values written."""
     stamp = now.isoformat().replace("+00:00", "Z")
     return {
         "id": str(order_id), "tenant_id": str(tenant_id), "number": number, "external_ref": ref,
         "channel": "api", "status": "awaiting_verification", "payment_status": "paid", "priority": "normal",
         "customer_name": "Erika Mustermann", "customer_email": email, "currency": "EUR",
-        "total_minor": TOTAL, "tags": ["summer", "vip"], "on_hold": bool(holds), "created_at": stamp,
+        "total_minor": TOTAL, "tags": ["summer", "vip"], "on_hold": False, "created_at": stamp,
         "customer_phone": "+49301234567", "shipping_address": SHIPPING, "billing_address": None,
         "subtotal_minor": SUBTOTAL, "tax_minor": TAX, "shipping_minor": SHIPPING_MINOR, "discount_minor": 0,
         "ship_by": None, "deliver_by": None, "notes": None,
         "lines": [
-            {k: r[k] for k in ("line_no", "sku", "description", "quantity", "unit_price_minor",
-                               "tax_minor", "total_minor")}
-            for r in lines
+            dict(zip(("line_no", "sku", "description", "quantity", "unit_price_minor", "tax_minor",
+                      "total_minor"), line, strict=True))
+            for line in LINES
         ],
         "holds": [],
         "checks": [
-            {"check": r["check"], "result": r["result"], "detail": r["detail"], "resolution": None,
+            {"check": check, "result": result, "detail": detail, "resolution": None,
              "resolved_by": None, "resolved_at": None}
-            for r in checks
+            for check, result, detail in CHECKS
         ],
         "allowed_actions": ["verify", "cancel", "place_hold"], "updated_at": stamp, "version": 1,
     }  # fmt: skip

@@ -186,9 +186,7 @@ async def _capture_in_transaction(
             view = await _load_view(session, existing)
             return CaptureResult(200, view.model_dump(mode="json"), created=False)
 
-    await _check_catalog(session, tenant_id, clean)
-    tenant = await session.get(Tenant, tenant_id)
-    policy = verification.VerificationPolicy.from_settings(tenant.settings if tenant else {})
+    policy = await _policy_checking_catalog(session, tenant_id, clean)
     number = await session.scalar(
         pg_insert(OrderCounter)
         .values(tenant_id=tenant_id, last_number=FIRST_ORDER_NUMBER)
@@ -198,6 +196,7 @@ async def _capture_in_transaction(
         .returning(OrderCounter.last_number)
     )
     duplicates = await _recent_duplicates(session, tenant_id, clean, policy)
+    outcomes = verification.run_checks(clean, policy, duplicates)
     now = dt.datetime.now(dt.UTC)
     source = clean.source
     order = Order(
@@ -231,39 +230,8 @@ async def _capture_in_transaction(
         last_event_seq=0,
     )
     session.add(order)
-    await session.flush()
-    await session.execute(
-        insert(OrderLine),
-        [
-            {
-                "tenant_id": tenant_id,
-                "order_id": order.id,
-                "line_no": line.line_no,
-                "sku": line.sku,
-                "description": line.description,
-                "quantity": line.quantity,
-                "unit_price_minor": line.unit_price_minor,
-                "tax_minor": line.tax_minor,
-                "total_minor": line.total_minor,
-            }
-            for line in clean.lines
-        ],
-    )
-    outcomes = verification.run_checks(clean, policy, duplicates)
-    await session.execute(
-        insert(VerificationCheck),
-        [
-            {
-                "tenant_id": tenant_id,
-                "order_id": order.id,
-                "check": o.check,
-                "result": o.result,
-                "detail": o.detail,
-                "checked_at": now,
-            }
-            for o in outcomes
-        ],
-    )
+    # The timeline is written before the first flush, so the order row is inserted once,
+    # in its final status; each event still records the status it saw (its snapshot).
     append_event(
         session,
         order,
@@ -300,16 +268,85 @@ async def _capture_in_transaction(
             },
             channel="system",
         )
-    await session.flush()
+    await session.flush()  # the order, then its events (foreign-key order)
+    lines = [
+        {
+            "tenant_id": tenant_id,
+            "order_id": order.id,
+            "line_no": line.line_no,
+            "sku": line.sku,
+            "description": line.description,
+            "quantity": line.quantity,
+            "unit_price_minor": line.unit_price_minor,
+            "tax_minor": line.tax_minor,
+            "total_minor": line.total_minor,
+        }
+        for line in clean.lines
+    ]
+    checks = [
+        {
+            "tenant_id": tenant_id,
+            "order_id": order.id,
+            "check": o.check,
+            "result": o.result,
+            "detail": o.detail,
+            "checked_at": now,
+        }
+        for o in outcomes
+    ]
+    # Plain Core inserts (the tables, not the mapped classes): no ORM bulk bookkeeping.
+    await session.execute(insert(OrderLine.__table__), lines)
+    await session.execute(insert(VerificationCheck.__table__), checks)
+    events_written = order.last_event_seq
     await events.dispatch(session)
-    view = await _load_view(session, order)
+    if order.last_event_seq != events_written:
+        # A reaction (allocation after automatic verification, …) moved the order on and
+        # wrote its own timeline events: answer with the order as it now stands.
+        view = await _load_view(session, order)
+    else:
+        # Nothing moved it: the answer is built from what was just written (a new order
+        # has no holds; its lines and checks are the rows above), not read back.
+        view = _order_view(
+            order,
+            lines=[LineView.model_validate(line) for line in clean.lines],
+            holds=[],
+            checks=[
+                CheckView(
+                    check=o.check,
+                    result=o.result.value,
+                    detail=o.detail,
+                    resolution=None,
+                    resolved_by=None,
+                    resolved_at=None,
+                )
+                for o in outcomes
+            ],
+        )
     return CaptureResult(201, view.model_dump(mode="json"), created=True)
 
 
+async def _policy_checking_catalog(
+    session: AsyncSession, tenant_id: UUID, clean: CleanOrder
+) -> verification.VerificationPolicy:
+    """The tenant's verification policy; refuses SKUs its catalog (if it keeps one) lacks.
+
+    The tenant's settings and whether it has a catalog come in one round trip.
+    Raises ValidationFailed.
+    """
+    settings, has_catalog = (
+        await session.execute(
+            select(
+                select(Tenant.settings).where(Tenant.id == tenant_id).scalar_subquery(),
+                exists().where(CatalogItem.tenant_id == tenant_id),
+            )
+        )
+    ).one()
+    if has_catalog:
+        await _check_catalog(session, tenant_id, clean)
+    return verification.VerificationPolicy.from_settings(settings if settings is not None else {})
+
+
 async def _check_catalog(session: AsyncSession, tenant_id: UUID, clean: CleanOrder) -> None:
-    has_catalog = await session.scalar(select(exists().where(CatalogItem.tenant_id == tenant_id)))
-    if not has_catalog:
-        return
     skus = sorted({line.sku for line in clean.lines})
     rows = await session.execute(
         select(CatalogItem.sku, CatalogItem.active).where(
@@ -625,6 +662,28 @@ async def _load_view(session: AsyncSession, order: Order) -> OrderView:
         )
     ).all()
     order_of_check = {name: i for i, name in enumerate(verification.ALL_CHECKS)}
+    return _order_view(
+        order,
+        lines=[LineView.model_validate(line) for line in lines],
+        holds=holds,
+        checks=[
+            CheckView(
+                check=c.check,
+                result=c.result.value,
+                detail=c.detail,
+                resolution=c.resolution.value if c.resolution else None,
+                resolved_by=c.resolved_by,
+                resolved_at=c.resolved_at,
+            )
+            for c in sorted(checks, key=lambda c: order_of_check.get(c.check, 99))
+        ],
+    )
+
+
+def _order_view(
+    order: Order, *, lines: list[LineView], holds: list[OrderHold], checks: list[CheckView]
+) -> OrderView:
+    """The order's full view; `checks` in ALL_CHECKS order, `holds` oldest first."""
     active = [h.reason for h in holds if h.released_at is None]
     return OrderView(
         **OrderSummary.model_validate(order).model_dump(exclude={"on_hold"}),
@@ -639,19 +698,9 @@ async def _load_view(session: AsyncSession, order: Order) -> OrderView:
         ship_by=order.ship_by,
         deliver_by=order.deliver_by,
         notes=order.notes,
-        lines=[LineView.model_validate(line) for line in lines],
+        lines=lines,
         holds=[HoldView.model_validate(h) for h in holds],
-        checks=[
-            CheckView(
-                check=c.check,
-                result=c.result.value,
-                detail=c.detail,
-                resolution=c.resolution.value if c.resolution else None,
-                resolved_by=c.resolved_by,
-                resolved_at=c.resolved_at,
-            )
-            for c in sorted(checks, key=lambda c: order_of_check.get(c.check, 99))
-        ],
+        checks=checks,
         allowed_actions=[a.value for a in states.allowed_actions(order.status, active)],
         updated_at=order.updated_at,
         version=order.version,

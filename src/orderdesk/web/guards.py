@@ -1,4 +1,8 @@
-"""Route guards: the role checks, declared next to each controller."""
+"""Route guards: the role checks, declared next to each controller.
+
+They are coroutines although they never wait: Litestar runs a plain function guard in
+a worker thread, a thread hop (and a wait for the GIL) on every request.
+"""
 
 from __future__ import annotations
 
@@ -18,29 +22,29 @@ def current_actor(connection: ASGIConnection) -> Actor:
     return actor
 
 
-def requires_actor(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+async def requires_actor(connection: ASGIConnection, _: BaseRouteHandler) -> None:
     current_actor(connection)
 
 
-def requires_staff(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+async def requires_staff(connection: ASGIConnection, _: BaseRouteHandler) -> None:
     if current_actor(connection).kind is not ActorKind.STAFF:
         raise PermissionDeniedException(
             detail="The console is for operations staff; client users sign in to the portal"
         )
 
 
-def requires_staff_admin(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+async def requires_staff_admin(connection: ASGIConnection, _: BaseRouteHandler) -> None:
     actor = current_actor(connection)
     if actor.kind is not ActorKind.STAFF or actor.staff_role is not StaffRole.ADMIN:
         raise PermissionDeniedException(detail="Only administrators can do this")
 
 
-def requires_client(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+async def requires_client(connection: ASGIConnection, _: BaseRouteHandler) -> None:
     if current_actor(connection).kind is not ActorKind.CLIENT:
         raise PermissionDeniedException(detail="The portal is for client users")
 
 
-def requires_client_admin(connection: ASGIConnection, _: BaseRouteHandler) -> None:
+async def requires_client_admin(connection: ASGIConnection, _: BaseRouteHandler) -> None:
     actor = current_actor(connection)
     if actor.kind is not ActorKind.CLIENT or actor.client_role is not ClientRole.ADMIN:
         raise PermissionDeniedException(detail="Only the client's administrators can do this")
