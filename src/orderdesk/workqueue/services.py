@@ -327,17 +327,22 @@ async def list_order_work_items(
         return await _views(session, items, now)
 
 
+# The agent (`:agent_id`) is assigned to the item's tenant with the skills the item needs:
+# its kind (an empty list means every kind), its language and its channel when it names them.
+_SKILLS_SQL = (
+    "EXISTS (SELECT 1 FROM agent_assignments a"
+    " WHERE a.tenant_id = work_items.tenant_id AND a.user_id = :agent_id"
+    " AND (cardinality(a.task_kinds) = 0 OR work_items.kind::text = ANY (a.task_kinds))"
+    " AND (work_items.language IS NULL OR work_items.language = ANY (a.languages))"
+    " AND (work_items.channel IS NULL OR work_items.channel = ANY (a.channels)))"
+)
+
+
 def _skills_match(actor: Actor):
-    """SQL: the actor is assigned to the item's tenant with the skills the item needs."""
+    """SQL for `_SKILLS_SQL`; administrators (and the system) may take anything."""
     if actor.kind is ActorKind.SYSTEM or actor.is_admin:
         return text("true")
-    return text(
-        "EXISTS (SELECT 1 FROM agent_assignments a"
-        " WHERE a.tenant_id = work_items.tenant_id AND a.user_id = :skill_agent_id"
-        " AND (cardinality(a.task_kinds) = 0 OR work_items.kind::text = ANY (a.task_kinds))"
-        " AND (work_items.language IS NULL OR work_items.language = ANY (a.languages))"
-        " AND (work_items.channel IS NULL OR work_items.channel = ANY (a.channels)))"
-    ).bindparams(skill_agent_id=actor.id)
+    return text(_SKILLS_SQL).bindparams(agent_id=actor.id)
 
 
 async def queue_counts(db: Database, actor: Actor, *, now: dt.datetime | None = None) -> list[QueueCount]:
@@ -643,13 +648,6 @@ WITH candidate AS (
 )
 SELECT tenant_id, id FROM claimed
 """
-_SKILLS_SQL = (
-    "EXISTS (SELECT 1 FROM agent_assignments a"
-    " WHERE a.tenant_id = work_items.tenant_id AND a.user_id = :agent_id"
-    " AND (cardinality(a.task_kinds) = 0 OR work_items.kind::text = ANY (a.task_kinds))"
-    " AND (work_items.language IS NULL OR work_items.language = ANY (a.languages))"
-    " AND (work_items.channel IS NULL OR work_items.channel = ANY (a.channels)))"
-)
 _CLAIM_WITH_SKILLS = text(_CLAIM.format(skills=_SKILLS_SQL))
 _CLAIM_ANY = text(_CLAIM.format(skills="true"))
 
