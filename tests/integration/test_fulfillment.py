@@ -367,3 +367,27 @@ async def test_client_users_request_returns_but_do_not_receive_them(client, worl
         headers=csrf,
     )
     assert shipping.status_code == 403
+
+
+async def test_delivered_orders_close_when_the_return_window_is_over(
+    client, world: World, db, owner_connection
+):
+    key = world.key_a
+    wh = await make_warehouse(client, key, "CLS")
+    await put_stock(client, key, wh, TENT=1)
+    order = await verify(client, key, await new_order(client, key, TENT=1))
+    shipment = await ship(client, key, order, wh, [(1, 1)])
+    await track(client, key, shipment, "delivered", 5)
+    assert await status_of(client, key, order) == "delivered"
+    system = await tenants.system_actor(db)
+    assert (
+        await fulfillment.close_settled_orders(db, system) == 0
+        or await status_of(client, key, order) == "delivered"
+    )
+    await owner_connection.execute(
+        "UPDATE shipments SET delivered_at = now() - interval '31 days' WHERE id = $1",
+        uuid.UUID(shipment["id"]),
+    )
+    assert await fulfillment.close_settled_orders(db, system) >= 1
+    assert await status_of(client, key, order) == "closed"
+    assert (await timeline(client, key, order))[-1]["summary"] == "Closed: the 30-day return window is over"

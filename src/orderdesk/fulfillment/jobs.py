@@ -1,4 +1,5 @@
-"""Periodic fulfillment sweep: stuck shipments flagged, waiting backorders routed again.
+"""Periodic fulfillment sweep: stuck shipments flagged, waiting backorders routed again,
+delivered orders closed once their return window is over.
 
 Both halves are idempotent (a flagged shipment is not flagged twice; a backorder
 with no stock stays as it is), so the sweep may run more than once or overlap.
@@ -21,4 +22,5 @@ async def sweep_fulfillment(ctx: dict[str, Any]) -> dict[str, int]:
     return {
         "stuck_flagged": await fulfillment.flag_stuck_shipments(db, actor),
         "backorders_served": await inventory.reallocate_waiting_backorders(db, actor),
+        "orders_closed": await fulfillment.close_settled_orders(db, actor),
     }

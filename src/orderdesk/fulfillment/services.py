@@ -699,3 +699,49 @@ async def shipped_quantities(session: AsyncSession, order: Order) -> dict[int, i
         .group_by(ShipmentLine.line_no)
     )
     return {n: int(q) for n, q in rows}
+
+
+async def close_settled_orders(db: Database, actor: Actor, now: dt.datetime | None = None) -> int:
+    """Close delivered orders whose return window has passed with no return asked for.
+
+    Orders delivered by hand (no shipments recorded) are left to people. Idempotent;
+    orders locked elsewhere wait for the next sweep. Returns how many were closed.
+    """
+    now = now or dt.datetime.now(dt.UTC)
+    closed = 0
+    for tenant_id in sorted(actor.tenant_ids, key=str):
+        async with db.transaction(actor.scope) as session:
+            policy = await policy_of(session, tenant_id)
+            cutoff = now - dt.timedelta(days=policy.return_window_days)
+            last_delivery = (
+                select(Shipment.order_id, func.max(Shipment.delivered_at).label("delivered_at"))
+                .where(Shipment.tenant_id == tenant_id)
+                .group_by(Shipment.order_id)
+                .subquery()
+            )
+            due = (
+                await session.scalars(
+                    select(Order)
+                    .join(last_delivery, last_delivery.c.order_id == Order.id)
+                    .where(
+                        Order.tenant_id == tenant_id,
+                        Order.status == OrderStatus.DELIVERED,
+                        last_delivery.c.delivered_at < cutoff,
+                    )
+                    .order_by(Order.created_at)
+                    .limit(500)
+                    .with_for_update(of=Order, skip_locked=True)
+                )
+            ).all()
+            system = system_actor_for(tenant_id)
+            for order in due:
+                await orders.apply_action(
+                    session,
+                    system,
+                    order,
+                    Action.CLOSE,
+                    summary=f"Closed: the {policy.return_window_days}-day return window is over",
+                    channel="system",
+                )
+                closed += 1
+    return closed
