@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 import uuid
 
@@ -389,3 +390,22 @@ async def test_delivered_orders_close_when_the_return_window_is_over(
     assert await fulfillment.close_settled_orders(db, system) >= 1
     assert await status_of(client, key, order) == "closed"
     assert (await timeline(client, key, order))[-1]["summary"] == "Closed: the 30-day return window is over"
+
+
+async def test_concurrent_retries_of_one_tracking_event_apply_once(client, app_client_factory, world: World):
+    key = world.key_a
+    wh = await make_warehouse(client, key, "DUP")
+    await put_stock(client, key, wh, TENT=1)
+    order = await verify(client, key, await new_order(client, key, TENT=1))
+    shipment = await ship(client, key, order, wh, [(1, 1)])
+    body = {"event_id": "same-scan", "status": "in_transit", "occurred_at": at(5), "location": "Halle"}
+    url = f"/api/v1/shipments/{shipment['id']}/tracking-events"
+
+    async def post_once():
+        async with app_client_factory() as other:
+            return await other.post(url, json=body, headers=bearer(key))
+
+    answers = await asyncio.gather(*(post_once() for _ in range(6)))
+    assert sorted(a.status_code for a in answers) == [200] * 5 + [201]
+    assert [a.json()["duplicate"] for a in answers].count(False) == 1
+    assert (await kinds(client, key, order)).count("tracking_update") == 1

@@ -468,3 +468,18 @@ async def test_stock_csv_applies_good_rows_and_reports_the_others(client, world:
         f"/api/v1/warehouses/{wh['id']}/stock.csv", content=b"name,count\nx,1\n", headers=headers
     )
     assert unusable.status_code == 422 and unusable.json()["errors"][0]["field"] == "file"
+
+
+async def test_concurrent_retries_of_one_stock_event_apply_once(client, app_client_factory, world: World):
+    key = world.key_a
+    wh = await make_warehouse(client, key, "DUPS")
+    body = {"event_id": "asn-dup", "updates": [{"sku": "TENT", "delta": 4}]}
+
+    async def post_once():
+        async with app_client_factory() as other:
+            return await other.post(f"/api/v1/warehouses/{wh['id']}/stock", json=body, headers=bearer(key))
+
+    answers = await asyncio.gather(*(post_once() for _ in range(6)))
+    assert all(a.status_code == 200 for a in answers)
+    assert [a.json()["replayed"] for a in answers].count(False) == 1
+    assert (await level(client, key, wh, "TENT"))["on_hand"] == 4
