@@ -59,9 +59,7 @@ async def _body(request: Request) -> AsyncIterator[bytes]:
         async for chunk in request.stream():
             yield chunk
     except RequestEntityTooLarge as exc:
-        raise services.UploadTooLarge(
-            "The file is larger than the upload limit of 2 GiB"
-        ) from exc
+        raise services.UploadTooLarge("The file is larger than the upload limit of 2 GiB") from exc
 
 
 async def _run(request: Request, db: DB, actor: CurrentActor, import_id: UUID, status_code: int) -> Response:
@@ -147,7 +145,9 @@ class ImportApiController(Controller):
     ) -> Response[ImportReport]:
         _check_media_type(request)
         try:
-            data = ImportCreate(filename=filename, tenant_id=tenant_id, encoding=encoding, delimiter=delimiter)
+            data = ImportCreate(
+                filename=filename, tenant_id=tenant_id, encoding=encoding, delimiter=delimiter
+            )
         except ValidationError as exc:
             raise ValidationFailed(
                 [FieldError(str(e["loc"][0]), e["msg"].removeprefix("Value error, ")) for e in exc.errors()]

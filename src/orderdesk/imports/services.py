@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from uuid import UUID
 
 import structlog
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from orderdesk.accounts.actors import Actor, ActorKind
@@ -407,6 +407,11 @@ class _ImportRun:
     ) -> None:
         """One transaction: the orders, the import's counters and progress, and the problems."""
         async with self.db.transaction(self.actor.scope) as session:
+            # An import grows its tables faster than statistics follow. A plan cached while
+            # they were small (a foreign-key check's above all, run for every line, check and
+            # event) would stay a sequential scan and make each batch slower than the last;
+            # planned for the current values and size, each stays an index lookup.
+            await session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
             stored = _Counters()
             refused: list[Problem] = []
             outcomes = await capture_order_batch(

@@ -1,0 +1,224 @@
+"""CSV import: validated rows per second and peak memory, against COPY of the same rows.
+
+    uv run python bench/csv_import.py --rows 1000000
+
+In a database of its own (created on the server, migrated, dropped at the end):
+
+1. A CSV file of N rows (one line item per row, 1-3 lines per order, every order with
+   an email address and a phone number) is generated on the fly and streamed through
+   `imports.services.run_import`, the path behind `PUT /api/v1/orders/imports/{id}/file`:
+   decoding, parsing, grouping, the API's intake rules, numbering, verification
+   checks, timeline and the domain events other features react to (outbox, work
+   queue), committed 200 orders per transaction as the application role under
+   row-level security. Peak memory is the process's ru_maxrss after this phase.
+2. The orders and order lines it stored are read back and written again, for a second
+   tenant, with asyncpg's `copy_records_to_table` as the superuser: the floor for
+   putting the same final rows into the same tables with the same indexes. Only the
+   time inside COPY is counted.
+
+The rate of each is file rows per second. `--without-reactions` leaves other features'
+event handlers unsubscribed, to show what they cost; `--profile` prints where the
+import spends its time (slower).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import os
+import pstats
+import resource
+import secrets
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+from sqlalchemy.engine import make_url
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
+
+from orderdesk.core.db import Database, make_engine
+from orderdesk.core.migrations import upgrade
+from orderdesk.devservices import MACHINE_DATABASE_URL
+from orderdesk.imports import services as imports
+from orderdesk.imports.schemas import ImportCreate
+from orderdesk.settings import load_settings
+from orderdesk.tenants import services as tenants
+
+COLUMNS = (
+    "external_ref,customer_name,customer_email,customer_phone,ship_line1,ship_line2,ship_city,"
+    "ship_region,ship_postal_code,ship_country,currency,payment_status,priority,tags,notes,ship_by,"
+    "deliver_by,shipping_minor,discount_minor,total_minor,sku,description,quantity,unit_price_minor,tax_minor"
+)
+CHUNK = 64 * 1024
+LINE_PATTERN = (1, 2, 3)  # lines per order, in turn: two on average
+ORDER_COLUMNS = (
+    "tenant_id, id, number, external_ref, channel, status, payment_status, priority, customer_name,"
+    " customer_email, customer_phone, shipping_address, billing_address, currency, subtotal_minor,"
+    " tax_minor, shipping_minor, discount_minor, total_minor, ship_by, deliver_by, tags, notes,"
+    " lines_fingerprint, created_at, updated_at, version, last_event_seq"
+)
+LINE_COLUMNS = (
+    "tenant_id, order_id, line_no, sku, description, quantity, unit_price_minor, tax_minor, total_minor"
+)
+
+
+def order_count(rows: int, pattern: tuple[int, ...] = LINE_PATTERN) -> int:
+    """How many orders `generated_csv` makes for `rows` rows."""
+    count, left = 0, rows
+    while left > 0:
+        left -= pattern[count % len(pattern)]
+        count += 1
+    return count
+
+
+async def generated_csv(
+    rows: int, prefix: str, pattern: tuple[int, ...] = LINE_PATTERN
+) -> AsyncIterator[bytes]:
+    """The file, made as it is read, in 64 KiB chunks."""
+    pending, size, written, n = [COLUMNS + "\r\n"], 0, 0, 0
+    while written < rows:
+        lines = min(pattern[n % len(pattern)], rows - written)
+        order = (
+            f"{prefix}-{n:07d},Kundin {n},kundin.{n}@{prefix}.example.com,030 12{n % 100000:05d},"
+            f"Hauptstraße {n % 300 + 1},,Berlin,,{10115 + n % 800},DE,EUR,paid,normal,web;bulk,"
+            f"{'Bitte beim Nachbarn abgeben' if n % 5 == 0 else ''},,,495,0,,"
+        )
+        for line in range(lines):
+            text = f"{order}SKU-{(n + line) % 400:04d},Artikel {(n + line) % 400},{line + 1},1999,380\r\n"
+            pending.append(text)
+            size += len(text)
+        written += lines
+        n += 1
+        if size >= CHUNK:
+            yield "".join(pending).encode()
+            pending, size = [], 0
+            await asyncio.sleep(0)
+    yield "".join(pending).encode()
+
+
+def asyncpg_dsn(url: str) -> str:
+    return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+async def copy_same_rows(owner_url: str, source_tenant, target_tenant) -> tuple[float, int, int]:
+    """COPY the source tenant's orders and lines again for the target; seconds inside COPY."""
+    reader = await asyncpg.connect(asyncpg_dsn(owner_url))
+    writer = await asyncpg.connect(asyncpg_dsn(owner_url))
+    spent, counts = 0.0, []
+    try:
+        for table, columns in (("orders", ORDER_COLUMNS), ("order_lines", LINE_COLUMNS)):
+            names = [c.strip() for c in columns.split(",")]
+            copied = 0
+            async with reader.transaction():
+                cursor = reader.cursor(f"SELECT {columns} FROM {table} WHERE tenant_id = $1", source_tenant)  # noqa: S608
+                batch = []
+                async for record in cursor:
+                    batch.append((target_tenant, *tuple(record)[1:]))
+                    if len(batch) == 20_000:
+                        started = time.perf_counter()
+                        await writer.copy_records_to_table(table, records=batch, columns=names)
+                        spent += time.perf_counter() - started
+                        copied += len(batch)
+                        batch = []
+                if batch:
+                    started = time.perf_counter()
+                    await writer.copy_records_to_table(table, records=batch, columns=names)
+                    spent += time.perf_counter() - started
+                    copied += len(batch)
+            counts.append(copied)
+    finally:
+        await reader.close()
+        await writer.close()
+    return spent, counts[0], counts[1]
+
+
+async def main(args: argparse.Namespace) -> None:
+    server = args.server
+    name = f"orderdesk_bench_csv_{secrets.token_hex(4)}"
+    admin = await asyncpg.connect(asyncpg_dsn(server))
+    await admin.execute(f'CREATE DATABASE "{name}"')
+    owner_url = make_url(server).set(database=name).render_as_string(hide_password=False)
+    db = None
+    try:
+        await asyncio.to_thread(upgrade, owner_url)
+        settings = load_settings(
+            {"DATABASE_URL": owner_url, "ORDERDESK_SECRET_KEY": "bench-" + "x" * 32, "ORDERDESK_ENV": "test"}
+        )
+        if not args.without_reactions:
+            from orderdesk.wiring import connect_features
+
+            connect_features()
+        db = Database(make_engine(settings.app_url, pool_size=2))
+        system = await tenants.system_actor(db)
+        source = await tenants.create_tenant(db, system, slug=f"csv-{secrets.token_hex(3)}", name="Source")
+        target = await tenants.create_tenant(db, system, slug=f"copy-{secrets.token_hex(3)}", name="Copy")
+        system = await tenants.system_actor(db)  # now reaching both
+        job = await imports.create_import(db, system, ImportCreate(filename="bench.csv", tenant_id=source.id))
+
+        started = time.perf_counter()
+        async for _ in generated_csv(args.rows, "gen", args.lines):
+            pass
+        generation = time.perf_counter() - started
+
+        profiler = cProfile.Profile() if args.profile else None
+        if profiler:
+            profiler.enable()
+        started, cpu = time.perf_counter(), time.process_time()
+        report = await imports.run_import(db, system, job.id, generated_csv(args.rows, "ord", args.lines))
+        import_seconds, import_cpu = time.perf_counter() - started, time.process_time() - cpu
+        if profiler:
+            profiler.disable()
+        peak_mib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        expected_orders = order_count(args.rows, args.lines)
+        if (report.rows_read, report.orders_created, report.rows_rejected) != (args.rows, expected_orders, 0):
+            raise SystemExit(f"unexpected report: {report.model_dump_json(indent=1)}")
+
+        copy_seconds, orders, lines = await copy_same_rows(owner_url, source.id, target.id)
+        assert (orders, lines) == (expected_orders, args.rows)
+
+        import_rate, copy_rate = args.rows / import_seconds, args.rows / copy_seconds
+        file_mib = report.bytes_read / 2**20
+        print(
+            f"rows {args.rows:,} ({expected_orders:,} orders, {file_mib:.0f} MiB), "
+            f"reactions {'off' if args.without_reactions else 'on'}"
+        )
+        cpu_note = f"({import_cpu:.1f} s CPU in Python)"
+        print(f"import:  {import_seconds:8.1f} s  {import_rate:10,.0f} rows/s  {cpu_note}")
+        print(f"COPY:    {copy_seconds:8.1f} s  {copy_rate:10,.0f} rows/s  (orders and lines, same rows)")
+        print(f"ratio:   {import_rate / copy_rate:8.1%} of the COPY rate (goal: at least 20 %)")
+        print(
+            f"memory:  peak RSS {peak_mib:,.0f} MiB (goal: at most 1024 MiB); generating the file alone "
+            f"takes {generation:.1f} s"
+        )
+        if profiler:
+            pstats.Stats(profiler).sort_stats("cumulative").print_stats(40)
+    finally:
+        if db is not None:
+            await db.dispose()
+        if not args.keep:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await admin.close()
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--rows", type=int, default=1_000_000)
+    parser.add_argument(
+        "--server",
+        default=os.environ.get("BENCH_DATABASE_URL", MACHINE_DATABASE_URL),
+        help="a superuser URL of the PostgreSQL server (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--lines",
+        type=lambda text: tuple(int(n) for n in text.split(",")),
+        default=LINE_PATTERN,
+        help="line items per order, in turn (default: 1,2,3)",
+    )
+    parser.add_argument("--without-reactions", action="store_true", help="other features' handlers off")
+    parser.add_argument("--profile", action="store_true", help="print the import's profile (slower)")
+    parser.add_argument("--keep", action="store_true", help="keep the database afterwards")
+    asyncio.run(main(parser.parse_args()))
