@@ -483,3 +483,18 @@ async def test_concurrent_retries_of_one_stock_event_apply_once(client, app_clie
     assert all(a.status_code == 200 for a in answers)
     assert [a.json()["replayed"] for a in answers].count(False) == 1
     assert (await level(client, key, wh, "TENT"))["on_hand"] == 4
+
+
+async def test_an_order_verified_at_capture_is_allocated_in_the_same_answer(client, world: World, db):
+    from orderdesk.orders import catalog
+    from orderdesk.orders.verification import VerificationPolicy
+
+    key = world.key_a
+    await catalog.set_verification_policy(
+        db, await tenants.system_actor(db), world.a.id, VerificationPolicy(auto_verify=True)
+    )
+    wh = await make_warehouse(client, key, "AUTO")
+    await put_stock(client, key, wh, TENT=1)
+    order = await new_order(client, key, TENT=1)
+    assert order["status"] == "allocated"
+    assert [e["kind"] for e in await timeline(client, key, order)] == ["created", "verified", "allocate"]
