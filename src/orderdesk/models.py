@@ -2,9 +2,9 @@
 
 from orderdesk.accounts import models as _accounts  # noqa: F401
 from orderdesk.core.db import Base
+from orderdesk.fulfillment import models as _fulfillment  # noqa: F401
 from orderdesk.imports import models as _imports  # noqa: F401
 from orderdesk.integrations import models as _integrations  # noqa: F401
-from orderdesk.fulfillment import models as _fulfillment  # noqa: F401
 from orderdesk.inventory import models as _inventory  # noqa: F401
 from orderdesk.invoices import models as _invoices  # noqa: F401
 from orderdesk.orders import models as _orders  # noqa: F401
