@@ -385,6 +385,22 @@ async def test_empty_and_header_only_files(client, world: World, body, detail):
     assert response.json()["import"]["status"] == "failed"
 
 
+async def test_a_row_too_long_to_be_a_row_stops_reading_and_refuses_the_order_it_cuts(client, world: World):
+    whole, cut = ref("WHOLE"), ref("CUT")
+    text = csv_text([*order_rows(whole, lines=1), *order_rows(cut, lines=1)])
+    # The cut order's second row never ends: over 1 MiB without a line break.
+    body = text.encode() + (cut + ",").encode() + b"x" * (1024 * 1024 + 10)
+    response = await upload(client, world.key_a, body)
+    assert response.status_code == 201, response.text
+    report = response.json()
+    assert report["status"] == "done" and "without a line break" in report["failure"]
+    assert (report["orders_created"], report["orders_rejected"]) == (1, 1)
+    assert report["bytes_read"] == len(body)
+    [problem] = report["first_problems"]
+    assert (problem["row"], problem["external_ref"]) == (3, cut) and "reading stopped" in problem["message"]
+    assert await find_order(client, world.key_a, cut) is None
+
+
 async def test_an_upload_over_the_limit_is_refused_with_413(client, world: World):
     created = (await client.post("/api/v1/orders/imports", json={"filename": "huge.csv"},
                                  headers=bearer(world.key_a))).json()  # fmt: skip

@@ -11,6 +11,7 @@ from orderdesk.imports import csv_format
 from orderdesk.imports.csv_format import HeaderRefused, OrderGrouper, OrderRows, Problem, read_header
 from orderdesk.imports.reader import Record
 from orderdesk.orders.intake import CleanOrder
+from orderdesk.orders.schemas import MAX_LINES
 
 COLUMNS = [
     "external_ref", "customer_name", "customer_email", "ship_line1", "ship_city", "ship_postal_code",
@@ -78,6 +79,25 @@ def test_rows_without_an_order_stand_alone_unless_an_order_surrounds_them():
     order_b = out[2]
     assert order_b.ref == "B" and [p.row for p in order_b.problems] == [6]
     assert "so order B around it was not imported" in order_b.problems[0].message
+
+
+def test_an_order_past_the_line_limit_is_counted_not_kept():
+    grouper = OrderGrouper(LAYOUT)
+    for number in range(2, 2 + MAX_LINES + 300):
+        assert grouper.feed(row(number, "BIG")) == []
+    [group] = grouper.finish()
+    assert len(group.rows) == MAX_LINES and group.row_count == MAX_LINES + 300
+    [problem] = group.problems
+    assert problem.row == MAX_LINES + 2 and "at most 500 lines" in problem.message
+    assert isinstance(csv_format.parse_order(group, LAYOUT, tenant_id=TENANT, encoding="utf-8"), list)
+
+
+def test_an_order_cut_off_by_a_read_stop_is_refused():
+    grouper = OrderGrouper(LAYOUT)
+    [done] = [*grouper.feed(row(2, "A")), *grouper.feed(row(3, "B"))]
+    [cut] = grouper.stop()
+    assert done.ref == "A" and done.problems == []
+    assert cut.ref == "B" and cut.problems[0].row == 3 and "reading stopped" in cut.problems[0].message
 
 
 def test_a_group_becomes_the_same_clean_order_as_the_api_would_make():

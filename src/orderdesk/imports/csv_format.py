@@ -193,10 +193,16 @@ class OrderRows:
     ref: str
     rows: list[Record]
     problems: list[Problem] = field(default_factory=list)
+    # Rows past the most an order may have: counted, not kept (memory stays flat).
+    dropped_rows: int = 0
 
     @property
     def first_row(self) -> int:
         return self.rows[0].number
+
+    @property
+    def row_count(self) -> int:
+        return len(self.rows) + self.dropped_rows
 
 
 class OrderGrouper:
@@ -238,7 +244,19 @@ class OrderGrouper:
         if current is not None and ref == current.ref:
             if self._orphans:
                 current.problems.extend(self._orphaned(ref))
-            current.rows.append(record)
+            if len(current.rows) < MAX_LINES:
+                current.rows.append(record)
+            else:
+                if not current.dropped_rows:
+                    current.problems.append(
+                        Problem(
+                            record.number,
+                            None,
+                            f"more than {MAX_LINES} rows: an order can have at most {MAX_LINES} lines",
+                            safe_ref(ref),
+                        )
+                    )
+                current.dropped_rows += 1
             return out
         out.extend(self._close_current())
         group = OrderRows(ref=ref, rows=[record])
@@ -279,6 +297,22 @@ class OrderGrouper:
         return out
 
     def finish(self) -> list[OrderRows | Problem]:
+        return self._close_current()
+
+    def stop(self) -> list[OrderRows | Problem]:
+        """The end, when the file could not be read to its end: the order being read may
+        be missing rows, so it is refused rather than imported in part."""
+        current = self._current
+        if current is not None:
+            current.problems.append(
+                Problem(
+                    current.rows[-1].number,
+                    None,
+                    "reading stopped after this row; the order's remaining rows may be missing, so it "
+                    "was not imported",
+                    safe_ref(current.ref),
+                )
+            )
         return self._close_current()
 
 

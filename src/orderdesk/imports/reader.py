@@ -188,11 +188,6 @@ class CsvUpload:
             text = text.replace("\r", "\n")
         parts = (self._partial + text).split("\n")
         self._partial = parts.pop()
-        if len(self._partial) > MAX_RECORD_CHARS:
-            raise ReadingStopped(
-                f"Row {self._row + 1} runs for more than {MAX_RECORD_CHARS // 1024} KiB without a line "
-                "break; the rest of the file was not read"
-            )
         self._feed.lines.extend([part + "\n" for part in parts])
 
     def _end_of_text(self) -> None:
@@ -203,7 +198,16 @@ class CsvUpload:
         self._feed.eof = True
 
     async def _read_more(self) -> bool:
-        """Decode the next chunk into lines. False at the end of the body."""
+        """Decode the next chunk into lines. False at the end of the body.
+
+        Called when every complete line has been parsed, so a long unfinished line is
+        the next row, and the most held is that row plus one chunk.
+        """
+        if len(self._partial) > MAX_RECORD_CHARS:
+            raise ReadingStopped(
+                f"Row {self._row + 1} runs for more than {MAX_RECORD_CHARS // 1024} KiB without a line "
+                "break; the rest of the file was not read"
+            )
         chunk = await self._next_chunk()
         if chunk is None:
             self._end_of_text()

@@ -322,14 +322,15 @@ class _ImportRun:
                 for record in records:
                     for item in grouper.feed(record):
                         pending.append(item)
-                        pending_rows += len(item.rows) if isinstance(item, OrderRows) else 1
+                        pending_rows += item.row_count if isinstance(item, OrderRows) else 1
                     if pending_rows >= BATCH_ROWS or len(pending) >= BATCH_ORDERS:
                         await self._store(pending, layout, upload)
                         pending, pending_rows = [], 0
         except ReadingStopped as exc:
             stopped = exc.detail
             await upload.drain()
-        await self._store([*pending, *grouper.finish()], layout, upload)
+        rest = grouper.stop() if stopped else grouper.finish()
+        await self._store([*pending, *rest], layout, upload)
         if self.totals.rows_read == 0 and stopped is None:
             await self._finish(upload, ImportStatus.FAILED, "The file has a header row but no order rows")
         else:
@@ -362,11 +363,11 @@ class _ImportRun:
                 counts.rows_rejected += 1
                 problems.append(item)
                 continue
-            counts.rows_read += len(item.rows)
+            counts.rows_read += item.row_count
             result = csv_format.parse_order(item, layout, tenant_id=self.tenant_id, encoding=upload.encoding)
             if isinstance(result, list):
                 counts.orders_rejected += 1
-                counts.rows_rejected += len(item.rows)
+                counts.rows_rejected += item.row_count
                 problems.extend(result)
             else:
                 groups.append(item)
@@ -393,7 +394,7 @@ class _ImportRun:
                         "could not be stored, although its rows passed every check",
                         csv_format.safe_ref(group.ref),
                     )
-                    lost = _Counters(orders_rejected=1, rows_rejected=len(group.rows))
+                    lost = _Counters(orders_rejected=1, rows_rejected=group.row_count)
                     await self._commit([], [], lost, [refused], upload)
 
     async def _commit(
@@ -422,7 +423,7 @@ class _ImportRun:
                     stored.orders_created += 1
                 elif outcome.errors:
                     stored.orders_rejected += 1
-                    stored.rows_rejected += len(group.rows)
+                    stored.rows_rejected += group.row_count
                     refused += csv_format.catalog_problems(group, outcome.errors)
                 else:
                     stored.orders_existing += 1
