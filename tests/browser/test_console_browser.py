@@ -70,9 +70,7 @@ async def test_agent_verifies_an_order_from_get_next(db, world: World, new_page,
     assert (await page.locator('[data-testid="item-status"]').inner_text()).startswith("done")
 
 
-async def test_two_agents_pressing_get_next_at_once_get_different_items(
-    db, world: World, new_page, app_client_factory
-):
+async def test_two_agents_pressing_get_next_at_once_get_different_items(db, world: World, new_page):
     from orderdesk.accounts.models import StaffRole
     from tests.conftest import make_staff
 

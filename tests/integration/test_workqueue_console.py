@@ -72,6 +72,7 @@ async def test_agent_gets_next_verifies_and_finishes(client, world: World):
         follow_redirects=False,
     )
     assert done.status_code == 303 and done.headers["location"].startswith("/console/queue")
+    assert "Item done" in (await client.get(done.headers["location"])).text
     finished = await client.get(item_url)
     assert 'data-testid="item-status">done' in finished.text
     events = (await client.get(f"/api/v1/orders/{order['id']}/events", headers=bearer(world.key_a))).json()
@@ -101,6 +102,7 @@ async def test_snooze_and_hand_back_from_the_page(client, world: World):
         f"{item_url}/snooze", data={"minutes": "60"}, headers=headers, follow_redirects=False
     )
     assert snoozed.status_code == 303
+    assert "Item snoozed" in (await client.get(snoozed.headers["location"])).text
     assert 'data-testid="item-status">snoozed' in (await client.get(item_url)).text
     bad = await client.post(f"{item_url}/snooze", data={"minutes": "soon"}, headers={**headers, **HTMX})
     assert bad.status_code == 422 and "snooze" in bad.text

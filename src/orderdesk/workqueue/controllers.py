@@ -11,7 +11,7 @@ import datetime as dt
 from uuid import UUID
 
 from litestar import Controller, Request, Response, get, post
-from litestar.params import FromPath
+from litestar.params import FromPath, FromQuery
 from litestar.response import Template
 
 from orderdesk.console.controllers import ORDER_PANEL_CONTEXT, order_panel_data
@@ -58,8 +58,19 @@ class WorkQueueConsoleController(Controller):
         )
 
     @get("/queue")
-    async def queue(self, db: DB, actor: CurrentActor) -> Template:
-        return await self._queue_page(db, actor)
+    async def queue(
+        self, db: DB, actor: CurrentActor, done: FromQuery[int] = 0, moved: FromQuery[str] = ""
+    ) -> Template:
+        notice = None
+        if done:
+            notice = "Item done. Press Get next (g) for the next one."
+        elif moved in ("snoozed", "handed_back", "waiting"):
+            notice = {
+                "snoozed": "Item snoozed; it comes back to the queue when the time is up.",
+                "handed_back": "Item handed back to the queue.",
+                "waiting": "Item parked; its SLA clock is paused until the answer comes.",
+            }[moved]
+        return await self._queue_page(db, actor, notice=notice)
 
     @post("/queue/next")
     async def get_next(self, request: Request, db: DB, actor: CurrentActor) -> Response | Template:
@@ -156,20 +167,20 @@ class WorkQueueConsoleController(Controller):
             raise ValidationFailed([FieldError("minutes", "choose how long to snooze")])
         until = dt.datetime.now(dt.UTC) + dt.timedelta(minutes=int(minutes))
         await services.snooze_work_item(db, actor, item_id, until)
-        return go_to(request, "/console/queue")
+        return go_to(request, "/console/queue?moved=snoozed")
 
     @post("/work/{item_id:uuid}/hand-back")
     async def hand_back(
         self, request: Request, db: DB, actor: CurrentActor, item_id: FromPath[UUID]
     ) -> Response:
         await services.hand_back_work_item(db, actor, item_id)
-        return go_to(request, "/console/queue")
+        return go_to(request, "/console/queue?moved=handed_back")
 
     @post("/work/{item_id:uuid}/wait")
     async def wait(self, request: Request, db: DB, actor: CurrentActor, item_id: FromPath[UUID]) -> Response:
         form = await request.form()
         await services.wait_on(db, actor, item_id, form_text(form, "party"))
-        return go_to(request, "/console/queue")
+        return go_to(request, "/console/queue?moved=waiting")
 
     @post("/work/{item_id:uuid}/resume")
     async def resume(
