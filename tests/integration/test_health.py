@@ -33,3 +33,10 @@ async def test_openapi_is_published(client):
     schema = (await client.get("/schema/openapi.json")).json()
     assert "/api/v1/api-keys/{key_id}" in schema["paths"]
     assert schema["info"]["title"] == "OrderDesk API"
+
+
+async def test_static_files_are_served_from_our_own_folder(client):
+    css = await client.get("/static/app.css")
+    assert css.status_code == 200 and "--accent" in css.text
+    htmx = await client.get("/static/vendor/htmx-2.0.11.min.js")
+    assert htmx.status_code == 200 and len(htmx.content) > 10_000

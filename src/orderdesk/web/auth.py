@@ -41,7 +41,12 @@ def _cookie(scope: Scope, name: str) -> str | None:
 
 class AuthenticationMiddleware(ASGIMiddleware):
     scopes = (ScopeType.HTTP,)
-    exclude_path_pattern = ("^/static/", "^/healthz$", "^/readyz$")
+
+    @staticmethod
+    def should_bypass_for_scope(scope: Scope) -> bool:
+        # Static files and probes need no caller (and must not cost a database round trip).
+        path = scope["path"]
+        return path.startswith("/static/") or path in ("/healthz", "/readyz")
 
     async def handle(self, scope: Scope, receive: Receive, send: Send, next_app: ASGIApp) -> None:
         db = Litestar.from_scope(scope).state.db
