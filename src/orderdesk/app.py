@@ -14,23 +14,32 @@ from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
 from orderdesk.accounts.controllers import AccountApiController, SignInController
+from orderdesk.console.controllers import ConsoleOrderController
 from orderdesk.core import queue
 from orderdesk.core.db import Database, make_engine
-from orderdesk.imports.controllers import ROUTE_HANDLERS as IMPORT_ROUTE_HANDLERS
-from orderdesk.integrations.controllers import (
-    ConsoleWebhookController,
-    WebhookDeliveryController,
-    WebhookEndpointController,
-)
-from orderdesk.orders.controllers import CatalogApiController, OrderApiController, VerificationPolicyController
 from orderdesk.fulfillment.controllers import (
     FulfillmentPolicyController,
     OrderFulfillmentController,
     ReturnController,
     ShipmentController,
 )
-from orderdesk.inventory.controllers import OrderAllocationController, StockApiController, WarehouseApiController
+from orderdesk.imports.controllers import ROUTE_HANDLERS as IMPORT_ROUTE_HANDLERS
+from orderdesk.integrations.controllers import (
+    ConsoleWebhookController,
+    WebhookDeliveryController,
+    WebhookEndpointController,
+)
+from orderdesk.inventory.controllers import (
+    OrderAllocationController,
+    StockApiController,
+    WarehouseApiController,
+)
 from orderdesk.invoices.controllers import InvoiceController, OrderInvoiceController
+from orderdesk.orders.controllers import (
+    CatalogApiController,
+    OrderApiController,
+    VerificationPolicyController,
+)
 from orderdesk.portal.controllers import PortalController
 from orderdesk.settings import Settings
 from orderdesk.shops.controllers import ShopConnectionApiController, ShopifyWebhookController
@@ -44,7 +53,6 @@ from orderdesk.web.logging import RequestLogMiddleware, configure_logging
 from orderdesk.web.openapi import ModelExamplesPlugin
 from orderdesk.web.templating import configure_templates
 from orderdesk.wiring import connect_features
-from orderdesk.console.controllers import ConsoleOrderController
 from orderdesk.workqueue.controllers import WorkQueueConsoleController
 
 ROOT = Path(__file__).resolve().parents[2]

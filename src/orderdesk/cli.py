@@ -82,7 +82,6 @@ async def _with_database(
     settings: Settings, work: Callable[[Any], Awaitable[T]], *, owner: bool = False
 ) -> T:
     from orderdesk.core.db import Database, make_engine
-
     from orderdesk.wiring import connect_features
 
     connect_features()
