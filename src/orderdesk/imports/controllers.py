@@ -11,6 +11,8 @@ from uuid import UUID
 from litestar import Controller, Request, Response, get, post, put
 from litestar.exceptions import ClientException
 from litestar.exceptions.http_exceptions import RequestEntityTooLarge
+from litestar.openapi.datastructures import ResponseSpec
+from litestar.openapi.spec import Example
 from litestar.params import FromPath, FromQuery, JSONBody, QueryParameter
 from litestar.response import Stream, Template
 from pydantic import ValidationError
@@ -23,6 +25,7 @@ from orderdesk.tenants import services as tenant_services
 from orderdesk.web.deps import DB, CurrentActor
 from orderdesk.web.errors import PROBLEM_JSON, problem
 from orderdesk.web.guards import requires_actor, requires_staff
+from orderdesk.web.openapi import ProblemDetails, problem_responses
 
 # The app refuses JSON bodies over 1 MiB; a file upload may be this large ("2 GiB":
 # the byte counters of order_imports are 32-bit integers).
@@ -43,6 +46,42 @@ UPLOAD_DESCRIPTION = (
     "imported as it arrives, in constant memory, up to 2 GiB. Answers the import's report; an "
     "unreadable file (empty, header only, missing columns) answers 422 with the report under `import`."
 )
+
+
+def _problem_spec(status: int, title: str, description: str, detail: str, **extra) -> ResponseSpec:
+    example = {"type": "about:blank", "title": title, "status": status, "detail": detail, **extra}
+    return ResponseSpec(
+        data_container=ProblemDetails,
+        description=description,
+        media_type=PROBLEM_JSON,
+        generate_examples=False,
+        examples=[Example(summary=description, value=example)],
+    )
+
+
+# What an upload can answer besides the usual: the file itself unreadable (422, with the
+# import's report), already uploaded (409), too large (413), sent as a form (415).
+UPLOAD_RESPONSES = {
+    **problem_responses(400, 401, 403, 404),
+    409: _problem_spec(
+        409, "Conflict", "The import already had its file",
+        "This import is done and has had its file; create a new import for another file",
+    ),
+    413: _problem_spec(
+        413, "Request Entity Too Large", "Over the upload limit",
+        "The file is larger than the upload limit of 2 GiB",
+    ),
+    415: _problem_spec(
+        415, "Unsupported Media Type", "Not a CSV body",
+        "Send the CSV file itself as the request body with Content-Type: text/csv (not a form)",
+    ),
+    422: _problem_spec(
+        422, "Unprocessable Content", "The file could not be read; `import` is the report",
+        "Missing required columns: currency, quantity.",
+        type="/problems/import-failed",
+        **{"import": {"id": "01939a4e-5b1c-7d2e-8f3a-1b2c3d4e5f60", "status": "failed", "orders_created": 0}},
+    ),
+}  # fmt: skip
 
 
 def _check_media_type(request: Request) -> None:
@@ -96,11 +135,12 @@ class ImportApiController(Controller):
         summary="Create a CSV import",
         description="Then PUT the file to `/api/v1/orders/imports/{id}/file`. See docs/csv-import.md.",
         status_code=201,
+        responses=problem_responses(400, 401, 403, 404, 422),
     )
     async def create_import(self, db: DB, actor: CurrentActor, data: JSONBody[ImportCreate]) -> ImportView:
         return await services.create_import(db, actor, data)
 
-    @get("/", summary="Recent imports, newest first")
+    @get("/", summary="Recent imports, newest first", responses=problem_responses(400, 401, 404))
     async def list_imports(
         self,
         db: DB,
@@ -110,7 +150,11 @@ class ImportApiController(Controller):
     ) -> list[ImportView]:
         return await services.list_imports(db, actor, tenant_id=tenant_id, limit=limit)
 
-    @get("/{import_id:uuid}", summary="One import: status, counts and progress (bytes_read of bytes_total)")
+    @get(
+        "/{import_id:uuid}",
+        summary="One import: status, counts and progress (bytes_read of bytes_total)",
+        responses=problem_responses(400, 401, 404),
+    )
     async def get_import(self, db: DB, actor: CurrentActor, import_id: FromPath[UUID]) -> ImportView:
         return await services.get_import(db, actor, import_id)
 
@@ -120,6 +164,7 @@ class ImportApiController(Controller):
         description=UPLOAD_DESCRIPTION,
         request_max_body_size=MAX_UPLOAD_BYTES,
         status_code=200,
+        responses=UPLOAD_RESPONSES,
     )
     async def upload_file(
         self, request: Request, db: DB, actor: CurrentActor, import_id: FromPath[UUID]
@@ -132,6 +177,7 @@ class ImportApiController(Controller):
         description=UPLOAD_DESCRIPTION,
         request_max_body_size=MAX_UPLOAD_BYTES,
         status_code=201,
+        responses={k: v for k, v in UPLOAD_RESPONSES.items() if k != 409},
     )
     async def import_csv(
         self,
@@ -160,6 +206,7 @@ class ImportApiController(Controller):
         summary="The import's error report as CSV",
         description="Columns row, external_ref, column, message; rows numbered as in the file (header = 1).",
         media_type="text/csv",
+        responses=problem_responses(400, 401, 404),
     )
     async def error_report(self, db: DB, actor: CurrentActor, import_id: FromPath[UUID]) -> Stream:
         filename, lines = await services.error_report(db, actor, import_id)

@@ -126,6 +126,8 @@ class Layout:
     positions: dict[str, int]
     width: int
     warnings: tuple[Problem, ...]
+    # (column, position) of the order columns the file has.
+    order_positions: tuple[tuple[str, int], ...] = ()
 
 
 def read_header(fields: list[str], *, delimiter: str) -> Layout:
@@ -165,7 +167,12 @@ def read_header(fields: list[str], *, delimiter: str) -> Layout:
                 "is the delimiter a comma, a semicolon or a tab?"
             )
         raise HeaderRefused(f"Missing required columns: {', '.join(missing)}.{hint}")
-    return Layout(positions=positions, width=len(fields), warnings=tuple(warnings))
+    return Layout(
+        positions=positions,
+        width=len(fields),
+        warnings=tuple(warnings),
+        order_positions=tuple((c, positions[c]) for c in ORDER_COLUMNS if c in positions),
+    )
 
 
 def _delimiter_word(delimiter: str) -> str:
@@ -340,7 +347,6 @@ def parse_order(
     Each stage runs only when the previous found nothing, as in the API.
     """
     problems = list(group.problems)
-    positions = layout.positions
     first = group.rows[0].fields
     for record in group.rows:
         fields = record.fields
@@ -353,35 +359,34 @@ def parse_order(
                 )
             )
             continue
-        for column, position in positions.items():
+        if any(REPLACEMENT in value for value in fields):
+            problems += [
+                _row_problem(
+                    group,
+                    record,
+                    column,
+                    f"contains bytes that are not valid {encoding}; save the file as UTF-8 "
+                    "or name its encoding",
+                )
+                for column, position in layout.positions.items()
+                if REPLACEMENT in fields[position]
+            ]
+        if fields is first:
+            continue
+        for column, position in layout.order_positions:
             value = fields[position]
-            if REPLACEMENT in value:
+            if value == first[position] or not (value := value.strip()):
+                continue  # repeated, or left empty: both fine
+            if value != (expected := first[position].strip()):
                 problems.append(
                     _row_problem(
                         group,
                         record,
                         column,
-                        f"contains bytes that are not valid {encoding}; save the file as UTF-8 "
-                        "or name its encoding",
+                        f"{_short(value)} differs from {_short(expected)} on the order's first row "
+                        f"(row {group.first_row}); leave it empty or repeat it",
                     )
                 )
-        if record is not group.rows[0]:
-            for column in ORDER_COLUMNS:
-                position = positions.get(column)
-                if position is None:
-                    continue
-                value = fields[position].strip()
-                expected = first[position].strip()
-                if value and value != expected:
-                    problems.append(
-                        _row_problem(
-                            group,
-                            record,
-                            column,
-                            f"{_short(value)} differs from {_short(expected)} on the order's first row "
-                            f"(row {group.first_row}); leave it empty or repeat it",
-                        )
-                    )
     if problems:
         return problems
 

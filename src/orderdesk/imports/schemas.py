@@ -24,6 +24,11 @@ class ImportCreate(InputSchema):
         default=None, description="comma, semicolon or tab (or the character); detected when left out"
     )
 
+    model_config = {
+        **InputSchema.model_config,
+        "json_schema_extra": {"examples": [{"filename": "orders-2026-11-26.csv", "delimiter": "semicolon"}]},
+    }
+
     @field_validator("encoding")
     @classmethod
     def _encoding(cls, value: str | None) -> str | None:
