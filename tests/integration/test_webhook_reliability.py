@@ -160,7 +160,7 @@ async def test_kill_9_mid_delivery_loses_nothing(db, owner_connection, workers, 
     async def some_arrived():
         return len(slow_receiver.received) >= 10
 
-    await wait_until(some_arrived, 30, "first deliveries")
+    await wait_until(some_arrived, 60, "first deliveries")
     first.send_signal(signal.SIGKILL)
     first.wait()
     assert delivered_ids(slow_receiver) != expected, (

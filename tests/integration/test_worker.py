@@ -31,7 +31,14 @@ async def test_purge_removes_only_old_failures(db):
     assert left == 1
 
 
-async def test_enqueued_job_runs_in_a_worker(settings, db):
+async def test_enqueued_job_runs_in_a_worker(settings, db, monkeypatch):
+    from orderdesk.integrations import jobs as webhook_jobs
+
+    async def not_listening(ctx, url):
+        return None
+
+    # Webhook dispatch would also deliver other tests' leftovers in this shared database.
+    monkeypatch.setattr(webhook_jobs, "_listen", not_listening)
     subject = f"account:worker-test-{uuid.uuid4().hex}@example.com"
     async with db.transaction(Scope()) as session:
         session.add(SignInFailure(subject=subject, failed_at=dt.datetime.now(dt.UTC) - dt.timedelta(hours=5)))
