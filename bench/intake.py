@@ -619,10 +619,20 @@ SETTINGS_REPORTED = (
 
 
 def report(args, raw: list[Phase], runs: dict) -> dict:
+    """The summary table. Besides the measured ratio (API rate / raw rate in the same run)
+    it gives the CPU-cost ratio: what one order costs the raw side (client + database)
+    over what it costs the API (web process + database). On a shared machine the rates
+    depend on how much CPU the neighbours leave; CPU per order depends on it much less."""
     raw_rate = statistics.mean(p.rate for p in raw) if raw else float("nan")
+    raw_cost = (
+        statistics.mean(r.cpu_ms_per_request("client") + r.cpu_ms_per_request("postgres") for r in raw)
+        if raw
+        else float("nan")
+    )
     rows = []
     for (workers, level), phases in runs.items():
         ratio = phases["max"].rate / raw_rate if raw else float("nan")
+        api_cost = phases["max"].cpu_ms_per_request("server") + phases["max"].cpu_ms_per_request("postgres")
         rows.append(
             {
                 "workers": workers,
@@ -630,6 +640,7 @@ def report(args, raw: list[Phase], runs: dict) -> dict:
                 "api_per_s": round(phases["max"].rate, 1),
                 "raw_per_s": round(raw_rate, 1),
                 "ratio": round(ratio, 3),
+                "cpu_cost_ratio": round(raw_cost / api_cost, 3),
                 "healthz_per_s": round(phases["healthz"].rate, 1) if "healthz" in phases else None,
                 "open_rate_per_s": round(phases["open"].target_rate, 1) if "open" in phases else None,
                 "open_p50_ms": round(phases["open"].pct(50), 1) if "open" in phases else None,
@@ -648,7 +659,7 @@ def report(args, raw: list[Phase], runs: dict) -> dict:
         print(f"raw CPU per order: baseline client {per['client']:.2f} ms, postgres {per['postgres']:.2f} ms")
     header = (
         f"{'workers':>7} {'log':>7} {'API/s':>8} {'raw/s':>8} {'ratio':>6} {'healthz/s':>9}"
-        f" {'open @/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'srv ms/o':>8} {'pg ms/o':>7}"
+        f" {'open @/s':>8} {'p50 ms':>7} {'p99 ms':>7} {'srv ms/o':>8} {'pg ms/o':>7} {'cpu ratio':>9}"
     )
     print(header)
     for r in rows:
@@ -662,6 +673,7 @@ def report(args, raw: list[Phase], runs: dict) -> dict:
             f"{r['workers']:>7} {r['log_level']:>7} {r['api_per_s']:>8.1f} {r['raw_per_s']:>8.1f}"
             f" {r['ratio']:>6.0%} {healthz} {opened}"
             f" {r['server_cpu_ms_per_order']:>8.2f} {r['postgres_cpu_ms_per_order']:>7.2f}"
+            f" {r['cpu_cost_ratio']:>9.0%}"
         )
     return {
         "date": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),

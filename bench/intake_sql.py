@@ -413,7 +413,7 @@ async def run(spec: dict) -> dict:
             finally:
                 pool.put_nowait(conn)
             done = clock()
-            if started >= measure_from and done <= measure_to:
+            if measure_from <= done <= measure_to:  # completed inside the window
                 latencies.append((done - started) * 1000)
 
     async def mark_cpu() -> None:
