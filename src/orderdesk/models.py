@@ -2,6 +2,7 @@
 
 from orderdesk.accounts import models as _accounts  # noqa: F401
 from orderdesk.comms import models as _comms  # noqa: F401
+from orderdesk.comms import outbound_models as _comms_outbound  # noqa: F401
 from orderdesk.core.db import Base
 from orderdesk.fulfillment import models as _fulfillment  # noqa: F401
 from orderdesk.imports import models as _imports  # noqa: F401
