@@ -10,7 +10,7 @@ import os
 from functools import lru_cache
 from typing import Literal
 
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
@@ -83,6 +83,26 @@ class Settings(BaseSettings):
     # An endpoint failing without a single success for this long is disabled.
     webhook_disable_after_days: float = Field(default=5.0, gt=0, alias="ORDERDESK_WEBHOOK_DISABLE_AFTER_DAYS")
 
+    # --- Outbound mail (replies, auto answers, platform notices), sent by the worker.
+    # Unset host: nothing is sent; messages wait queued (and say why) until one is configured.
+    smtp_host: str | None = Field(default=None, alias="ORDERDESK_SMTP_HOST")
+    smtp_port: int = Field(default=587, ge=1, le=65535, alias="ORDERDESK_SMTP_PORT")
+    # "starttls" upgrades a plain connection (port 587); "tls" is implicit TLS (port 465);
+    # "none" is for a relay on the same host or network only.
+    smtp_tls: Literal["starttls", "tls", "none"] = Field(default="starttls", alias="ORDERDESK_SMTP_TLS")
+    smtp_user: str | None = Field(default=None, alias="ORDERDESK_SMTP_USER")
+    smtp_password: str | None = Field(default=None, alias="ORDERDESK_SMTP_PASSWORD")
+    smtp_timeout_seconds: float = Field(default=30.0, gt=0, le=300, alias="ORDERDESK_SMTP_TIMEOUT")
+    # Seconds before each retry after a temporary failure (4xx, connection lost); then failed.
+    smtp_retry_schedule: tuple[float, ...] = Field(
+        default=(60, 300, 1800, 7200, 21600), alias="ORDERDESK_SMTP_RETRY_SCHEDULE"
+    )
+    # The domain of the tenants' inbound addresses: replies carry `<local>+c_<token>@<domain>`
+    # as Reply-To, and our Message-IDs end in it.
+    inbound_domain: str | None = Field(default=None, alias="ORDERDESK_INBOUND_DOMAIN")
+    # From of the platform's own notices to tenants (e.g. "OrderDesk <ops@desk.example>").
+    mail_from: str | None = Field(default=None, alias="ORDERDESK_MAIL_FROM")
+
     @field_validator("database_url", "app_database_url")
     @classmethod
     def _postgres_url(cls, value: str | None, info) -> str | None:
@@ -110,6 +130,51 @@ class Settings(BaseSettings):
         if not value or any(v < 0 for v in value):
             raise SettingsError("ORDERDESK_WEBHOOK_RETRY_SCHEDULE needs at least one non-negative delay")
         return tuple(value)
+
+    @field_validator("smtp_retry_schedule", mode="before")
+    @classmethod
+    def _smtp_schedule(cls, value):
+        if isinstance(value, str):
+            try:
+                value = tuple(float(part) for part in value.split(",") if part.strip())
+            except ValueError:
+                raise SettingsError(
+                    "ORDERDESK_SMTP_RETRY_SCHEDULE must be comma-separated seconds, e.g. 60,300,1800"
+                ) from None
+        if any(v < 0 for v in value):
+            raise SettingsError("ORDERDESK_SMTP_RETRY_SCHEDULE delays must not be negative")
+        return tuple(value)
+
+    @field_validator("smtp_host")
+    @classmethod
+    def _smtp_host(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip()
+        if "://" in value or "/" in value or " " in value or ":" in value.strip("[]"):
+            raise SettingsError(
+                f"ORDERDESK_SMTP_HOST must be a host name or IP address only (port in ORDERDESK_SMTP_PORT), got {value!r}"
+            )
+        return value
+
+    @field_validator("inbound_domain")
+    @classmethod
+    def _inbound_domain(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip().lower().rstrip(".")
+        labels = value.split(".")
+        if len(value) > 253 or not all(
+            label and len(label) <= 63 and label.replace("-", "").isalnum() for label in labels
+        ):
+            raise SettingsError(f"ORDERDESK_INBOUND_DOMAIN must be a domain name, e.g. mail.desk.example, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _smtp_credentials(self) -> Settings:
+        if bool(self.smtp_user) != bool(self.smtp_password):
+            raise SettingsError("ORDERDESK_SMTP_USER and ORDERDESK_SMTP_PASSWORD must be set together")
+        return self
 
     @field_validator("redis_url")
     @classmethod
@@ -142,6 +207,8 @@ def _describe(error: ValidationError) -> str:
     if first["type"] == "missing":
         return f"{variable} is not set"
     message = message.removeprefix("Value error, ")
+    if not first["loc"]:  # a check across variables names them itself
+        return message
     return message if message.startswith(variable) else f"{variable}: {message}"
 
 

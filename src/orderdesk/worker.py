@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from orderdesk.accounts.jobs import purge_sign_in_state_job
+from orderdesk.comms import jobs as comms_jobs
 from orderdesk.core.db import Database, make_engine
 from orderdesk.core.queue import JobRegistry, Periodic, job
 from orderdesk.fulfillment import jobs as fulfillment_jobs
@@ -25,6 +26,9 @@ def job_registry() -> JobRegistry:
         job(webhook_jobs.sweep_webhooks, keep_result_seconds=0, max_tries=1),
         job(work_jobs.sweep_work_queue, keep_result_seconds=0, max_tries=1),
         job(fulfillment_jobs.sweep_fulfillment, keep_result_seconds=0, max_tries=1),
+        # Outbound mail and chat: like dispatches, a failed send is superseded by the next sweep.
+        job(comms_jobs.send_outbound_messages, keep_result_seconds=0, max_tries=1),
+        job(comms_jobs.sweep_outbound_messages, keep_result_seconds=0, max_tries=1),
     ]
     registry.periodic += [
         Periodic(purge_sign_in_state_job, minute={0, 15, 30, 45}),
@@ -35,6 +39,11 @@ def job_registry() -> JobRegistry:
         ),
         Periodic(work_jobs.sweep_work_queue, second=set(range(0, 60, work_jobs.SWEEP_EVERY_SECONDS))),
         Periodic(fulfillment_jobs.sweep_fulfillment, minute=fulfillment_jobs.SWEEP_MINUTES),
+        Periodic(
+            comms_jobs.sweep_outbound_messages,
+            second=set(range(0, 60, comms_jobs.SWEEP_EVERY_SECONDS)),
+            run_at_startup=True,
+        ),
     ]
     return registry
 
@@ -46,8 +55,10 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
         ctx["settings"] = settings
         ctx["db"] = Database(make_engine(settings.app_url, pool_size=10, application_name="orderdesk-worker"))
         await webhook_jobs.start(ctx, settings)
+        await comms_jobs.start(ctx, settings)
 
     async def on_shutdown(ctx: dict[str, Any]) -> None:
+        await comms_jobs.stop(ctx)
         await webhook_jobs.stop(ctx)
         if db := ctx.get("db"):
             await db.dispose()
