@@ -29,3 +29,8 @@ def connect_features() -> None:
     from orderdesk.workqueue import handlers as workqueue_handlers
 
     workqueue_handlers.connect()
+    from orderdesk.comms import auto_answer
+    from orderdesk.comms import services as comms_services
+
+    if auto_answer.after_inbound not in comms_services.INBOUND_HOOKS:
+        comms_services.INBOUND_HOOKS.append(auto_answer.after_inbound)

@@ -121,7 +121,7 @@ async def test_a_reply_is_queued_with_its_timeline_entry_and_threading_headers(d
     )
     message = result.message
     assert message.direction is Direction.OUTBOUND and message.delivery_status.value == "queued"
-    assert message.provider_message_id.endswith(f"@{DOMAIN}>")
+    assert message.provider_message_id.endswith("@acme.example>")
     assert message.in_reply_to == desk.first_message[0]
     assert message.references == [desk.first_message[1], desk.first_message[0]]
     async with db.transaction(desk.scope) as session:

@@ -584,13 +584,15 @@ async def queue_reply_in(
     conversation: Conversation,
     composed: Composed,
     *,
-    inbound_domain: str | None,
+    inbound_domain: str | None = None,
+    require_inbound_domain: bool = False,
     automated_reason: str | None = None,
 ) -> Message:
     """Store an outbound reply (queued) with its timeline entry, inside the caller's transaction.
 
-    Email replies carry our Message-ID, In-Reply-To/References of the customer's last
-    message and a tokenised Reply-To; chat replies go to the tenant's chat endpoint.
+    Email replies carry our Message-ID (in the from-address's domain) and
+    In-Reply-To/References of the customer's last message; the worker adds the
+    tokenised Reply-To. Chat replies go to the tenant's chat endpoint.
     Raises ValidationFailed (no customer address, tenant without a from-address or
     inbound address, no inbound domain configured, chat channel not configured).
     """
@@ -612,10 +614,12 @@ async def queue_reply_in(
             errors.append(FieldError("from_address", "the tenant has no from-address in its communication settings"))
         if settings is None or not settings.inbound_local_part:
             errors.append(FieldError("inbound_local_part", "the tenant has no inbound address for answers"))
-        if not inbound_domain:
+        if require_inbound_domain and not inbound_domain:
             errors.append(FieldError("inbound_domain", "ORDERDESK_INBOUND_DOMAIN is not set"))
         recipients = [{"kind": "to", "address": conversation.customer_email, "name": conversation.customer_name}]
-        provider_id = message_id_for(inbound_domain or "invalid")
+        # Our Message-ID ends in the sender's domain; the Reply-To (built when sending) in the inbound one.
+        sender_domain = (settings.from_address.rpartition("@")[2] if settings and settings.from_address else "")
+        provider_id = message_id_for(sender_domain or inbound_domain or "orderdesk.invalid")
     if not composed.body.strip():
         errors.append(FieldError("text", "the reply is empty"))
     if len(composed.body) > MAX_REPLY_CHARS:
@@ -738,7 +742,12 @@ async def send_reply(
             if item.claimed_by != actor.id:
                 raise Conflict("Claim the conversation's work item before a macro sets its outcome")
         message = await queue_reply_in(
-            session, actor, conversation, Composed(subject=subject, body=body), inbound_domain=inbound_domain
+            session,
+            actor,
+            conversation,
+            Composed(subject=subject, body=body),
+            inbound_domain=inbound_domain,
+            require_inbound_domain=True,
         )
         tag_added = None
         if macro is not None and macro.add_tag and await _add_tag(session, actor, conversation, macro.add_tag):

@@ -53,6 +53,10 @@ TIMELINE_KIND = {
     (Direction.INBOUND, True): "note_added",
 }
 LOCAL_PART = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
+# Called after a new inbound message (not a note, not a redelivery) is stored, inside its
+# transaction: (session, actor, conversation, message, order or None). wiring.py registers
+# the automatic answers here, so whichever channel stored the message, the same rules apply.
+INBOUND_HOOKS: list = []
 TOKEN_ALPHABET = re.compile(r"^[a-z2-7]{16}$")
 
 
@@ -421,6 +425,9 @@ async def append_message_in(
             now=now,
         )
     await session.flush()
+    if draft.direction is Direction.INBOUND and not is_note:
+        for hook in INBOUND_HOOKS:
+            await hook(session, actor, conversation, message, order)
     return AppendResult(message, duplicate=False, work_item=item)
 
 
