@@ -361,6 +361,16 @@ async def record(db: Database, claim: Claim, outcome: Outcome, policy: DeliveryP
                 endpoint=str(claim.endpoint.id),
                 reason=endpoint_changes["disabled_reason"],
             )
+            # The tenant's client admins are told by email, committed with the change.
+            from orderdesk.comms import notices
+
+            await notices.webhook_endpoint_disabled_in(
+                session,
+                claim.tenant_id,
+                endpoint_id=claim.endpoint.id,
+                url=claim.endpoint.url,
+                reason=endpoint_changes["disabled_reason"],
+            )
     return status
 
 
