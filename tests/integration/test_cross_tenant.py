@@ -192,6 +192,28 @@ ROUTES = [
     Route("POST", "/console/orders/{id}/checks/payment_confirmed", "b_order", ("staff",)),
     Route("GET", "/console/sla/{id}", "b_tenant", ("staff",)),
     Route("POST", "/console/sla/{id}", "b_tenant", ("staff",)),
+    # Outbound communication: templates, macros, replies
+    Route("GET", "/api/v1/email-templates?tenant_id={id}", "b_tenant", ALL),
+    Route("GET", "/api/v1/email-templates/{id}", "b_template", ALL),
+    Route("PATCH", "/api/v1/email-templates/{id}", "b_template", ALL, {"name": "x"}),
+    Route("DELETE", "/api/v1/email-templates/{id}", "b_template", ALL),
+    Route("GET", "/api/v1/email-templates/{id}/preview", "b_template", ALL),
+    Route("GET", "/api/v1/macros?tenant_id={id}", "b_tenant", ALL),
+    Route("GET", "/api/v1/macros/{id}", "b_macro", ALL),
+    Route("PATCH", "/api/v1/macros/{id}", "b_macro", ALL, {"add_tag": "x"}),
+    Route("DELETE", "/api/v1/macros/{id}", "b_macro", ALL),
+    Route("PUT", "/api/v1/tenants/{id}/comms-outbound", "b_tenant", ALL, {}),
+    Route("POST", "/api/v1/conversations/{id}/replies", "b_conversation", ("staff",), {"text": "hi"}),
+    Route("GET", "/console/tenants/{id}/templates", "b_tenant", ("staff",)),
+    Route("POST", "/console/tenants/{id}/templates", "b_tenant", ("staff",)),
+    Route("POST", "/console/tenants/{id}/macros", "b_tenant", ("staff",)),
+    Route("GET", "/console/templates/{id}", "b_template", ("staff",)),
+    Route("POST", "/console/templates/{id}", "b_template", ("staff",)),
+    Route("POST", "/console/templates/{id}/delete", "b_template", ("staff",)),
+    Route("POST", "/console/macros/{id}/delete", "b_macro", ("staff",)),
+    Route("GET", "/console/conversations/{id}/reply", "b_conversation", ("staff",)),
+    Route("POST", "/console/conversations/{id}/reply", "b_conversation", ("staff",)),
+    Route("GET", "/console/conversations/{id}/macro-text", "b_conversation", ("staff",)),
 ]
 
 CALLERS = ("staff", "client", "api_key")
@@ -218,6 +240,7 @@ async def b_objects(client, db, world: World) -> dict[str, object]:
         "b_endpoint": endpoint,
         "b_delivery": test.json()["id"],
         "b_work_item": await b_work_item(db, world, order.json()["id"]),
+        **await b_comms_objects(db, world, order.json()["id"]),
     }
 
 
@@ -330,6 +353,27 @@ async def b_work_item(db, world: World, order_id: str) -> str:
         item_id = await session.scalar(select(WorkItem.id).where(WorkItem.order_id == uuid.UUID(order_id)))
     assert item_id is not None
     return str(item_id)
+
+
+async def b_comms_objects(db, world: World, order_id: str) -> dict[str, str]:
+    """B's email template, macro, and a conversation about B's order."""
+    from orderdesk.comms import outbound
+    from orderdesk.comms import services as comms
+    from orderdesk.comms.models import MessageChannel
+    from orderdesk.orders.models import Order
+    from orderdesk.tenants import services as tenants
+
+    system = await tenants.system_actor(db)
+    template = await outbound.create_template(
+        db, system, world.b.id, outbound.TemplateFields(name="B", subject="B {{ order.reference }}", body="B")
+    )
+    macro = await outbound.create_macro(db, system, world.b.id, outbound.MacroFields(name="B", add_tag="b"))
+    async with db.transaction(system.scope) as session:
+        order = await session.get(Order, (world.b.id, uuid.UUID(order_id)))
+        conversation = await comms.start_conversation_in(
+            session, world.b.id, channel=MessageChannel.EMAIL, order=order, customer_email=order.customer_email
+        )
+    return {"b_template": str(template.id), "b_macro": str(macro.id), "b_conversation": str(conversation.id)}
 
 
 async def as_caller(client, world: World, caller: str) -> dict[str, str]:
