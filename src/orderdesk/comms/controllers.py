@@ -6,6 +6,7 @@ import base64
 import binascii
 from http import HTTPStatus
 from typing import Any
+from urllib.parse import quote
 from uuid import UUID
 
 import structlog
@@ -37,12 +38,15 @@ log = structlog.get_logger("orderdesk.comms")
 def _download(meta, data: bytes) -> Response[bytes]:
     # Always a download, never rendered by the browser: a customer's HTML or SVG file
     # must not run in our origin.
-    safe_name = "".join(ch for ch in meta.filename if ch.isprintable() and ch not in '"\\;') or "attachment"
+    # RFC 6266: an ASCII fallback plus the real name percent-encoded as UTF-8.
+    name = "".join(ch for ch in meta.filename if ch.isprintable()) or "attachment"
+    ascii_name = "".join(ch if 32 <= ord(ch) < 127 and ch not in '"\\;' else "_" for ch in name)
+    disposition = f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(name, safe='')}"
     return Response(
         data,
         media_type="application/octet-stream",
         headers={
-            "Content-Disposition": f'attachment; filename="{safe_name}"',
+            "Content-Disposition": disposition,
             "X-Content-Type-Options": "nosniff",
             "X-Original-Content-Type": meta.content_type,
         },

@@ -318,7 +318,9 @@ def suggest_action(
     if order_label is None or status is None:
         return Suggestion("no order identified: find the order (ask the customer for the order number)")
     allowed = allowed_actions(status, holds)
-    state = _words(status) + (f", on hold ({', '.join(h.value for h in holds)})" if holds else "")
+    state = _words(status) + (
+        f", on hold ({', '.join(h.value.replace('_', ' ') for h in holds)})" if holds else ""
+    )
     if intent is Intent.WHERE_IS_MY_ORDER:
         if status in SHIPPED_ON:
             where = f" ({tracking})" if tracking else ""
