@@ -60,7 +60,8 @@ async def test_configured_tenant_receives_mail_through_the_smtp_command(db, cli_
     assert configured.stdout.strip().splitlines()[-1].startswith("odin_")
 
     port = free_port()
-    process = subprocess.Popen(
+    process = await asyncio.to_thread(
+        subprocess.Popen,
         [sys.executable, "-m", "orderdesk.cli", "smtp", "--port", str(port)],
         env={**os.environ, **env},
         stdout=subprocess.PIPE,
