@@ -14,6 +14,7 @@ from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
 from orderdesk.accounts.controllers import AccountApiController, SignInController
+from orderdesk.comms.controllers import CommsApiController, ConsoleCommsController, InboundEmailController
 from orderdesk.comms.outbound_controllers import ROUTE_HANDLERS as OUTBOUND_COMMS_ROUTE_HANDLERS
 from orderdesk.console.controllers import ConsoleOrderController
 from orderdesk.core import queue
@@ -114,6 +115,10 @@ def create_app(settings: Settings) -> Litestar:
             FulfillmentPolicyController,
             OrderInvoiceController,
             InvoiceController,
+            # Customer communication
+            CommsApiController,
+            ConsoleCommsController,
+            InboundEmailController,
             *OUTBOUND_COMMS_ROUTE_HANDLERS,
             create_static_files_router(path="/static", directories=[STATIC_DIR], include_in_schema=False),
         ],

@@ -83,23 +83,40 @@ class Settings(BaseSettings):
     # An endpoint failing without a single success for this long is disabled.
     webhook_disable_after_days: float = Field(default=5.0, gt=0, alias="ORDERDESK_WEBHOOK_DISABLE_AFTER_DAYS")
 
-    # --- Outbound mail (replies, auto answers, platform notices), sent by the worker.
-    # Unset host: nothing is sent; messages wait queued (and say why) until one is configured.
-    smtp_host: str | None = Field(default=None, alias="ORDERDESK_SMTP_HOST")
-    smtp_port: int = Field(default=587, ge=1, le=65535, alias="ORDERDESK_SMTP_PORT")
+    # Customer communication (comms/): the domains of tenants' inbound addresses
+    # (acme@<domain>); empty accepts any domain, which suits development only. The SMTP
+    # listener of `orderdesk smtp` binds here.
+    inbound_email_domains: tuple[str, ...] = Field(default=(), alias="ORDERDESK_INBOUND_DOMAINS")
+    smtp_host: str = Field(default="127.0.0.1", alias="ORDERDESK_SMTP_HOST")
+    smtp_port: int = Field(default=2525, ge=0, le=65535, alias="ORDERDESK_SMTP_PORT")
+
+    @field_validator("inbound_email_domains", mode="before")
+    @classmethod
+    def _domains(cls, value):
+        if isinstance(value, str):
+            value = [part.strip().lower() for part in value.split(",") if part.strip()]
+        for domain in value:
+            if "@" in domain or " " in domain or "." not in domain:
+                raise SettingsError(
+                    f"ORDERDESK_INBOUND_DOMAINS must be comma-separated domains, e.g. inbound.example.com; "
+                    f"got {domain!r}"
+                )
+        return tuple(value)
+
+    # --- Outbound mail (replies, auto answers, platform notices), sent by the worker through
+    # this relay. Unset host: nothing is sent; email waits queued until one is configured.
+    outbound_smtp_host: str | None = Field(default=None, alias="ORDERDESK_OUTBOUND_SMTP_HOST")
+    outbound_smtp_port: int = Field(default=587, ge=1, le=65535, alias="ORDERDESK_OUTBOUND_SMTP_PORT")
     # "starttls" upgrades a plain connection (port 587); "tls" is implicit TLS (port 465);
     # "none" is for a relay on the same host or network only.
-    smtp_tls: Literal["starttls", "tls", "none"] = Field(default="starttls", alias="ORDERDESK_SMTP_TLS")
-    smtp_user: str | None = Field(default=None, alias="ORDERDESK_SMTP_USER")
-    smtp_password: str | None = Field(default=None, alias="ORDERDESK_SMTP_PASSWORD")
-    smtp_timeout_seconds: float = Field(default=30.0, gt=0, le=300, alias="ORDERDESK_SMTP_TIMEOUT")
+    outbound_smtp_tls: Literal["starttls", "tls", "none"] = Field(default="starttls", alias="ORDERDESK_OUTBOUND_SMTP_TLS")
+    outbound_smtp_user: str | None = Field(default=None, alias="ORDERDESK_OUTBOUND_SMTP_USER")
+    outbound_smtp_password: str | None = Field(default=None, alias="ORDERDESK_OUTBOUND_SMTP_PASSWORD")
+    outbound_smtp_timeout_seconds: float = Field(default=30.0, gt=0, le=300, alias="ORDERDESK_OUTBOUND_SMTP_TIMEOUT")
     # Seconds before each retry after a temporary failure (4xx, connection lost); then failed.
-    smtp_retry_schedule: tuple[float, ...] = Field(
-        default=(60, 300, 1800, 7200, 21600), alias="ORDERDESK_SMTP_RETRY_SCHEDULE"
+    outbound_smtp_retry_schedule: tuple[float, ...] = Field(
+        default=(60, 300, 1800, 7200, 21600), alias="ORDERDESK_OUTBOUND_SMTP_RETRY_SCHEDULE"
     )
-    # The domain of the tenants' inbound addresses: replies carry `<local>+c_<token>@<domain>`
-    # as Reply-To, and our Message-IDs end in it.
-    inbound_domain: str | None = Field(default=None, alias="ORDERDESK_INBOUND_DOMAIN")
     # From of the platform's own notices to tenants (e.g. "OrderDesk <ops@desk.example>").
     mail_from: str | None = Field(default=None, alias="ORDERDESK_MAIL_FROM")
 
@@ -131,7 +148,7 @@ class Settings(BaseSettings):
             raise SettingsError("ORDERDESK_WEBHOOK_RETRY_SCHEDULE needs at least one non-negative delay")
         return tuple(value)
 
-    @field_validator("smtp_retry_schedule", mode="before")
+    @field_validator("outbound_smtp_retry_schedule", mode="before")
     @classmethod
     def _smtp_schedule(cls, value):
         if isinstance(value, str):
@@ -139,41 +156,31 @@ class Settings(BaseSettings):
                 value = tuple(float(part) for part in value.split(",") if part.strip())
             except ValueError:
                 raise SettingsError(
-                    "ORDERDESK_SMTP_RETRY_SCHEDULE must be comma-separated seconds, e.g. 60,300,1800"
+                    "ORDERDESK_OUTBOUND_SMTP_RETRY_SCHEDULE must be comma-separated seconds, e.g. 60,300,1800"
                 ) from None
         if any(v < 0 for v in value):
-            raise SettingsError("ORDERDESK_SMTP_RETRY_SCHEDULE delays must not be negative")
+            raise SettingsError("ORDERDESK_OUTBOUND_SMTP_RETRY_SCHEDULE delays must not be negative")
         return tuple(value)
 
-    @field_validator("smtp_host")
+    @field_validator("outbound_smtp_host")
     @classmethod
-    def _smtp_host(cls, value: str | None) -> str | None:
+    def _outbound_smtp_host(cls, value: str | None) -> str | None:
         if value is None or not value.strip():
             return None
         value = value.strip()
         if "://" in value or "/" in value or " " in value or ":" in value.strip("[]"):
             raise SettingsError(
-                f"ORDERDESK_SMTP_HOST must be a host name or IP address only (port in ORDERDESK_SMTP_PORT), got {value!r}"
+                "ORDERDESK_OUTBOUND_SMTP_HOST must be a host name or IP address only "
+                f"(port in ORDERDESK_OUTBOUND_SMTP_PORT), got {value!r}"
             )
-        return value
-
-    @field_validator("inbound_domain")
-    @classmethod
-    def _inbound_domain(cls, value: str | None) -> str | None:
-        if value is None or not value.strip():
-            return None
-        value = value.strip().lower().rstrip(".")
-        labels = value.split(".")
-        if len(value) > 253 or not all(
-            label and len(label) <= 63 and label.replace("-", "").isalnum() for label in labels
-        ):
-            raise SettingsError(f"ORDERDESK_INBOUND_DOMAIN must be a domain name, e.g. mail.desk.example, got {value!r}")
         return value
 
     @model_validator(mode="after")
     def _smtp_credentials(self) -> Settings:
-        if bool(self.smtp_user) != bool(self.smtp_password):
-            raise SettingsError("ORDERDESK_SMTP_USER and ORDERDESK_SMTP_PASSWORD must be set together")
+        if bool(self.outbound_smtp_user) != bool(self.outbound_smtp_password):
+            raise SettingsError(
+                "ORDERDESK_OUTBOUND_SMTP_USER and ORDERDESK_OUTBOUND_SMTP_PASSWORD must be set together"
+            )
         return self
 
     @field_validator("redis_url")
@@ -194,6 +201,11 @@ class Settings(BaseSettings):
         if self.app_database_url:
             return make_url(self.app_database_url)
         return self.owner_url.set(username=self.app_database_role, password=self.app_database_password)
+
+    @property
+    def inbound_domain(self) -> str | None:
+        """The domain replies' Reply-To addresses use: the first of ORDERDESK_INBOUND_DOMAINS."""
+        return self.inbound_email_domains[0] if self.inbound_email_domains else None
 
     @property
     def cookie_secure(self) -> bool:

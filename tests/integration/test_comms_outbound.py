@@ -237,7 +237,7 @@ async def test_a_reply_the_tenant_cannot_send_is_refused_clearly(db):
         )
     fields = {e.field: e.message for e in refused.value.errors}
     assert "from-address" in fields["from_address"]
-    assert fields["inbound_domain"] == "ORDERDESK_INBOUND_DOMAIN is not set"
+    assert fields["inbound_domain"] == "ORDERDESK_INBOUND_DOMAINS is not set"
     with pytest.raises(ValidationFailed, match="cannot be sent"):
         await outbound.send_reply(
             db, desk.agent, desk.conversation.id, outbound.ReplyRequest(text="  "), inbound_domain=DOMAIN

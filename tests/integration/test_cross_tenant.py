@@ -192,6 +192,14 @@ ROUTES = [
     Route("POST", "/console/orders/{id}/checks/payment_confirmed", "b_order", ("staff",)),
     Route("GET", "/console/sla/{id}", "b_tenant", ("staff",)),
     Route("POST", "/console/sla/{id}", "b_tenant", ("staff",)),
+    # Customer communication
+    Route("GET", "/api/v1/orders/{id}/conversations", "b_order", ALL),
+    Route("GET", "/api/v1/conversations/{id}", "b_conversation", ALL),
+    Route("GET", "/api/v1/attachments/{id}", "b_attachment", ALL),
+    Route("GET", "/console/orders/{id}/messages", "b_order", ("staff",)),
+    Route("GET", "/console/conversations/{id}", "b_conversation", ("staff",)),
+    Route("POST", "/console/conversations/{id}/notes", "b_conversation", ("staff",)),
+    Route("GET", "/console/attachments/{id}", "b_attachment", ("staff",)),
     # Outbound communication: templates, macros, replies
     Route("GET", "/api/v1/email-templates?tenant_id={id}", "b_tenant", ALL),
     Route("GET", "/api/v1/email-templates/{id}", "b_template", ALL),
@@ -240,7 +248,8 @@ async def b_objects(client, db, world: World) -> dict[str, object]:
         "b_endpoint": endpoint,
         "b_delivery": test.json()["id"],
         "b_work_item": await b_work_item(db, world, order.json()["id"]),
-        **await b_comms_objects(db, world, order.json()["id"]),
+        **await b_conversation(client, db, world),
+        **await b_comms_objects(db, world),
     }
 
 
@@ -355,12 +364,49 @@ async def b_work_item(db, world: World, order_id: str) -> str:
     return str(item_id)
 
 
-async def b_comms_objects(db, world: World, order_id: str) -> dict[str, str]:
-    """B's email template, macro, and a conversation about B's order."""
-    from orderdesk.comms import outbound
+async def b_conversation(client, db, world: World) -> dict[str, str]:
+    """A conversation about another B order, with a customer message carrying an attachment."""
     from orderdesk.comms import services as comms
-    from orderdesk.comms.models import MessageChannel
+    from orderdesk.comms.models import Direction, MessageChannel
     from orderdesk.orders.models import Order
+    from orderdesk.tenants import services as tenants
+
+    created = await client.post(
+        "/api/v1/orders", json=order_body(), headers={"Authorization": f"Bearer {world.key_b}"}
+    )
+    assert created.status_code == 201, created.text
+    system = await tenants.system_actor(db)
+    async with db.transaction(system.scope) as session:
+        order = await session.get(Order, (world.b.id, uuid.UUID(created.json()["id"])))
+        conversation = await comms.start_conversation_in(
+            session,
+            world.b.id,
+            channel=MessageChannel.EMAIL,
+            order=order,
+            customer_email=order.customer_email,
+        )
+    appended = await comms.append_message(
+        db,
+        system,
+        conversation.id,
+        comms.MessageDraft(
+            direction=Direction.INBOUND,
+            channel=MessageChannel.EMAIL,
+            created_by="test",
+            sender_address=order.customer_email,
+            subject="B's question",
+            text_body="where is my order?",
+            attachments=[comms.AttachmentDraft("b.txt", "text/plain", b"B's file")],
+        ),
+    )
+    view = await comms.get_conversation(db, system, conversation.id)
+    assert view.messages[0].id == appended.message.id
+    return {"b_conversation": str(conversation.id), "b_attachment": str(view.messages[0].attachments[0].id)}
+
+
+async def b_comms_objects(db, world: World) -> dict[str, str]:
+    """B's email template and macro."""
+    from orderdesk.comms import outbound
     from orderdesk.tenants import services as tenants
 
     system = await tenants.system_actor(db)
@@ -368,12 +414,7 @@ async def b_comms_objects(db, world: World, order_id: str) -> dict[str, str]:
         db, system, world.b.id, outbound.TemplateFields(name="B", subject="B {{ order.reference }}", body="B")
     )
     macro = await outbound.create_macro(db, system, world.b.id, outbound.MacroFields(name="B", add_tag="b"))
-    async with db.transaction(system.scope) as session:
-        order = await session.get(Order, (world.b.id, uuid.UUID(order_id)))
-        conversation = await comms.start_conversation_in(
-            session, world.b.id, channel=MessageChannel.EMAIL, order=order, customer_email=order.customer_email
-        )
-    return {"b_template": str(template.id), "b_macro": str(macro.id), "b_conversation": str(conversation.id)}
+    return {"b_template": str(template.id), "b_macro": str(macro.id)}
 
 
 async def as_caller(client, world: World, caller: str) -> dict[str, str]:

@@ -25,6 +25,7 @@ from sqlalchemy import select, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 
 from orderdesk.accounts.actors import Actor, ActorKind
+from orderdesk.comms import intents
 from orderdesk.comms import services as comms
 from orderdesk.comms.models import (
     MAX_ATTACHMENT_BYTES,
@@ -224,7 +225,20 @@ async def receive_chat_message(db: Database, tenant_id: UUID, body: bytes, signa
                     created_at=dt.datetime.now(dt.UTC),
                 )
             )
-        intent, confidence = detect_intent(message.text)
+        detected = intents.detect_intent("", message.text)
+        order = None
+        if conversation.order_id is not None:
+            order = await session.get(Order, (tenant_id, conversation.order_id))
+        suggestion = intents.suggest_action(
+            detected.intent,
+            order_label=f"#{order.number}" if order else None,
+            status=order.status if order else None,
+        )
+        title = (
+            f"Chat · order #{order.number} · {detected.intent.value.replace('_', ' ')}: {(message.text or 'attachment')[:80]}"
+            if order
+            else f"Chat: {(message.text or 'attachment')[:120]}"
+        )
         result = await comms.append_message_in(
             session,
             actor,
@@ -240,15 +254,17 @@ async def receive_chat_message(db: Database, tenant_id: UUID, body: bytes, signa
                 provider_message_id=f"chat:{message.conversation_id}:{message.message_id}",
                 placement=placement,
                 placement_note=note,
-                intent=intent,
-                intent_confidence=confidence,
+                language=detected.language,
+                intent=detected.intent,
+                intent_confidence=detected.confidence,
                 attachments=[
                     comms.AttachmentDraft(filename=a.filename, content_type=a.content_type, data=data)
                     for a, data in files
                 ],
             ),
             work_note=comms.WorkNote(
-                title=f"Chat: {(message.text or 'attachment')[:120]}",
+                title=title,
+                detail=f"Suggested: {suggestion.text}. Threaded by {note}.",
                 triage=placement is Placement.TRIAGE,
             ),
         )
@@ -260,21 +276,3 @@ async def receive_chat_message(db: Database, tenant_id: UUID, body: bytes, signa
             placement=placement.value,
         )
         return ChatReceipt(conversation.id, result.message.id, result.duplicate, placement.value)
-
-
-def detect_intent(text: str | None):
-    """The inbound side's intent detector when it is installed; otherwise no intent (an agent reads it)."""
-    try:
-        from orderdesk.comms import intents  # type: ignore[attr-defined]
-    except ImportError:
-        return None, None
-    detect = getattr(intents, "detect_intent", None) or getattr(intents, "detect", None)
-    if detect is None or not text:
-        return None, None
-    found = detect(text)
-    intent = getattr(found, "intent", None)
-    confidence = getattr(found, "confidence", None)
-    if intent is None and isinstance(found, tuple) and len(found) == 2:
-        intent, confidence = found
-    return intent, confidence
-

@@ -53,8 +53,8 @@ async def sweep_outbound_messages(ctx: dict[str, Any]) -> None:
 async def start(ctx: dict[str, Any], settings) -> None:
     """Worker start-up: the mail policy and the LISTEN connection."""
     ctx["mail_policy"] = sending.MailPolicy.from_settings(settings)
-    if not settings.smtp_host:
-        log.warning("outbound_mail_disabled", reason="ORDERDESK_SMTP_HOST is not set; email stays queued")
+    if not settings.outbound_smtp_host:
+        log.warning("outbound_mail_disabled", reason="ORDERDESK_OUTBOUND_SMTP_HOST is not set; email stays queued")
     ctx["comms_listener"] = asyncio.create_task(_listen(ctx, settings.app_url))
 
 

@@ -615,7 +615,7 @@ async def queue_reply_in(
         if settings is None or not settings.inbound_local_part:
             errors.append(FieldError("inbound_local_part", "the tenant has no inbound address for answers"))
         if require_inbound_domain and not inbound_domain:
-            errors.append(FieldError("inbound_domain", "ORDERDESK_INBOUND_DOMAIN is not set"))
+            errors.append(FieldError("inbound_domain", "ORDERDESK_INBOUND_DOMAINS is not set"))
         recipients = [{"kind": "to", "address": conversation.customer_email, "name": conversation.customer_name}]
         # Our Message-ID ends in the sender's domain; the Reply-To (built when sending) in the inbound one.
         sender_domain = (settings.from_address.rpartition("@")[2] if settings and settings.from_address else "")

@@ -66,13 +66,13 @@ class MailPolicy:
     @classmethod
     def from_settings(cls, settings) -> MailPolicy:
         return cls(
-            host=settings.smtp_host,
-            port=settings.smtp_port,
-            tls=settings.smtp_tls,
-            user=settings.smtp_user,
-            password=settings.smtp_password,
-            timeout=settings.smtp_timeout_seconds,
-            retry_schedule=settings.smtp_retry_schedule,
+            host=settings.outbound_smtp_host,
+            port=settings.outbound_smtp_port,
+            tls=settings.outbound_smtp_tls,
+            user=settings.outbound_smtp_user,
+            password=settings.outbound_smtp_password,
+            timeout=settings.outbound_smtp_timeout_seconds,
+            retry_schedule=settings.outbound_smtp_retry_schedule,
             inbound_domain=settings.inbound_domain,
             mail_from=settings.mail_from,
             allow_private_chat_urls=settings.webhooks_allow_private,
@@ -109,7 +109,7 @@ def next_delay(attempts_made: int, policy: MailPolicy) -> dt.timedelta | None:
 async def smtp_send(policy: MailPolicy, message: EmailMessage, sender: str, recipients: list[str]) -> Outcome:
     """Hand one message to the mail server; classify what went wrong, never raise."""
     if not policy.host:
-        return Outcome(False, True, "ORDERDESK_SMTP_HOST is not set: nothing can be sent")
+        return Outcome(False, True, "ORDERDESK_OUTBOUND_SMTP_HOST is not set: nothing can be sent")
     try:
         refused, _reply = await aiosmtplib.send(
             message,
@@ -273,7 +273,7 @@ async def _message_jobs(db: Database, scope: Scope, policy: MailPolicy, limit: i
                 if settings is None or not settings.from_address or not settings.inbound_local_part:
                     job.setup_error = "the tenant has no from-address or inbound address"
                 elif not policy.inbound_domain:
-                    job.setup_error = "ORDERDESK_INBOUND_DOMAIN is not set"
+                    job.setup_error = "ORDERDESK_INBOUND_DOMAINS is not set"
                 else:
                     job.email = build_reply_email(message, conversation, settings, policy.inbound_domain)
                     job.sender = settings.from_address
