@@ -1,0 +1,127 @@
+"""Templates and macros through the API and the console: errors at save time, a preview with a real order."""
+
+from __future__ import annotations
+
+import uuid
+
+from orderdesk.accounts.models import ClientRole
+from tests.conftest import World, make_client_user, session_csrf, sign_in
+from tests.integration.test_orders_api import bearer, order_body
+
+WISMO = {
+    "name": "Where is my order",
+    "subject": "Your order {{ order.reference }}",
+    "body": "Hi {{ customer.first_name }}, order {{ order.reference }} is {{ tracking.status_label }}.",
+}
+
+
+async def test_a_template_is_checked_when_saved_and_previewed_with_a_real_order(client, world: World):
+    headers = bearer(world.key_a)
+    order = (await client.post("/api/v1/orders", json=order_body(), headers=headers)).json()
+    broken = await client.post(
+        "/api/v1/email-templates", json={**WISMO, "body": "Hi {{ customer.name }\n{% if x %}"}, headers=headers
+    )
+    assert broken.status_code == 422 and broken.headers["content-type"].startswith("application/problem+json")
+    assert broken.json()["errors"][0]["field"] == "body"
+    assert broken.json()["errors"][0]["message"].startswith("syntax error on line 1")
+    unknown = await client.post(
+        "/api/v1/email-templates", json={**WISMO, "subject": "{{ order.secret }}"}, headers=headers
+    )
+    assert unknown.status_code == 422
+    assert {e["field"]: e["message"] for e in unknown.json()["errors"]}["subject"].startswith("undefined variable")
+    created = await client.post("/api/v1/email-templates", json=WISMO, headers=headers)
+    assert created.status_code == 201, created.text
+    template_id = created.json()["id"]
+    duplicate = await client.post("/api/v1/email-templates", json=WISMO, headers=headers)
+    assert duplicate.status_code == 422 and "already has this name" in duplicate.text
+    preview = await client.get(
+        f"/api/v1/email-templates/{template_id}/preview?order_id={order['id']}", headers=headers
+    )
+    assert preview.status_code == 200, preview.text
+    first_name = order["customer_name"].split(" ")[0]
+    assert preview.json() == {
+        "subject": f"Your order #{order['number']}",
+        "body": f"Hi {first_name}, order #{order['number']} is being checked.",
+        "order_id": order["id"],
+        "order_number": order["number"],
+    }
+    changed = await client.patch(
+        f"/api/v1/email-templates/{template_id}", json={"body": "{{ shipments[0].carrier }}"}, headers=headers
+    )
+    # The tenant's newest order has no shipment yet: saving it would mail customers an error.
+    assert changed.status_code == 422 and "undefined" in changed.text
+    listed = await client.get("/api/v1/email-templates", headers=headers)
+    assert [t["name"] for t in listed.json()] == ["Where is my order"]
+    assert (await client.delete(f"/api/v1/email-templates/{template_id}", headers=headers)).status_code == 204
+    assert (await client.get(f"/api/v1/email-templates/{template_id}", headers=headers)).status_code == 404
+
+
+async def test_a_preview_with_another_tenants_order_is_not_found(client, world: World):
+    b_order = (await client.post("/api/v1/orders", json=order_body(), headers=bearer(world.key_b))).json()
+    created = await client.post("/api/v1/email-templates", json=WISMO, headers=bearer(world.key_a))
+    missing = await client.get(
+        f"/api/v1/email-templates/{created.json()['id']}/preview?order_id={uuid.uuid4()}", headers=bearer(world.key_a)
+    )
+    foreign = await client.get(
+        f"/api/v1/email-templates/{created.json()['id']}/preview?order_id={b_order['id']}",
+        headers=bearer(world.key_a),
+    )
+    assert foreign.status_code == missing.status_code == 404
+    assert foreign.json()["detail"] == missing.json()["detail"]
+
+
+async def test_macros_refuse_bad_outcomes_and_tags(client, world: World):
+    headers = bearer(world.key_a)
+    bad = await client.post(
+        "/api/v1/macros",
+        json={"name": "Bad", "set_outcome": "order_cancelled", "add_tag": "Not A Tag!", "insert_text": "{{ nope }}"},
+        headers=headers,
+    )
+    assert bad.status_code == 422
+    errors = {e["field"]: e["message"] for e in bad.json()["errors"]}
+    assert errors["set_outcome"].startswith("must be one of: resolved")
+    assert "lower-case" in errors["add_tag"]
+    assert errors["insert_text"].startswith("undefined variable: nope")
+    empty = await client.post("/api/v1/macros", json={"name": "Nothing"}, headers=headers)
+    assert empty.status_code == 422 and "needs text, an outcome or a tag" in empty.text
+    good = await client.post(
+        "/api/v1/macros", json={"name": "Close", "set_outcome": "resolved", "add_tag": "WISMO"}, headers=headers
+    )
+    assert good.status_code == 201 and good.json()["add_tag"] == "wismo"
+
+
+async def test_client_viewers_cannot_change_templates(client, db, world: World):
+    viewer = await make_client_user(db, world.a, ClientRole.VIEWER)
+    await sign_in(client, viewer)
+    home = await client.get("/portal")
+    answer = await client.post(
+        "/api/v1/email-templates", json=WISMO, headers={"X-CSRF-Token": session_csrf(home.text)}
+    )
+    assert answer.status_code == 403
+
+
+async def test_staff_manage_templates_in_the_console_and_see_errors_and_a_preview(client, world: World):
+    order = (await client.post("/api/v1/orders", json=order_body(), headers=bearer(world.key_a))).json()
+    await sign_in(client, world.lead_a)
+    page = await client.get(f"/console/tenants/{world.a.id}/templates")
+    assert page.status_code == 200
+    csrf = {"X-CSRF-Token": session_csrf(page.text)}
+    refused = await client.post(
+        f"/console/tenants/{world.a.id}/templates",
+        data={"name": "Broken", "subject": "Hi", "body": "{{ order.number"},
+        headers=csrf,
+    )
+    assert refused.status_code == 422 and "syntax error on line 1" in refused.text
+    assert "{{ order.number" in refused.text  # what was typed is kept
+    saved = await client.post(f"/console/tenants/{world.a.id}/templates", data=WISMO, headers=csrf)
+    assert saved.status_code == 200 and "Template “Where is my order” saved." in saved.text
+    listed = await client.get("/api/v1/email-templates", headers=bearer(world.key_a))
+    template_id = listed.json()[0]["id"]
+    preview = await client.get(f"/console/templates/{template_id}?order_id={order['id']}")
+    assert f"with order #{order['number']}" in preview.text and f"Your order #{order['number']}" in preview.text
+    macro = await client.post(
+        f"/console/tenants/{world.a.id}/macros",
+        data={"name": "Close", "insert_text": "Done.", "set_outcome": "resolved", "add_tag": "done"},
+        headers=csrf,
+    )
+    assert macro.status_code == 200 and "Macro “Close” saved." in macro.text
