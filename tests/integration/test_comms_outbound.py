@@ -324,3 +324,17 @@ async def _claim(db, desk: Desk, item_id) -> None:
         await work.complete_work_item(db, desk.agent, claimed.id, WorkOutcome.NO_ACTION_NEEDED)
         claimed = await work.claim_next_work_item(db, desk.agent)
     assert claimed is not None and claimed.id == item_id
+
+
+async def test_another_tenants_template_or_macro_is_not_found_in_a_reply(db, desk):
+    other = await make_desk(db, name="Borealis")
+    system = await tenants.system_actor(db)
+    template = await outbound.create_template(
+        db, system, other.tenant.id, outbound.TemplateFields(name="B", subject="B", body="B")
+    )
+    macro = await outbound.create_macro(db, system, other.tenant.id, outbound.MacroFields(name="B", add_tag="b"))
+    for request in (outbound.ReplyRequest(template_id=template.id), outbound.ReplyRequest(text="x", macro_id=macro.id)):
+        with pytest.raises(NotFound):
+            await outbound.send_reply(db, desk.agent, desk.conversation.id, request, inbound_domain=DOMAIN)
+    with pytest.raises(NotFound):
+        await outbound.macro_text_for(db, desk.agent, desk.conversation.id, macro.id)

@@ -47,6 +47,7 @@ SIGNATURE_HEADER = "X-OrderDesk-Signature"
 REJECTED = "Chat webhook rejected: unknown tenant, no chat channel, or the signature does not match"
 MAX_TEXT = 20_000
 MAX_ATTACHMENTS = 10
+MAX_BODY_BYTES = 16 * 1024 * 1024
 _NO_SECRET = "no-secret-configured-" + "x" * 20  # compared anyway, so timing tells nothing
 
 

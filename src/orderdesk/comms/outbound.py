@@ -598,7 +598,8 @@ async def queue_reply_in(
     """
     settings = await session.get(CommsSettings, conversation.tenant_id)
     errors: list[FieldError] = []
-    is_chat = conversation.channel in (MessageChannel.CHAT, MessageChannel.TRACKING)
+    # Chat-platform conversations are answered there; every other channel by email.
+    is_chat = conversation.channel is MessageChannel.CHAT
     if is_chat:
         outbound = await session.get(OutboundSettings, conversation.tenant_id)
         if outbound is None or not outbound.chat_reply_url or not outbound.chat_webhook_secret:

@@ -25,7 +25,7 @@ from orderdesk.comms.outbound_schemas import (
     TemplateUpdate,
     TemplateView,
 )
-from orderdesk.core.errors import DomainError, FieldError, ValidationFailed
+from orderdesk.core.errors import Conflict, DomainError, FieldError, ValidationFailed
 from orderdesk.orders.services import resolve_tenant
 from orderdesk.shops.controllers import _webhook_problem
 from orderdesk.tenants.services import get_tenant
@@ -245,7 +245,9 @@ class ChatWebhookController(Controller):
             "message, 200 for a redelivery of the same `message_id` in the same `conversation_id`."
         ),
         status_code=201,
-        responses=problem_responses(400, 401, 422),
+        responses=problem_responses(400, 401, 413, 422),
+        # Attachments travel base64 inside the JSON: room for one at the 10 MiB limit.
+        request_max_body_size=chat.MAX_BODY_BYTES,
     )
     async def receive(
         self, request: Request, db: DB, tenant_id: FromPath[UUID]
@@ -455,6 +457,10 @@ class OutboundConsoleController(Controller):
         except ValidationFailed as exc:
             return await self._reply_page(
                 db, actor, conversation_id, errors=_form_errors(exc), text=text_, status_code=422
+            )
+        except Conflict as exc:
+            return await self._reply_page(
+                db, actor, conversation_id, errors=[FieldError("macro", exc.detail)], text=text_, status_code=409
             )
         notice = "Reply queued for sending."
         if result.tag_added:
