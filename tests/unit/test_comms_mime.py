@@ -6,6 +6,7 @@ import pytest
 
 from orderdesk.comms.inbound import find_order_numbers, split_address
 from orderdesk.comms.mime import clean_line, new_text, parse_email, sanitize_html
+from orderdesk.comms.services import new_reply_token, reply_address
 from tests.support.email_fixtures import FIXTURES, load
 
 
@@ -78,6 +79,8 @@ def test_automated_mail_is_recognised_by_each_sign():
 
 
 def test_addresses_and_tokens():
+    token = new_reply_token()
+    assert split_address(reply_address("acme", token, "in.test"), ("in.test",)) == ("acme", token)
     assert split_address("Acme+c_abcdefghijklmnop@In.Test", ("in.test",)) == ("acme", "abcdefghijklmnop")
     assert split_address("acme+other@in.test", ("in.test",)) == ("acme", None)
     assert split_address("acme@elsewhere.test", ("in.test",)) is None
