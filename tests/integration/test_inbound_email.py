@@ -500,3 +500,28 @@ async def test_http_endpoint_stores_dedupes_and_authenticates_per_tenant(client,
     missing = await client.post("/hooks/inbound-email", content=b"", headers=headers)
     assert missing.status_code == 400
     assert {e["field"] for e in missing.json()["errors"]} == {"recipient", "body"}
+
+
+async def test_three_concurrent_deliveries_store_one_message(db, desk):
+    raw = plain(desk.customer, desk.address, f"Order #{desk.order['number']}", "where is it?")
+    results = await asyncio.gather(*(receive(db, raw, desk.address) for _ in range(3)))
+    assert sorted(r.duplicate for r in results) == [False, True, True]
+    assert len({r.message_id for r in results}) == 1
+    async with db.transaction(Scope.for_tenants(desk.tenant.id)) as session:
+        conversations = await session.scalar(select(func.count()).select_from(Conversation))
+        items = await session.scalar(
+            select(func.count()).select_from(WorkItem).where(WorkItem.kind == "customer_message")
+        )
+    assert conversations == 1 and items == 1
+
+
+async def test_one_smtp_message_to_two_tenants_is_stored_at_each_separately(db, smtp_port):
+    a = await make_desk(db, "Both A")
+    b = await make_desk(db, "Both B")
+    raw = plain("kim@example.com", f"{a.address}, {b.address}", "Hello both", "Do you ship to Norway?")
+    refused = await asyncio.to_thread(smtp_send, smtp_port, "kim@example.com", [a.address, b.address], raw)
+    assert refused == {}
+    for desk_ in (a, b):
+        async with db.transaction(Scope.for_tenants(desk_.tenant.id)) as session:
+            rows = (await session.scalars(select(Message))).all()
+        assert len(rows) == 1 and rows[0].tenant_id == desk_.tenant.id
