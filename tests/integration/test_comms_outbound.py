@@ -191,12 +191,25 @@ async def test_a_dead_server_fails_the_message_after_the_last_attempt_and_says_w
     assert "unreachable" in failed.last_error
     view = await comms.get_conversation(db, desk.agent, desk.conversation.id)
     assert view.messages[-1].delivery_status == "failed" and view.messages[-1].last_error
+    async with db.transaction(desk.scope) as session:
+        items = (
+            await session.scalars(select(WorkItem).where(WorkItem.conversation_id == desk.conversation.id))
+        ).all()
+    # The customer's item is still open: it now says the reply did not arrive, and why.
+    assert len(items) == 1 and items[0].title.startswith("Reply not delivered")
+    assert "unreachable" in items[0].detail
 
 
 async def test_a_permanent_refusal_fails_at_once(db, desk):
+    from orderdesk.workqueue.states import WorkOutcome
+
+    async with db.transaction(desk.scope) as session:
+        item_id = await session.scalar(select(WorkItem.id).where(WorkItem.conversation_id == desk.conversation.id))
+    await _claim(db, desk, item_id)
     result = await outbound.send_reply(
         db, desk.agent, desk.conversation.id, outbound.ReplyRequest(text="No such user."), inbound_domain=DOMAIN
     )
+    await work.complete_work_item(db, desk.agent, item_id, WorkOutcome.RESOLVED)
     with SmtpReceiver() as smtp:
         smtp.handler.refuse_next = 5
         smtp.handler.refusal = "550 5.1.1 No such mailbox"
@@ -204,6 +217,16 @@ async def test_a_permanent_refusal_fails_at_once(db, desk):
     assert smtp.handler.attempts == 1
     failed = await stored(db, desk, result.message.id)
     assert failed.delivery_status.value == "failed" and "550" in failed.last_error
+    # An agent who had finished the item gets it back.
+    async with db.transaction(desk.scope) as session:
+        titles = (
+            await session.scalars(
+                select(WorkItem.title).where(
+                    WorkItem.conversation_id == desk.conversation.id, WorkItem.status == "open"
+                )
+            )
+        ).all()
+    assert titles == ["Reply not delivered: Re: Where is my order?"]
 
 
 async def test_sending_again_sends_nothing_twice(db, desk):

@@ -352,6 +352,8 @@ async def _record(db: Database, job: _Job, outcome: Outcome, policy: MailPolicy)
             await comms.mark_delivery(
                 session, job.tenant_id, job.id, status, error=outcome.error, next_attempt_at=next_at
             )
+            if status is DeliveryStatus.FAILED:
+                await _reopen_work_for_failure(session, job, outcome.error or "not delivered")
     event = {
         DeliveryStatus.SENT: "outbound_sent",
         DeliveryStatus.QUEUED: "outbound_retry_scheduled",
@@ -360,6 +362,30 @@ async def _record(db: Database, job: _Job, outcome: Outcome, policy: MailPolicy)
     logger = log.warning if status is not DeliveryStatus.SENT else log.info
     logger(event, tenant=str(job.tenant_id), kind=job.kind, id=str(job.id), attempts=attempts, error=outcome.error)
     return status
+
+
+async def _reopen_work_for_failure(session: AsyncSession, job: _Job, error: str) -> None:
+    """A reply that could not be delivered puts its conversation back in front of an agent."""
+    from orderdesk.orders.models import Order
+    from orderdesk.workqueue import services as work
+
+    message = await session.get(Message, (job.tenant_id, job.id))
+    conversation = await session.get(Conversation, (job.tenant_id, message.conversation_id))
+    order = None
+    if conversation.order_id is not None:
+        order = await session.get(Order, (job.tenant_id, conversation.order_id))
+    await work.open_or_update_conversation_item(
+        session,
+        tenant_id=job.tenant_id,
+        conversation_id=conversation.id,
+        cause=f"conversation:{conversation.id}",
+        title=f"Reply not delivered: {(message.subject or conversation.subject or 'conversation')[:150]}",
+        detail=f"The {message.channel.value} reply of {message.created_by} failed: {error[:300]}. "
+        "Check the customer's address or the channel, then reply again.",
+        order=order,
+        created_by="outbound mail",
+        channel=message.channel.value,
+    )
 
 
 async def deliver_due(
