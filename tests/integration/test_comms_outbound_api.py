@@ -125,3 +125,60 @@ async def test_staff_manage_templates_in_the_console_and_see_errors_and_a_previe
         headers=csrf,
     )
     assert macro.status_code == 200 and "Macro “Close” saved." in macro.text
+
+
+async def _a_conversation(db, world: World, client) -> str:
+    from orderdesk.comms import services as comms
+    from orderdesk.comms.models import MessageChannel
+    from orderdesk.orders.models import Order
+    from orderdesk.tenants import services as tenants
+
+    order = (await client.post("/api/v1/orders", json=order_body(), headers=bearer(world.key_a))).json()
+    system = await tenants.system_actor(db)
+    await comms.configure_comms(
+        db,
+        system,
+        world.a.id,
+        inbound_local_part=f"a{uuid.uuid4().hex[:8]}",
+        from_name="A Support",
+        from_address="support@a.example",
+    )
+    async with db.transaction(system.scope) as session:
+        row = await session.get(Order, (world.a.id, uuid.UUID(order["id"])))
+        conversation = await comms.start_conversation_in(
+            session, world.a.id, channel=MessageChannel.EMAIL, order=row, customer_email=row.customer_email,
+            subject="Question",
+        )
+    return str(conversation.id)
+
+
+async def test_staff_reply_through_the_api(client, db, world: World, settings):
+    from litestar.testing import AsyncTestClient
+
+    from orderdesk.app import create_app
+
+    conversation_id = await _a_conversation(db, world, client)
+    # API keys and client users do not answer customers: operations staff do.
+    refused = await client.post(
+        f"/api/v1/conversations/{conversation_id}/replies", json={"text": "Hi"}, headers=bearer(world.key_a)
+    )
+    assert refused.status_code == 403
+    # Without an inbound domain there is no address for the customer's answer: said plainly.
+    await sign_in(client, world.lead_a)
+    csrf = {"X-CSRF-Token": session_csrf((await client.get("/console")).text)}
+    unset = await client.post(f"/api/v1/conversations/{conversation_id}/replies", json={"text": "Hi"}, headers=csrf)
+    assert unset.status_code == 422
+    assert {e["field"]: e["message"] for e in unset.json()["errors"]}["inbound_domain"] == (
+        "ORDERDESK_INBOUND_DOMAINS is not set"
+    )
+    configured = settings.model_copy(update={"inbound_email_domains": ("inbound.a.example",)})
+    async with AsyncTestClient(app=create_app(configured), base_url="http://testserver.local") as web:
+        await sign_in(web, world.lead_a)
+        csrf = {"X-CSRF-Token": session_csrf((await web.get("/console")).text)}
+        sent = await web.post(
+            f"/api/v1/conversations/{conversation_id}/replies", json={"text": "It ships today."}, headers=csrf
+        )
+    assert sent.status_code == 202, sent.text
+    body = sent.json()
+    assert body["delivery_status"] == "queued" and body["subject"] == "Re: Question"
+    assert body["provider_message_id"].endswith("@a.example>")
