@@ -63,6 +63,9 @@ async def test_where_is_my_order_email_to_templated_reply_to_threaded_answer(db,
             "{{ tracking.status_label }}.\n\n{{ agent.name }}, {{ tenant.from_name }}",
         ),
     )
+    await outbound.configure_outbound(
+        db, system, tenant.id, outbound.OutboundSettingsFields(auto_answer_template_id=template.id)
+    )
     person = await make_staff(db, StaffRole.AGENT, tenant)
     scope = Scope.for_tenants(tenant.id)
 
@@ -98,6 +101,9 @@ async def test_where_is_my_order_email_to_templated_reply_to_threaded_answer(db,
             assert f"/console/conversations/{conversation.id}/reply" in panel.text
             page = await web.get(f"/console/conversations/{conversation.id}/reply")
             assert page.status_code == 200 and "where is my order ACME-" in page.text
+            # The reply box shows the suggested action and proposes the where-is-my-order template.
+            assert f"answer with status of order #{number}" in page.text
+            assert f'<option value="{template.id}" selected>Where is my order (suggested)' in page.text
             sent = await web.post(
                 f"/console/conversations/{conversation.id}/reply",
                 data={"template_id": str(template.id), "text": ""},

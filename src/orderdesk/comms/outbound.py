@@ -758,3 +758,33 @@ async def send_reply(
         await work.complete_work_item(db, actor, item.id, macro.set_outcome, note=f"macro: {macro.name}"[:500])
         outcome = macro.set_outcome
     return ReplyResult(message=message, work_item_id=item.id if item else None, outcome_set=outcome, tag_added=tag_added)
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyDefaults:
+    # The conversation's work item's suggested action, as the inbound side wrote it.
+    suggestion: str | None
+    # The tenant's where-is-my-order template, when that is what the customer asked.
+    template_id: UUID | None
+
+
+async def reply_defaults(db: Database, actor: Actor, conversation_id: UUID) -> ReplyDefaults:
+    """What the reply box proposes. Raises NotFound (conversation missing or another tenant's)."""
+    from orderdesk.comms.models import Intent
+
+    _require_agent(actor)
+    async with db.transaction(actor.scope) as session:
+        conversation = await session.scalar(
+            select(Conversation).where(
+                Conversation.id == conversation_id, Conversation.tenant_id.in_(actor.tenant_ids)
+            )
+        )
+        if conversation is None:
+            raise NotFound("Conversation")
+        item = await _conversation_item(session, conversation)
+        last = await _last_inbound(session, conversation)
+        settings = await session.get(OutboundSettings, conversation.tenant_id)
+        template_id = None
+        if last is not None and last.intent is Intent.WHERE_IS_MY_ORDER and settings is not None:
+            template_id = settings.auto_answer_template_id
+        return ReplyDefaults(suggestion=item.detail if item else None, template_id=template_id)

@@ -414,6 +414,7 @@ class OutboundConsoleController(Controller):
                 "actor": actor,
                 "tenant": tenant,
                 "conversation": conversation,
+                "defaults": await outbound.reply_defaults(db, actor, conversation_id),
                 "templates": await outbound.list_templates(db, actor, conversation.tenant_id),
                 "macros": await outbound.list_macros(db, actor, conversation.tenant_id),
                 "errors": [],
