@@ -182,3 +182,29 @@ async def test_staff_reply_through_the_api(client, db, world: World, settings):
     body = sent.json()
     assert body["delivery_status"] == "queued" and body["subject"] == "Re: Question"
     assert body["provider_message_id"].endswith("@a.example>")
+
+
+async def test_the_reply_box_inserts_a_macros_text_after_what_was_typed(client, db, world: World):
+    conversation_id = await _a_conversation(db, world, client)
+    macro = await client.post(
+        "/api/v1/macros",
+        json={"name": "Thanks", "insert_text": "Kind regards, {{ agent.name }}", "add_tag": "thanked"},
+        headers=bearer(world.key_a),
+    )
+    await sign_in(client, world.lead_a)
+    page = await client.get(f"/console/conversations/{conversation_id}/reply")
+    assert 'hx-get="/console/conversations/' in page.text and "Thanks · tags thanked" in page.text
+    inserted = await client.get(
+        f"/console/conversations/{conversation_id}/macro-text",
+        params={"macro_id": macro.json()["id"], "text": "Your parcel left today."},
+        headers={"HX-Request": "true"},
+    )
+    assert inserted.status_code == 200
+    assert "Your parcel left today.\n\nKind regards, Lead" in inserted.text
+    assert 'id="reply-text"' in inserted.text
+    cleared = await client.get(
+        f"/console/conversations/{conversation_id}/macro-text",
+        params={"macro_id": "", "text": "Kept as typed"},
+        headers={"HX-Request": "true"},
+    )
+    assert ">Kept as typed</textarea>" in cleared.text
