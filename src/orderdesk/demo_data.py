@@ -65,6 +65,10 @@ async def seed_demo_data(settings: Settings, password: str) -> str:
 
         slugs = [t.slug for t in DEMO_TENANTS]
         inbound_addresses = await seed_comms(db, slugs, settings.inbound_email_domains)
+        # Outbound: a from-address, a where-is-my-order template and macros per tenant.
+        from orderdesk.comms.outbound_demo import seed_outbound
+
+        await seed_outbound(db, slugs)
     finally:
         await db.dispose()
     lines = ["Sign in with any of these (password: " + password + "):"]
