@@ -109,10 +109,14 @@ class Settings(BaseSettings):
     outbound_smtp_port: int = Field(default=587, ge=1, le=65535, alias="ORDERDESK_OUTBOUND_SMTP_PORT")
     # "starttls" upgrades a plain connection (port 587); "tls" is implicit TLS (port 465);
     # "none" is for a relay on the same host or network only.
-    outbound_smtp_tls: Literal["starttls", "tls", "none"] = Field(default="starttls", alias="ORDERDESK_OUTBOUND_SMTP_TLS")
+    outbound_smtp_tls: Literal["starttls", "tls", "none"] = Field(
+        default="starttls", alias="ORDERDESK_OUTBOUND_SMTP_TLS"
+    )
     outbound_smtp_user: str | None = Field(default=None, alias="ORDERDESK_OUTBOUND_SMTP_USER")
     outbound_smtp_password: str | None = Field(default=None, alias="ORDERDESK_OUTBOUND_SMTP_PASSWORD")
-    outbound_smtp_timeout_seconds: float = Field(default=30.0, gt=0, le=300, alias="ORDERDESK_OUTBOUND_SMTP_TIMEOUT")
+    outbound_smtp_timeout_seconds: float = Field(
+        default=30.0, gt=0, le=300, alias="ORDERDESK_OUTBOUND_SMTP_TIMEOUT"
+    )
     # Seconds before each retry after a temporary failure (4xx, connection lost); then failed.
     outbound_smtp_retry_schedule: tuple[float, ...] = Field(
         default=(60, 300, 1800, 7200, 21600), alias="ORDERDESK_OUTBOUND_SMTP_RETRY_SCHEDULE"

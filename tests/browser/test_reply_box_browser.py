@@ -28,20 +28,32 @@ async def test_a_macro_fills_the_reply_box_and_a_refused_reply_keeps_the_text(
 ):
     system = await tenants.system_actor(db)
     body = order_body(tenant_id=str(world.a.id))
-    order = (await orders.capture_order(db, system, OrderCreate.model_validate(body), channel=Channel.API)).body
+    order = (
+        await orders.capture_order(db, system, OrderCreate.model_validate(body), channel=Channel.API)
+    ).body
     await comms.configure_comms(
-        db, system, world.a.id, inbound_local_part=f"a{uuid.uuid4().hex[:8]}", from_address="support@a.example"
+        db,
+        system,
+        world.a.id,
+        inbound_local_part=f"a{uuid.uuid4().hex[:8]}",
+        from_address="support@a.example",
     )
     await outbound.create_macro(
         db,
         system,
         world.a.id,
-        outbound.MacroFields(name="Status", insert_text="Order {{ order.reference }} is {{ order.status_label }}."),
+        outbound.MacroFields(
+            name="Status", insert_text="Order {{ order.reference }} is {{ order.status_label }}."
+        ),
     )
     async with db.transaction(system.scope) as session:
         row = await session.get(Order, (world.a.id, uuid.UUID(order["id"])))
         conversation = await comms.start_conversation_in(
-            session, world.a.id, channel=MessageChannel.EMAIL, order=row, customer_email=row.customer_email,
+            session,
+            world.a.id,
+            channel=MessageChannel.EMAIL,
+            order=row,
+            customer_email=row.customer_email,
             subject="Where is it?",
         )
     page = await new_page()

@@ -56,7 +56,10 @@ async def outbound_of(db, desk: Desk) -> list[Message]:
             (
                 await session.scalars(
                     select(Message)
-                    .where(Message.conversation_id == desk.conversation.id, Message.direction == Direction.OUTBOUND)
+                    .where(
+                        Message.conversation_id == desk.conversation.id,
+                        Message.direction == Direction.OUTBOUND,
+                    )
                     .order_by(Message.created_at)
                 )
             ).all()
@@ -87,7 +90,10 @@ async def test_automated_mail_and_cancellations_are_never_answered(db):
     await allow_auto_answers(db, desk)
     system = await tenants.system_actor(db)
     await comms.append_message(
-        db, system, desk.conversation.id, customer_mail(desk, is_automated=True, automated_reason="Auto-Submitted")
+        db,
+        system,
+        desk.conversation.id,
+        customer_mail(desk, is_automated=True, automated_reason="Auto-Submitted"),
     )
     await comms.append_message(
         db, system, desk.conversation.id, customer_mail(desk, intent=Intent.CANCEL, text_body="Cancel it")
@@ -110,7 +116,9 @@ async def test_a_broken_template_leaves_the_message_to_an_agent_and_stores_it(db
     async with db.transaction(desk.scope) as session:
         from orderdesk.comms.outbound_models import EmailTemplate
 
-        template = await session.scalar(select(EmailTemplate).where(EmailTemplate.tenant_id == desk.tenant.id))
+        template = await session.scalar(
+            select(EmailTemplate).where(EmailTemplate.tenant_id == desk.tenant.id)
+        )
         template.body = "{{ shipments[0].carrier }}"
     incoming = customer_mail(desk)
     result = await comms.append_message(db, system, desk.conversation.id, incoming)

@@ -1,4 +1,4 @@
-"""The chat channel: signed webhook in, the same conversations and work items, signed replies out with retries."""
+"""The chat channel: signed webhook in, the same conversations and work items, signed replies out."""
 
 from __future__ import annotations
 
@@ -26,7 +26,13 @@ from tests.support.receiver import Receiver
 
 class ChatDesk:
     def __init__(self, tenant, order, secret, agent, receiver) -> None:
-        self.tenant, self.order, self.secret, self.agent, self.receiver = tenant, order, secret, agent, receiver
+        self.tenant, self.order, self.secret, self.agent, self.receiver = (
+            tenant,
+            order,
+            secret,
+            agent,
+            receiver,
+        )
 
     @property
     def scope(self) -> Scope:
@@ -73,7 +79,10 @@ async def post(client, desk: ChatDesk, body, *, secret: str | None = None, raw: 
     return await client.post(
         desk.path,
         content=data,
-        headers={"Content-Type": "application/json", chat.SIGNATURE_HEADER: chat.sign(secret or desk.secret, data)},
+        headers={
+            "Content-Type": "application/json",
+            chat.SIGNATURE_HEADER: chat.sign(secret or desk.secret, data),
+        },
     )
 
 
@@ -81,7 +90,9 @@ async def test_a_signed_chat_message_joins_the_order_and_opens_work(client, db, 
     first = await post(client, chat_desk, payload(chat_desk))
     assert first.status_code == 201, first.text
     assert first.json()["placement"] == "order_number"
-    again = await post(client, chat_desk, payload(chat_desk, message_id="m-2", text="Any news?", order_number=None))
+    again = await post(
+        client, chat_desk, payload(chat_desk, message_id="m-2", text="Any news?", order_number=None)
+    )
     assert again.status_code == 201 and again.json()["conversation_id"] == first.json()["conversation_id"]
     async with db.transaction(chat_desk.scope) as session:
         conversation = await session.get(
@@ -147,7 +158,11 @@ DROP = object()  # leave the field out
         ({"conversation_id": DROP}, "conversation_id", "Field required"),
         ({"text": ""}, "text", "a message needs text or an attachment"),
         ({"sender": {"email": "no-at-sign"}}, "sender.email", "should match pattern"),
-        ({"attachments": [{"filename": "a.txt", "content_type": "text/plain", "data": "%%"}]}, "attachments.0.data", "not valid base64"),
+        (
+            {"attachments": [{"filename": "a.txt", "content_type": "text/plain", "data": "%%"}]},
+            "attachments.0.data",
+            "not valid base64",
+        ),
         ({"surprise": 1}, "surprise", "Extra inputs are not permitted"),
         ({"text": "x" * 20_001}, "text", "at most 20000"),
     ],
@@ -186,7 +201,11 @@ async def test_an_agents_reply_is_posted_to_the_chat_endpoint_signed_with_retrie
 
     chat_desk.receiver.respond = flaky
     result = await outbound.send_reply(
-        db, chat_desk.agent, conversation_id, outbound.ReplyRequest(text="It ships today."), inbound_domain=None
+        db,
+        chat_desk.agent,
+        conversation_id,
+        outbound.ReplyRequest(text="It ships today."),
+        inbound_domain=None,
     )
     assert result.message.channel.value == "chat"
     async with httpx.AsyncClient() as http:

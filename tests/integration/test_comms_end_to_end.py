@@ -79,11 +79,18 @@ async def test_where_is_my_order_email_to_templated_reply_to_threaded_answer(db,
         question["Subject"] = f"where is my order ACME-{number}?"
         question["Message-ID"] = make_msgid(domain="mail.customer.example")
         question.set_content(f"Hi, where is my order ACME-{number}? It has been a week.\n\nKim")
-        assert await asyncio.to_thread(deliver, listener_port, customer, f"{local}@{DOMAIN}", question.as_bytes()) == {}
+        assert (
+            await asyncio.to_thread(
+                deliver, listener_port, customer, f"{local}@{DOMAIN}", question.as_bytes()
+            )
+            == {}
+        )
 
         # 2. It is a customer-message work item on the order, with the suggested answer.
         async with db.transaction(scope) as session:
-            conversation = await session.scalar(select(Conversation).where(Conversation.tenant_id == tenant.id))
+            conversation = await session.scalar(
+                select(Conversation).where(Conversation.tenant_id == tenant.id)
+            )
             item = await session.scalar(select(WorkItem).where(WorkItem.conversation_id == conversation.id))
         assert str(conversation.order_id) == order["id"]
         assert item.kind == "customer_message" and f"#{number}" in item.title
@@ -96,7 +103,9 @@ async def test_where_is_my_order_email_to_templated_reply_to_threaded_answer(db,
         async with AsyncTestClient(app=create_app(app_settings), base_url="http://testserver.local") as web:
             await sign_in(web, person)
             item_page = await web.get(f"/console/work/{item.id}")
-            assert item_page.status_code == 200 and f"/console/conversations/{conversation.id}" in item_page.text
+            assert (
+                item_page.status_code == 200 and f"/console/conversations/{conversation.id}" in item_page.text
+            )
             panel = await web.get(f"/console/conversations/{conversation.id}", headers={"HX-Request": "true"})
             assert f"/console/conversations/{conversation.id}/reply" in panel.text
             page = await web.get(f"/console/conversations/{conversation.id}/reply")
@@ -135,7 +144,10 @@ async def test_where_is_my_order_email_to_templated_reply_to_threaded_answer(db,
         answer["In-Reply-To"] = reply["Message-ID"]
         answer["References"] = f"{question['Message-ID']} {reply['Message-ID']}"
         answer.set_content("Thanks! Can you ship it faster?\n\n> your order is being checked")
-        assert await asyncio.to_thread(deliver, listener_port, customer, reply["Reply-To"], answer.as_bytes()) == {}
+        assert (
+            await asyncio.to_thread(deliver, listener_port, customer, reply["Reply-To"], answer.as_bytes())
+            == {}
+        )
     finally:
         server.close()
         await server.wait_closed()
@@ -146,8 +158,12 @@ async def test_where_is_my_order_email_to_templated_reply_to_threaded_answer(db,
                 select(Message).where(Message.tenant_id == tenant.id).order_by(Message.created_at)
             )
         ).all()
-        conversations = (await session.scalars(select(Conversation).where(Conversation.tenant_id == tenant.id))).all()
-        items = (await session.scalars(select(WorkItem).where(WorkItem.conversation_id == conversation.id))).all()
+        conversations = (
+            await session.scalars(select(Conversation).where(Conversation.tenant_id == tenant.id))
+        ).all()
+        items = (
+            await session.scalars(select(WorkItem).where(WorkItem.conversation_id == conversation.id))
+        ).all()
     assert len(conversations) == 1
     assert [(m.direction.value, m.conversation_id) for m in messages] == [
         ("in", conversation.id),

@@ -55,7 +55,11 @@ async def test_the_send_job_runs_in_a_worker_and_delivers(db, settings, monkeypa
     monkeypatch.setattr(webhook_jobs, "_listen", not_listening)
     desk = await make_desk(db)
     result = await outbound.send_reply(
-        db, desk.agent, desk.conversation.id, outbound.ReplyRequest(text="From the worker"), inbound_domain=DOMAIN
+        db,
+        desk.agent,
+        desk.conversation.id,
+        outbound.ReplyRequest(text="From the worker"),
+        inbound_domain=DOMAIN,
     )
     queue_name = f"comms-worker-test-{uuid.uuid4().hex}"
     pool = queue.connect(settings.redis_url, queue_name)

@@ -9,22 +9,26 @@ from orderdesk.comms import sending
 from orderdesk.comms.outbound_models import PlatformNotice
 from orderdesk.core.tenancy import Scope
 from tests.conftest import make_client_user
+from tests.integration import test_webhooks as webhooks
 from tests.integration.test_comms_outbound import policy_for
 from tests.integration.test_orders_api import order_body
-from tests.integration.test_webhooks import (  # noqa: F401 - fixtures
-    http,
-    policy,
-    receiver,
-    register,
-    run_dispatch,
-    tenant_key,
-    wh_client,
-)
 from tests.support.smtp_receiver import SmtpReceiver
+
+# The webhook tests' fixtures, reused under their names.
+http = webhooks.http
+policy = webhooks.policy
+receiver = webhooks.receiver
+tenant_key = webhooks.tenant_key
+wh_client = webhooks.wh_client
 
 
 async def test_the_client_admins_are_emailed_when_an_endpoint_is_disabled(
-    wh_client, db, http, policy, receiver, tenant_key
+    wh_client,
+    db,
+    http,
+    policy,
+    receiver,
+    tenant_key,
 ):
     tenant, headers = tenant_key
     admin = await make_client_user(db, tenant, ClientRole.ADMIN)
@@ -34,9 +38,9 @@ async def test_the_client_admins_are_emailed_when_an_endpoint_is_disabled(
         return 410, {}
 
     receiver.respond = gone
-    endpoint = await register(wh_client, headers, receiver.url)
+    endpoint = await webhooks.register(wh_client, headers, receiver.url)
     await wh_client.post("/api/v1/orders", json=order_body(), headers=headers)
-    await run_dispatch(db, http, policy, tenant)
+    await webhooks.run_dispatch(db, http, policy, tenant)
     scope = Scope.for_tenants(tenant.id)
     with SmtpReceiver() as smtp:
         await sending.deliver_due(db, policy_for(smtp.port), scope)

@@ -117,7 +117,11 @@ async def stored(db, desk: Desk, message_id) -> Message:
 
 async def test_a_reply_is_queued_with_its_timeline_entry_and_threading_headers(db, desk):
     result = await outbound.send_reply(
-        db, desk.agent, desk.conversation.id, outbound.ReplyRequest(text="It left today."), inbound_domain=DOMAIN
+        db,
+        desk.agent,
+        desk.conversation.id,
+        outbound.ReplyRequest(text="It left today."),
+        inbound_domain=DOMAIN,
     )
     message = result.message
     assert message.direction is Direction.OUTBOUND and message.delivery_status.value == "queued"
@@ -126,15 +130,20 @@ async def test_a_reply_is_queued_with_its_timeline_entry_and_threading_headers(d
     assert message.references == [desk.first_message[1], desk.first_message[0]]
     async with db.transaction(desk.scope) as session:
         event = await session.scalar(
-            select(OrderEvent)
-            .where(OrderEvent.order_id == uuid.UUID(desk.order["id"]), OrderEvent.kind == "message_sent")
+            select(OrderEvent).where(
+                OrderEvent.order_id == uuid.UUID(desk.order["id"]), OrderEvent.kind == "message_sent"
+            )
         )
     assert event is not None and event.changes["message_id"] == str(message.id)
 
 
 async def test_the_worker_sends_the_reply_with_every_header_the_customer_needs(db, desk):
     result = await outbound.send_reply(
-        db, desk.agent, desk.conversation.id, outbound.ReplyRequest(text="It left today."), inbound_domain=DOMAIN
+        db,
+        desk.agent,
+        desk.conversation.id,
+        outbound.ReplyRequest(text="It left today."),
+        inbound_domain=DOMAIN,
     )
     with SmtpReceiver() as smtp:
         await sending.deliver_due(db, policy_for(smtp.port), desk.scope)
@@ -183,7 +192,11 @@ async def test_a_retry_waits_for_its_backoff(db, desk):
 
 async def test_a_dead_server_fails_the_message_after_the_last_attempt_and_says_why(db, desk):
     result = await outbound.send_reply(
-        db, desk.agent, desk.conversation.id, outbound.ReplyRequest(text="Nobody home."), inbound_domain=DOMAIN
+        db,
+        desk.agent,
+        desk.conversation.id,
+        outbound.ReplyRequest(text="Nobody home."),
+        inbound_domain=DOMAIN,
     )
     await sending.deliver_due(db, policy_for(free_port(), retries=(0, 0)), desk.scope)
     failed = await stored(db, desk, result.message.id)
@@ -204,10 +217,16 @@ async def test_a_permanent_refusal_fails_at_once(db, desk):
     from orderdesk.workqueue.states import WorkOutcome
 
     async with db.transaction(desk.scope) as session:
-        item_id = await session.scalar(select(WorkItem.id).where(WorkItem.conversation_id == desk.conversation.id))
+        item_id = await session.scalar(
+            select(WorkItem.id).where(WorkItem.conversation_id == desk.conversation.id)
+        )
     await _claim(db, desk, item_id)
     result = await outbound.send_reply(
-        db, desk.agent, desk.conversation.id, outbound.ReplyRequest(text="No such user."), inbound_domain=DOMAIN
+        db,
+        desk.agent,
+        desk.conversation.id,
+        outbound.ReplyRequest(text="No such user."),
+        inbound_domain=DOMAIN,
     )
     await work.complete_work_item(db, desk.agent, item_id, WorkOutcome.RESOLVED)
     with SmtpReceiver() as smtp:
@@ -283,7 +302,8 @@ async def test_a_reply_from_a_template_uses_the_order(db, desk):
         outbound.TemplateFields(
             name="Where is it",
             subject="Your order {{ order.reference }}",
-            body="Hello {{ customer.first_name }}, order {{ order.reference }} is {{ tracking.status_label }}.",
+            body="Hello {{ customer.first_name }}, order {{ order.reference }} is "
+            "{{ tracking.status_label }}.",
         ),
     )
     result = await outbound.send_reply(
@@ -316,7 +336,11 @@ async def test_a_macro_inserts_text_tags_the_order_and_closes_the_item(db, desk)
     # The outcome needs the item in the agent's hands.
     with pytest.raises(Conflict):
         await outbound.send_reply(
-            db, desk.agent, desk.conversation.id, outbound.ReplyRequest(macro_id=macro.id), inbound_domain=DOMAIN
+            db,
+            desk.agent,
+            desk.conversation.id,
+            outbound.ReplyRequest(macro_id=macro.id),
+            inbound_domain=DOMAIN,
         )
     async with db.transaction(desk.scope) as session:
         item_id = await session.scalar(
@@ -331,9 +355,7 @@ async def test_a_macro_inserts_text_tags_the_order_and_closes_the_item(db, desk)
     async with db.transaction(desk.scope) as session:
         item = await session.get(WorkItem, (desk.tenant.id, item_id))
         order = await session.get(Order, (desk.tenant.id, uuid.UUID(desk.order["id"])))
-        kinds = (
-            await session.scalars(select(OrderEvent.kind).where(OrderEvent.order_id == order.id))
-        ).all()
+        kinds = (await session.scalars(select(OrderEvent.kind).where(OrderEvent.order_id == order.id))).all()
     assert item.status.value == "done" and item.outcome.value == "resolved"
     assert "wismo" in order.tags and "tag_added" in kinds
 
@@ -355,8 +377,13 @@ async def test_another_tenants_template_or_macro_is_not_found_in_a_reply(db, des
     template = await outbound.create_template(
         db, system, other.tenant.id, outbound.TemplateFields(name="B", subject="B", body="B")
     )
-    macro = await outbound.create_macro(db, system, other.tenant.id, outbound.MacroFields(name="B", add_tag="b"))
-    for request in (outbound.ReplyRequest(template_id=template.id), outbound.ReplyRequest(text="x", macro_id=macro.id)):
+    macro = await outbound.create_macro(
+        db, system, other.tenant.id, outbound.MacroFields(name="B", add_tag="b")
+    )
+    for request in (
+        outbound.ReplyRequest(template_id=template.id),
+        outbound.ReplyRequest(text="x", macro_id=macro.id),
+    ):
         with pytest.raises(NotFound):
             await outbound.send_reply(db, desk.agent, desk.conversation.id, request, inbound_domain=DOMAIN)
     with pytest.raises(NotFound):

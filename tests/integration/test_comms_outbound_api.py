@@ -19,7 +19,9 @@ async def test_a_template_is_checked_when_saved_and_previewed_with_a_real_order(
     headers = bearer(world.key_a)
     order = (await client.post("/api/v1/orders", json=order_body(), headers=headers)).json()
     broken = await client.post(
-        "/api/v1/email-templates", json={**WISMO, "body": "Hi {{ customer.name }\n{% if x %}"}, headers=headers
+        "/api/v1/email-templates",
+        json={**WISMO, "body": "Hi {{ customer.name }\n{% if x %}"},
+        headers=headers,
     )
     assert broken.status_code == 422 and broken.headers["content-type"].startswith("application/problem+json")
     assert broken.json()["errors"][0]["field"] == "body"
@@ -28,7 +30,9 @@ async def test_a_template_is_checked_when_saved_and_previewed_with_a_real_order(
         "/api/v1/email-templates", json={**WISMO, "subject": "{{ order.secret }}"}, headers=headers
     )
     assert unknown.status_code == 422
-    assert {e["field"]: e["message"] for e in unknown.json()["errors"]}["subject"].startswith("undefined variable")
+    assert {e["field"]: e["message"] for e in unknown.json()["errors"]}["subject"].startswith(
+        "undefined variable"
+    )
     created = await client.post("/api/v1/email-templates", json=WISMO, headers=headers)
     assert created.status_code == 201, created.text
     template_id = created.json()["id"]
@@ -60,7 +64,8 @@ async def test_a_preview_with_another_tenants_order_is_not_found(client, world: 
     b_order = (await client.post("/api/v1/orders", json=order_body(), headers=bearer(world.key_b))).json()
     created = await client.post("/api/v1/email-templates", json=WISMO, headers=bearer(world.key_a))
     missing = await client.get(
-        f"/api/v1/email-templates/{created.json()['id']}/preview?order_id={uuid.uuid4()}", headers=bearer(world.key_a)
+        f"/api/v1/email-templates/{created.json()['id']}/preview?order_id={uuid.uuid4()}",
+        headers=bearer(world.key_a),
     )
     foreign = await client.get(
         f"/api/v1/email-templates/{created.json()['id']}/preview?order_id={b_order['id']}",
@@ -74,7 +79,12 @@ async def test_macros_refuse_bad_outcomes_and_tags(client, world: World):
     headers = bearer(world.key_a)
     bad = await client.post(
         "/api/v1/macros",
-        json={"name": "Bad", "set_outcome": "order_cancelled", "add_tag": "Not A Tag!", "insert_text": "{{ nope }}"},
+        json={
+            "name": "Bad",
+            "set_outcome": "order_cancelled",
+            "add_tag": "Not A Tag!",
+            "insert_text": "{{ nope }}",
+        },
         headers=headers,
     )
     assert bad.status_code == 422
@@ -85,7 +95,9 @@ async def test_macros_refuse_bad_outcomes_and_tags(client, world: World):
     empty = await client.post("/api/v1/macros", json={"name": "Nothing"}, headers=headers)
     assert empty.status_code == 422 and "needs text, an outcome or a tag" in empty.text
     good = await client.post(
-        "/api/v1/macros", json={"name": "Close", "set_outcome": "resolved", "add_tag": "WISMO"}, headers=headers
+        "/api/v1/macros",
+        json={"name": "Close", "set_outcome": "resolved", "add_tag": "WISMO"},
+        headers=headers,
     )
     assert good.status_code == 201 and good.json()["add_tag"] == "wismo"
 
@@ -118,7 +130,9 @@ async def test_staff_manage_templates_in_the_console_and_see_errors_and_a_previe
     listed = await client.get("/api/v1/email-templates", headers=bearer(world.key_a))
     template_id = listed.json()[0]["id"]
     preview = await client.get(f"/console/templates/{template_id}?order_id={order['id']}")
-    assert f"with order #{order['number']}" in preview.text and f"Your order #{order['number']}" in preview.text
+    assert (
+        f"with order #{order['number']}" in preview.text and f"Your order #{order['number']}" in preview.text
+    )
     macro = await client.post(
         f"/console/tenants/{world.a.id}/macros",
         data={"name": "Close", "insert_text": "Done.", "set_outcome": "resolved", "add_tag": "done"},
@@ -146,7 +160,11 @@ async def _a_conversation(db, world: World, client) -> str:
     async with db.transaction(system.scope) as session:
         row = await session.get(Order, (world.a.id, uuid.UUID(order["id"])))
         conversation = await comms.start_conversation_in(
-            session, world.a.id, channel=MessageChannel.EMAIL, order=row, customer_email=row.customer_email,
+            session,
+            world.a.id,
+            channel=MessageChannel.EMAIL,
+            order=row,
+            customer_email=row.customer_email,
             subject="Question",
         )
     return str(conversation.id)
@@ -166,7 +184,9 @@ async def test_staff_reply_through_the_api(client, db, world: World, settings):
     # Without an inbound domain there is no address for the customer's answer: said plainly.
     await sign_in(client, world.lead_a)
     csrf = {"X-CSRF-Token": session_csrf((await client.get("/console")).text)}
-    unset = await client.post(f"/api/v1/conversations/{conversation_id}/replies", json={"text": "Hi"}, headers=csrf)
+    unset = await client.post(
+        f"/api/v1/conversations/{conversation_id}/replies", json={"text": "Hi"}, headers=csrf
+    )
     assert unset.status_code == 422
     assert {e["field"]: e["message"] for e in unset.json()["errors"]}["inbound_domain"] == (
         "ORDERDESK_INBOUND_DOMAINS is not set"

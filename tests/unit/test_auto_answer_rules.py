@@ -54,7 +54,14 @@ def test_cancellations_and_address_changes_are_never_automatic(intent, status):
     decision = decide(**{**SAFE, "intent": intent, "order_status": status})
     assert not decision.answer and "never handled automatically" in decision.reason
     packed = status.value in {
-        "packed", "partially_shipped", "shipped", "delivered", "return_requested",
-        "return_received", "refunded", "return_rejected", "closed",
+        "packed",
+        "partially_shipped",
+        "shipped",
+        "delivered",
+        "return_requested",
+        "return_received",
+        "refunded",
+        "return_rejected",
+        "closed",
     }
     assert ("already packed" in decision.reason) == packed

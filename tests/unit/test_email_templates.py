@@ -23,7 +23,8 @@ def errors_of(subject: str, body: str, context: dict) -> dict[str, str]:
 def test_a_template_renders_the_documented_variables(context):
     rendered = templates.render(
         "Order {{ order.reference }}",
-        "Hi {{ customer.first_name }}, {{ order.reference }} is {{ tracking.status_label }}: {{ tracking_link }}\n"
+        "Hi {{ customer.first_name }}, {{ order.reference }} is {{ tracking.status_label }}: "
+        "{{ tracking_link }}\n"
         "{% for s in shipments %}{{ s.carrier }} {{ s.tracking_number }}{% endfor %}\n{{ tenant.from_name }}",
         context,
     )

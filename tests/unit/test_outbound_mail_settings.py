@@ -16,7 +16,10 @@ BASE = {"DATABASE_URL": "postgresql://x/y", "ORDERDESK_SECRET_KEY": "k" * 40}
         ({"ORDERDESK_OUTBOUND_SMTP_PORT": "70000"}, "ORDERDESK_OUTBOUND_SMTP_PORT"),
         ({"ORDERDESK_OUTBOUND_SMTP_PORT": "smtp"}, "ORDERDESK_OUTBOUND_SMTP_PORT"),
         ({"ORDERDESK_OUTBOUND_SMTP_TLS": "ssl"}, "ORDERDESK_OUTBOUND_SMTP_TLS"),
-        ({"ORDERDESK_OUTBOUND_SMTP_HOST": "smtp://mail.example.com"}, "ORDERDESK_OUTBOUND_SMTP_HOST must be a host"),
+        (
+            {"ORDERDESK_OUTBOUND_SMTP_HOST": "smtp://mail.example.com"},
+            "ORDERDESK_OUTBOUND_SMTP_HOST must be a host",
+        ),
         ({"ORDERDESK_OUTBOUND_SMTP_HOST": "mail.example.com:587"}, "port in ORDERDESK_OUTBOUND_SMTP_PORT"),
         ({"ORDERDESK_OUTBOUND_SMTP_USER": "desk"}, "must be set together"),
         ({"ORDERDESK_OUTBOUND_SMTP_PASSWORD": "pw"}, "must be set together"),

@@ -153,7 +153,7 @@ async def after_inbound(
     if not decision.answer:
         return None
     template = await session.get(EmailTemplate, (conversation.tenant_id, extra.auto_answer_template_id))
-    context = await outbound._context(
+    context = await outbound.template_context(
         session, conversation.tenant_id, order=order, conversation=conversation
     )
     try:

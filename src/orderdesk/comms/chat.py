@@ -127,7 +127,9 @@ def parse_body(body: bytes) -> tuple[ChatMessageIn, list[tuple[ChatAttachmentIn,
     try:
         raw = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ValidationFailed([FieldError("body", f"not valid JSON: {exc}")], "The chat message is not valid") from None
+        raise ValidationFailed(
+            [FieldError("body", f"not valid JSON: {exc}")], "The chat message is not valid"
+        ) from None
     try:
         parsed = ChatMessageIn.model_validate(raw)
     except ValidationError as exc:
@@ -141,7 +143,9 @@ def parse_body(body: bytes) -> tuple[ChatMessageIn, list[tuple[ChatAttachmentIn,
             errors.append(FieldError(f"attachments.{index}.data", "not valid base64"))
             continue
         if len(data) > MAX_ATTACHMENT_BYTES:
-            errors.append(FieldError(f"attachments.{index}.data", f"larger than {MAX_ATTACHMENT_BYTES} bytes"))
+            errors.append(
+                FieldError(f"attachments.{index}.data", f"larger than {MAX_ATTACHMENT_BYTES} bytes")
+            )
         files.append((attachment, data))
     if not parsed.text and not parsed.attachments:
         errors.append(FieldError("text", "a message needs text or an attachment"))
@@ -156,7 +160,11 @@ async def _authenticate(db: Database, tenant_id: UUID, body: bytes, signature: s
             select(OutboundSettings.chat_webhook_secret).where(OutboundSettings.tenant_id == tenant_id)
         )
     if not signature_matches(secret or _NO_SECRET, body, signature) or not secret:
-        log.warning("chat_webhook_rejected", tenant=str(tenant_id), reason="no_channel" if not secret else "bad_signature")
+        log.warning(
+            "chat_webhook_rejected",
+            tenant=str(tenant_id),
+            reason="no_channel" if not secret else "bad_signature",
+        )
         raise AuthenticationFailed(REJECTED)
 
 
@@ -170,7 +178,9 @@ def _sender_may_write_about(order: Order, settings: CommsSettings | None, email:
     return any(email == c or (c.startswith("@") and email.endswith(c)) for c in contacts)
 
 
-async def receive_chat_message(db: Database, tenant_id: UUID, body: bytes, signature: str | None) -> ChatReceipt:
+async def receive_chat_message(
+    db: Database, tenant_id: UUID, body: bytes, signature: str | None
+) -> ChatReceipt:
     """Authenticate, parse and store one chat message in its conversation.
 
     Raises AuthenticationFailed (unknown tenant, no chat channel, bad signature: one
@@ -203,7 +213,9 @@ async def receive_chat_message(db: Database, tenant_id: UUID, body: bytes, signa
                 candidate = await session.scalar(
                     select(Order).where(Order.tenant_id == tenant_id, Order.number == message.order_number)
                 )
-                if candidate is not None and _sender_may_write_about(candidate, settings, message.sender.email):
+                if candidate is not None and _sender_may_write_about(
+                    candidate, settings, message.sender.email
+                ):
                     order, placement = candidate, Placement.ORDER_NUMBER
                     note = f"order #{candidate.number} named by the chat, sender is its customer"
                 else:
@@ -235,10 +247,11 @@ async def receive_chat_message(db: Database, tenant_id: UUID, body: bytes, signa
             order_label=f"#{order.number}" if order else None,
             status=order.status if order else None,
         )
+        about = (message.text or "attachment")[:80]
         title = (
-            f"Chat · order #{order.number} · {detected.intent.value.replace('_', ' ')}: {(message.text or 'attachment')[:80]}"
+            f"Chat · order #{order.number} · {detected.intent.value.replace('_', ' ')}: {about}"
             if order
-            else f"Chat: {(message.text or 'attachment')[:120]}"
+            else f"Chat: {about}"
         )
         result = await comms.append_message_in(
             session,

@@ -54,7 +54,9 @@ async def start(ctx: dict[str, Any], settings) -> None:
     """Worker start-up: the mail policy and the LISTEN connection."""
     ctx["mail_policy"] = sending.MailPolicy.from_settings(settings)
     if not settings.outbound_smtp_host:
-        log.warning("outbound_mail_disabled", reason="ORDERDESK_OUTBOUND_SMTP_HOST is not set; email stays queued")
+        log.warning(
+            "outbound_mail_disabled", reason="ORDERDESK_OUTBOUND_SMTP_HOST is not set; email stays queued"
+        )
     ctx["comms_listener"] = asyncio.create_task(_listen(ctx, settings.app_url))
 
 
@@ -81,7 +83,7 @@ async def _listen(ctx: dict[str, Any], url: URL) -> None:
             connection = await asyncpg.connect(dsn)
             await connection.add_listener(NOTIFY_CHANNEL, on_notify)
             await _enqueue_send(ctx)  # anything committed while we were not listening
-            while not connection.is_closed():
+            while not connection.is_closed():  # noqa: ASYNC110 - asyncpg offers no close event
                 await asyncio.sleep(1)
         except asyncio.CancelledError:
             if connection is not None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+import secrets
 from dataclasses import dataclass
 from email.utils import make_msgid
 from typing import Any
@@ -96,7 +97,7 @@ async def _order_in(session: AsyncSession, tenant_id: UUID, order_id: UUID) -> O
     return order
 
 
-async def _context(
+async def template_context(
     session: AsyncSession,
     tenant_id: UUID,
     *,
@@ -160,7 +161,9 @@ async def _flush_unique(session: AsyncSession, what: str) -> None:
         raise
 
 
-async def create_template(db: Database, actor: Actor, tenant_id: UUID, fields: TemplateFields) -> EmailTemplate:
+async def create_template(
+    db: Database, actor: Actor, tenant_id: UUID, fields: TemplateFields
+) -> EmailTemplate:
     """A new template of the tenant, checked against its newest order (or a sample one).
 
     Raises NotFound (tenant out of reach), PermissionDenied (client viewer),
@@ -176,7 +179,7 @@ async def create_template(db: Database, actor: Actor, tenant_id: UUID, fields: T
     if errors:
         raise ValidationFailed(errors)
     async with db.transaction(actor.scope) as session:
-        context = await _context(session, tenant_id, sample_if_no_order=True)
+        context = await template_context(session, tenant_id, sample_if_no_order=True)
         templates.validate(fields.subject, fields.body, context)
         now = utcnow()
         row = EmailTemplate(
@@ -223,7 +226,9 @@ async def list_templates(db: Database, actor: Actor, tenant_id: UUID) -> list[Em
         return list(rows.all())
 
 
-async def update_template(db: Database, actor: Actor, template_id: UUID, fields: TemplateFields) -> EmailTemplate:
+async def update_template(
+    db: Database, actor: Actor, template_id: UUID, fields: TemplateFields
+) -> EmailTemplate:
     """Change name, subject or body; the result is checked like a new template.
 
     Raises NotFound, PermissionDenied, ValidationFailed.
@@ -237,7 +242,7 @@ async def update_template(db: Database, actor: Actor, template_id: UUID, fields:
             raise ValidationFailed(errors)
         subject = fields.subject if fields.subject is not None else row.subject
         body = fields.body if fields.body is not None else row.body
-        context = await _context(session, row.tenant_id, sample_if_no_order=True)
+        context = await template_context(session, row.tenant_id, sample_if_no_order=True)
         templates.validate(subject, body, context)
         if name is not None:
             row.name = name
@@ -281,7 +286,9 @@ async def preview_template(
     async with db.transaction(actor.scope) as session:
         row = await _find_template(session, actor, template_id)
         order = await _order_in(session, row.tenant_id, order_id) if order_id else None
-        context = await _context(session, row.tenant_id, order=order, sample_if_no_order=order is None)
+        context = await template_context(
+            session, row.tenant_id, order=order, sample_if_no_order=order is None
+        )
         try:
             rendered = templates.render(row.subject, row.body, context)
         except templates.TemplateProblem as exc:
@@ -302,7 +309,9 @@ class MacroFields:
     add_tag: str | None = None
 
 
-def _macro_errors(fields: MacroFields, context: dict) -> tuple[list[FieldError], WorkOutcome | None, str | None]:
+def _macro_errors(
+    fields: MacroFields, context: dict
+) -> tuple[list[FieldError], WorkOutcome | None, str | None]:
     errors: list[FieldError] = []
     outcome = None
     if fields.set_outcome:
@@ -337,7 +346,7 @@ async def create_macro(db: Database, actor: Actor, tenant_id: UUID, fields: Macr
     """
     _require_editor(actor, tenant_id)
     async with db.transaction(actor.scope) as session:
-        context = await _context(session, tenant_id, sample_if_no_order=True)
+        context = await template_context(session, tenant_id, sample_if_no_order=True)
         errors, outcome, tag = _macro_errors(fields, context)
         name = _check_name(errors, fields.name, required=True)
         if not (fields.insert_text or outcome or tag) and not errors:
@@ -388,7 +397,10 @@ async def list_macros(db: Database, actor: Actor, tenant_id: UUID) -> list[Agent
 
 
 async def update_macro(db: Database, actor: Actor, macro_id: UUID, fields: MacroFields) -> AgentMacro:
-    """Replace a macro's parts (empty strings clear them). Raises NotFound, PermissionDenied, ValidationFailed."""
+    """Replace a macro's parts (empty strings clear them).
+
+    Raises NotFound, PermissionDenied, ValidationFailed.
+    """
     async with db.transaction(actor.scope) as session:
         row = await _find_macro(session, actor, macro_id)
         _require_editor(actor, row.tenant_id)
@@ -400,7 +412,7 @@ async def update_macro(db: Database, actor: Actor, macro_id: UUID, fields: Macro
             else fields.set_outcome,
             add_tag=row.add_tag if fields.add_tag is None else fields.add_tag,
         )
-        context = await _context(session, row.tenant_id, sample_if_no_order=True)
+        context = await template_context(session, row.tenant_id, sample_if_no_order=True)
         errors, outcome, tag = _macro_errors(merged, context)
         name = _check_name(errors, fields.name, required=False)
         if not (merged.insert_text or outcome or tag) and not errors:
@@ -437,9 +449,17 @@ async def macro_text_for(db: Database, actor: Actor, conversation_id: UUID, macr
             raise NotFound("Macro")
         if not macro.insert_text:
             return ""
-        order = await _order_in(session, conversation.tenant_id, conversation.order_id) if conversation.order_id else None
-        context = await _context(
-            session, conversation.tenant_id, order=order, conversation=conversation, agent_name=actor.display_name
+        order = (
+            await _order_in(session, conversation.tenant_id, conversation.order_id)
+            if conversation.order_id
+            else None
+        )
+        context = await template_context(
+            session,
+            conversation.tenant_id,
+            order=order,
+            conversation=conversation,
+            agent_name=actor.display_name,
         )
         return _render_or_refuse("insert_text", macro.insert_text, context)
 
@@ -448,7 +468,9 @@ def _render_or_refuse(field: str, source: str, context: dict) -> str:
     try:
         return templates.render_source(field, source, context)
     except templates.TemplateProblem as exc:
-        raise ValidationFailed([FieldError(field, str(exc).split(": ", 1)[1])], "The text does not render") from None
+        raise ValidationFailed(
+            [FieldError(field, str(exc).split(": ", 1)[1])], "The text does not render"
+        ) from None
 
 
 # ---------------------------------------------------------------- outbound settings
@@ -479,8 +501,6 @@ async def configure_outbound(
     Raises NotFound (tenant or template out of reach), PermissionDenied,
     ValidationFailed (chat URL not https or not public).
     """
-    import secrets as _secrets
-
     _require_editor(actor, tenant_id)
     errors: list[FieldError] = []
     url = None
@@ -507,7 +527,7 @@ async def configure_outbound(
         if fields.chat_reply_url is not None:
             row.chat_reply_url = url
         if fields.rotate_chat_secret or (row.chat_webhook_secret is None and url):
-            secret = "odchat_" + _secrets.token_urlsafe(32)
+            secret = "odchat_" + secrets.token_urlsafe(32)
             row.chat_webhook_secret = secret
         row.updated_at = utcnow()
         await session.flush()
@@ -605,21 +625,27 @@ async def queue_reply_in(
         if outbound is None or not outbound.chat_reply_url or not outbound.chat_webhook_secret:
             errors.append(FieldError("channel", "the tenant has no chat reply endpoint configured"))
         channel = MessageChannel.CHAT
-        recipients = [{"kind": "to", "address": conversation.customer_email, "name": conversation.customer_name}]
+        recipients = [
+            {"kind": "to", "address": conversation.customer_email, "name": conversation.customer_name}
+        ]
         provider_id = f"od-chat-{new_id()}"
     else:
         channel = MessageChannel.EMAIL
         if not conversation.customer_email:
             errors.append(FieldError("conversation", "the customer has no email address to reply to"))
         if settings is None or not settings.from_address:
-            errors.append(FieldError("from_address", "the tenant has no from-address in its communication settings"))
+            errors.append(
+                FieldError("from_address", "the tenant has no from-address in its communication settings")
+            )
         if settings is None or not settings.inbound_local_part:
             errors.append(FieldError("inbound_local_part", "the tenant has no inbound address for answers"))
         if require_inbound_domain and not inbound_domain:
             errors.append(FieldError("inbound_domain", "ORDERDESK_INBOUND_DOMAINS is not set"))
-        recipients = [{"kind": "to", "address": conversation.customer_email, "name": conversation.customer_name}]
+        recipients = [
+            {"kind": "to", "address": conversation.customer_email, "name": conversation.customer_name}
+        ]
         # Our Message-ID ends in the sender's domain; the Reply-To (built when sending) in the inbound one.
-        sender_domain = (settings.from_address.rpartition("@")[2] if settings and settings.from_address else "")
+        sender_domain = settings.from_address.rpartition("@")[2] if settings and settings.from_address else ""
         provider_id = message_id_for(sender_domain or inbound_domain or "orderdesk.invalid")
     if not composed.body.strip():
         errors.append(FieldError("text", "the reply is empty"))
@@ -713,7 +739,7 @@ async def send_reply(
         conversation = await _find_conversation(session, actor, conversation_id)
         tenant_id = conversation.tenant_id
         order = await _order_in(session, tenant_id, conversation.order_id) if conversation.order_id else None
-        context = await _context(
+        context = await template_context(
             session, tenant_id, order=order, conversation=conversation, agent_name=actor.display_name
         )
         macro = None
@@ -751,13 +777,21 @@ async def send_reply(
             require_inbound_domain=True,
         )
         tag_added = None
-        if macro is not None and macro.add_tag and await _add_tag(session, actor, conversation, macro.add_tag):
+        if (
+            macro is not None
+            and macro.add_tag
+            and await _add_tag(session, actor, conversation, macro.add_tag)
+        ):
             tag_added = macro.add_tag
     outcome = None
     if macro is not None and macro.set_outcome is not None and item is not None:
-        await work.complete_work_item(db, actor, item.id, macro.set_outcome, note=f"macro: {macro.name}"[:500])
+        await work.complete_work_item(
+            db, actor, item.id, macro.set_outcome, note=f"macro: {macro.name}"[:500]
+        )
         outcome = macro.set_outcome
-    return ReplyResult(message=message, work_item_id=item.id if item else None, outcome_set=outcome, tag_added=tag_added)
+    return ReplyResult(
+        message=message, work_item_id=item.id if item else None, outcome_set=outcome, tag_added=tag_added
+    )
 
 
 @dataclass(frozen=True, slots=True)

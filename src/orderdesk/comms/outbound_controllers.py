@@ -74,11 +74,18 @@ class EmailTemplateController(Controller):
     tags = ["Communication"]
     guards = [requires_actor]
 
-    @post("/", summary="Create an email template (checked against a real order)", responses=problem_responses(400, 401, 403, 404, 422))
+    @post(
+        "/",
+        summary="Create an email template (checked against a real order)",
+        responses=problem_responses(400, 401, 403, 404, 422),
+    )
     async def create(self, db: DB, actor: CurrentActor, data: JSONBody[TemplateCreate]) -> TemplateView:
         tenant_id = resolve_tenant(actor, data.tenant_id)
         row = await outbound.create_template(
-            db, actor, tenant_id, outbound.TemplateFields(name=data.name, subject=data.subject, body=data.body)
+            db,
+            actor,
+            tenant_id,
+            outbound.TemplateFields(name=data.name, subject=data.subject, body=data.body),
         )
         return TemplateView.model_validate(row)
 
@@ -93,16 +100,28 @@ class EmailTemplateController(Controller):
     async def get_template(self, db: DB, actor: CurrentActor, template_id: FromPath[UUID]) -> TemplateView:
         return TemplateView.model_validate(await outbound.get_template(db, actor, template_id))
 
-    @patch("/{template_id:uuid}", summary="Change a template", responses=problem_responses(400, 401, 403, 404, 422))
+    @patch(
+        "/{template_id:uuid}",
+        summary="Change a template",
+        responses=problem_responses(400, 401, 403, 404, 422),
+    )
     async def update(
         self, db: DB, actor: CurrentActor, template_id: FromPath[UUID], data: JSONBody[TemplateUpdate]
     ) -> TemplateView:
         row = await outbound.update_template(
-            db, actor, template_id, outbound.TemplateFields(name=data.name, subject=data.subject, body=data.body)
+            db,
+            actor,
+            template_id,
+            outbound.TemplateFields(name=data.name, subject=data.subject, body=data.body),
         )
         return TemplateView.model_validate(row)
 
-    @delete("/{template_id:uuid}", summary="Remove a template", status_code=204, responses=problem_responses(400, 401, 403, 404))
+    @delete(
+        "/{template_id:uuid}",
+        summary="Remove a template",
+        status_code=204,
+        responses=problem_responses(400, 401, 403, 404),
+    )
     async def remove(self, db: DB, actor: CurrentActor, template_id: FromPath[UUID]) -> None:
         await outbound.delete_template(db, actor, template_id)
 
@@ -112,7 +131,11 @@ class EmailTemplateController(Controller):
         responses=problem_responses(400, 401, 403, 404, 422),
     )
     async def preview(
-        self, db: DB, actor: CurrentActor, template_id: FromPath[UUID], order_id: FromQuery[UUID | None] = None
+        self,
+        db: DB,
+        actor: CurrentActor,
+        template_id: FromPath[UUID],
+        order_id: FromQuery[UUID | None] = None,
     ) -> TemplatePreview:
         found = await outbound.preview_template(db, actor, template_id, order_id)
         return TemplatePreview(
@@ -133,7 +156,10 @@ class MacroController(Controller):
             actor,
             tenant_id,
             outbound.MacroFields(
-                name=data.name, insert_text=data.insert_text, set_outcome=data.set_outcome, add_tag=data.add_tag
+                name=data.name,
+                insert_text=data.insert_text,
+                set_outcome=data.set_outcome,
+                add_tag=data.add_tag,
             ),
         )
         return _macro_view(row)
@@ -142,7 +168,9 @@ class MacroController(Controller):
     async def list_macros(
         self, db: DB, actor: CurrentActor, tenant_id: FromQuery[UUID | None] = None
     ) -> list[MacroView]:
-        return [_macro_view(r) for r in await outbound.list_macros(db, actor, resolve_tenant(actor, tenant_id))]
+        return [
+            _macro_view(r) for r in await outbound.list_macros(db, actor, resolve_tenant(actor, tenant_id))
+        ]
 
     @get("/{macro_id:uuid}", summary="One macro", responses=problem_responses(400, 401, 403, 404))
     async def get_macro(self, db: DB, actor: CurrentActor, macro_id: FromPath[UUID]) -> MacroView:
@@ -157,12 +185,20 @@ class MacroController(Controller):
             actor,
             macro_id,
             outbound.MacroFields(
-                name=data.name, insert_text=data.insert_text, set_outcome=data.set_outcome, add_tag=data.add_tag
+                name=data.name,
+                insert_text=data.insert_text,
+                set_outcome=data.set_outcome,
+                add_tag=data.add_tag,
             ),
         )
         return _macro_view(row)
 
-    @delete("/{macro_id:uuid}", summary="Remove a macro", status_code=204, responses=problem_responses(400, 401, 403, 404))
+    @delete(
+        "/{macro_id:uuid}",
+        summary="Remove a macro",
+        status_code=204,
+        responses=problem_responses(400, 401, 403, 404),
+    )
     async def remove(self, db: DB, actor: CurrentActor, macro_id: FromPath[UUID]) -> None:
         await outbound.delete_macro(db, actor, macro_id)
 
@@ -234,24 +270,27 @@ class ConversationReplyController(Controller):
 class ChatWebhookController(Controller):
     path = "/hooks/chat"
     tags = ["Communication"]
-    exception_handlers = {DomainError: _webhook_problem, HTTPException: _webhook_problem, Exception: _webhook_problem}
+    exception_handlers = {
+        DomainError: _webhook_problem,
+        HTTPException: _webhook_problem,
+        Exception: _webhook_problem,
+    }
 
     @post(
         "/{tenant_id:uuid}",
         summary="Receive a customer's chat message from the tenant's chat platform",
         description=(
             "Authenticated by `X-OrderDesk-Signature`: base64 HMAC-SHA256 of the raw body under the tenant's "
-            "chat secret (PUT /api/v1/tenants/{tenant_id}/comms-outbound). No session or API key. 201 for a new "
-            "message, 200 for a redelivery of the same `message_id` in the same `conversation_id`."
+            "chat secret (PUT /api/v1/tenants/{tenant_id}/comms-outbound). No session or API key. "
+            "201 for a new message, 200 for a redelivery of the same `message_id` in the same "
+            "`conversation_id`."
         ),
         status_code=201,
         responses=problem_responses(400, 401, 413, 422),
         # Attachments travel base64 inside the JSON: room for one at the 10 MiB limit.
         request_max_body_size=chat.MAX_BODY_BYTES,
     )
-    async def receive(
-        self, request: Request, db: DB, tenant_id: FromPath[UUID]
-    ) -> Response[ChatReceiptView]:
+    async def receive(self, request: Request, db: DB, tenant_id: FromPath[UUID]) -> Response[ChatReceiptView]:
         receipt = await chat.receive_chat_message(
             db, tenant_id, await request.body(), request.headers.get(chat.SIGNATURE_HEADER.lower())
         )
@@ -307,7 +346,9 @@ class OutboundConsoleController(Controller):
     ) -> Template:
         form = await request.form()
         fields = outbound.TemplateFields(
-            name=str(form.get("name", "")), subject=str(form.get("subject", "")), body=str(form.get("body", ""))
+            name=str(form.get("name", "")),
+            subject=str(form.get("subject", "")),
+            body=str(form.get("body", "")),
         )
         await get_tenant(db, actor, tenant_id)
         try:
@@ -374,7 +415,11 @@ class OutboundConsoleController(Controller):
 
     @get("/templates/{template_id:uuid}")
     async def template_page(
-        self, db: DB, actor: CurrentActor, template_id: FromPath[UUID], order_id: FromQuery[UUID | None] = None
+        self,
+        db: DB,
+        actor: CurrentActor,
+        template_id: FromPath[UUID],
+        order_id: FromQuery[UUID | None] = None,
     ) -> Template:
         return await self._template_page(db, actor, template_id, order_id=order_id)
 
@@ -461,7 +506,12 @@ class OutboundConsoleController(Controller):
             )
         except Conflict as exc:
             return await self._reply_page(
-                db, actor, conversation_id, errors=[FieldError("macro", exc.detail)], text=text_, status_code=409
+                db,
+                actor,
+                conversation_id,
+                errors=[FieldError("macro", exc.detail)],
+                text=text_,
+                status_code=409,
             )
         notice = "Reply queued for sending."
         if result.tag_added:

@@ -25,9 +25,13 @@ Kind regards,
 """
 MACROS = (
     outbound.MacroFields(
-        name="Answered: close", insert_text="Is there anything else we can do for you?", set_outcome="resolved"
+        name="Answered: close",
+        insert_text="Is there anything else we can do for you?",
+        set_outcome="resolved",
     ),
-    outbound.MacroFields(name="Late delivery", insert_text="We are sorry for the wait.", add_tag="late-delivery"),
+    outbound.MacroFields(
+        name="Late delivery", insert_text="We are sorry for the wait.", add_tag="late-delivery"
+    ),
 )
 
 
@@ -38,10 +42,16 @@ async def seed_outbound(db: Database, slugs: list[str]) -> None:
         async with db.transaction(system.scope) as session:
             current = await settings_in(session, tenant.id)
             template_names = set(
-                (await session.scalars(select(EmailTemplate.name).where(EmailTemplate.tenant_id == tenant.id))).all()
+                (
+                    await session.scalars(
+                        select(EmailTemplate.name).where(EmailTemplate.tenant_id == tenant.id)
+                    )
+                ).all()
             )
             macro_names = set(
-                (await session.scalars(select(AgentMacro.name).where(AgentMacro.tenant_id == tenant.id))).all()
+                (
+                    await session.scalars(select(AgentMacro.name).where(AgentMacro.tenant_id == tenant.id))
+                ).all()
             )
         if current is None or not current.from_address:
             await configure_comms(db, system, tenant.id, from_address=f"support@{slug}.example.com")

@@ -16,7 +16,9 @@ def _examples(*examples: dict) -> dict:
 
 class TemplateCreate(InputSchema):
     name: str = Field(min_length=1, max_length=100)
-    subject: str = Field(max_length=300, description="Jinja2 (sandboxed); see docs/comms.md for the variables")
+    subject: str = Field(
+        max_length=300, description="Jinja2 (sandboxed); see docs/comms.md for the variables"
+    )
     body: str = Field(max_length=20_000, description="Plain text, Jinja2 (sandboxed)")
     tenant_id: UUID | None = Field(default=None, description="Required for staff who reach several tenants")
 
@@ -25,8 +27,8 @@ class TemplateCreate(InputSchema):
             "name": "Where is my order",
             "subject": "Your order {{ order.reference }}",
             "body": "Hello {{ customer.first_name }},\n\nyour order {{ order.reference }} is "
-            "{{ tracking.status_label }}.{% if tracking_link %} Track it here: {{ tracking_link }}{% endif %}\n\n"
-            "{{ tenant.from_name }}",
+            "{{ tracking.status_label }}.{% if tracking_link %} Track it here: {{ tracking_link }}"
+            "{% endif %}\n\n{{ tenant.from_name }}",
         }
     )
 
@@ -53,14 +55,18 @@ class TemplateView(OutputSchema):
 class TemplatePreview(OutputSchema):
     subject: str
     body: str
-    order_id: UUID | None = Field(description="The order rendered; null when the tenant has none (sample data)")
+    order_id: UUID | None = Field(
+        description="The order rendered; null when the tenant has none (sample data)"
+    )
     order_number: int | None
 
 
 class MacroCreate(InputSchema):
     name: str = Field(min_length=1, max_length=100)
     insert_text: str | None = Field(default=None, max_length=20_000, description="Jinja2 like templates")
-    set_outcome: str | None = Field(default=None, description="resolved, no_action_needed, escalated, duplicate")
+    set_outcome: str | None = Field(
+        default=None, description="resolved, no_action_needed, escalated, duplicate"
+    )
     add_tag: str | None = Field(default=None, max_length=40)
     tenant_id: UUID | None = Field(default=None, description="Required for staff who reach several tenants")
 
@@ -96,7 +102,9 @@ class MacroView(OutputSchema):
 
 
 class ReplyCreate(InputSchema):
-    text: str | None = Field(default=None, max_length=50_000, description="Free text; wins over the template's body")
+    text: str | None = Field(
+        default=None, max_length=50_000, description="Free text; wins over the template's body"
+    )
     template_id: UUID | None = None
     macro_id: UUID | None = Field(
         default=None, description="Fills an empty text, tags the order, sets the work item's outcome"
@@ -124,7 +132,9 @@ class OutboundSettingsUpdate(InputSchema):
         default=None, description="The template where-is-my-order messages are answered with"
     )
     clear_auto_answer_template: bool = False
-    chat_reply_url: str | None = Field(default=None, max_length=2000, description="Where chat replies are posted")
+    chat_reply_url: str | None = Field(
+        default=None, max_length=2000, description="Where chat replies are posted"
+    )
     rotate_chat_secret: bool = False
 
     model_config = _examples(

@@ -133,7 +133,7 @@ async def smtp_send(policy: MailPolicy, message: EmailMessage, sender: str, reci
         return Outcome(False, True, f"SMTP authentication failed: {exc.code} {exc.message}")
     except aiosmtplib.SMTPResponseException as exc:
         return Outcome(False, exc.code < 500, f"mail server answered {exc.code} {exc.message}")
-    except (aiosmtplib.SMTPException, OSError, asyncio.TimeoutError) as exc:
+    except (TimeoutError, aiosmtplib.SMTPException, OSError) as exc:
         return Outcome(False, True, f"mail server unreachable: {type(exc).__name__}: {exc}"[:500])
     if refused:
         detail = "; ".join(f"{address}: {code} {text_}" for address, (code, text_) in refused.items())
@@ -151,7 +151,9 @@ def build_reply_email(
     email = EmailMessage()
     email["From"] = formataddr((settings.from_name or "", settings.from_address))
     recipient = next((r for r in message.recipients if r.get("kind") == "to"), None) or {}
-    email["To"] = formataddr((recipient.get("name") or "", recipient.get("address") or conversation.customer_email))
+    email["To"] = formataddr(
+        (recipient.get("name") or "", recipient.get("address") or conversation.customer_email)
+    )
     email["Reply-To"] = reply_address(settings.inbound_local_part, conversation.reply_token, inbound_domain)
     email["Subject"] = message.subject or ""
     email["Date"] = format_datetime(message.created_at)
@@ -177,7 +179,7 @@ async def chat_post(
     payload: dict,
     *,
     allow_private: bool,
-    timeout: float = 15.0,
+    seconds: float = 15.0,
 ) -> Outcome:
     """POST one chat reply, signed; classify the answer, never raise."""
     try:
@@ -190,7 +192,7 @@ async def chat_post(
             url,
             content=body,
             headers={"Content-Type": "application/json", CHAT_SIGNATURE_HEADER: sign_chat_body(secret, body)},
-            timeout=timeout,
+            timeout=seconds,
         )
     except httpx.HTTPError as exc:
         return Outcome(False, True, f"chat endpoint unreachable: {type(exc).__name__}: {exc}"[:500])
@@ -203,22 +205,26 @@ async def chat_post(
 # ---------------------------------------------------------------- claiming and recording
 
 
-async def _claim(session: AsyncSession, table: str, extra: str, limit: int, lease: dt.timedelta) -> list[tuple[UUID, UUID]]:
+_CLAIM_SQL = """
+    UPDATE {table} AS t SET next_attempt_at = now() + make_interval(secs => :lease)
+    FROM (
+        SELECT tenant_id, id FROM {table}
+        WHERE delivery_status = 'queued' AND next_attempt_at <= now() {extra}
+        ORDER BY next_attempt_at
+        LIMIT :limit
+        FOR UPDATE SKIP LOCKED
+    ) AS due
+    WHERE t.tenant_id = due.tenant_id AND t.id = due.id
+    RETURNING t.tenant_id, t.id
+"""
+
+
+async def _claim(
+    session: AsyncSession, table: str, extra: str, limit: int, lease: dt.timedelta
+) -> list[tuple[UUID, UUID]]:
+    # `table` and `extra` are constants of this module, never input.
     rows = await session.execute(
-        text(
-            f"""
-            UPDATE {table} AS t SET next_attempt_at = now() + make_interval(secs => :lease)
-            FROM (
-                SELECT tenant_id, id FROM {table}
-                WHERE delivery_status = 'queued' AND next_attempt_at <= now() {extra}
-                ORDER BY next_attempt_at
-                LIMIT :limit
-                FOR UPDATE SKIP LOCKED
-            ) AS due
-            WHERE t.tenant_id = due.tenant_id AND t.id = due.id
-            RETURNING t.tenant_id, t.id
-            """
-        ),
+        text(_CLAIM_SQL.format(table=table, extra=extra)),
         {"lease": lease.total_seconds(), "limit": limit},
     )
     return [(row.tenant_id, row.id) for row in rows]
@@ -318,7 +324,11 @@ async def _attempt(job: _Job, policy: MailPolicy, http: httpx.AsyncClient | None
         if http is None:
             return Outcome(False, True, "no HTTP client in this worker")
         return await chat_post(
-            http, job.chat_url, job.chat_secret, job.chat_payload, allow_private=policy.allow_private_chat_urls
+            http,
+            job.chat_url,
+            job.chat_secret,
+            job.chat_payload,
+            allow_private=policy.allow_private_chat_urls,
         )
     return await smtp_send(policy, job.email, job.sender, job.recipients)
 
@@ -360,7 +370,14 @@ async def _record(db: Database, job: _Job, outcome: Outcome, policy: MailPolicy)
         DeliveryStatus.FAILED: "outbound_failed",
     }[status]
     logger = log.warning if status is not DeliveryStatus.SENT else log.info
-    logger(event, tenant=str(job.tenant_id), kind=job.kind, id=str(job.id), attempts=attempts, error=outcome.error)
+    logger(
+        event,
+        tenant=str(job.tenant_id),
+        kind=job.kind,
+        id=str(job.id),
+        attempts=attempts,
+        error=outcome.error,
+    )
     return status
 
 

@@ -13,7 +13,6 @@ import datetime as dt
 import operator
 from dataclasses import dataclass
 from typing import Any
-from uuid import UUID
 
 from jinja2 import StrictUndefined, TemplateSyntaxError, UndefinedError, meta
 from jinja2.exceptions import SecurityError, TemplateError
@@ -336,5 +335,3 @@ def sample_context(tenant: Tenant, *, from_name: str | None = None, from_address
     context["tracking_link"] = shipment["tracking_url"]
     context["conversation"] = {"subject": "Where is my order?"}
     return context
-
-
