@@ -141,6 +141,11 @@ async def smtp_send(policy: MailPolicy, message: EmailMessage, sender: str, reci
     return Outcome(True)
 
 
+def _one_line(value: str | None) -> str:
+    # Header values must not carry line breaks (header injection); fold any whitespace run.
+    return " ".join((value or "").split())
+
+
 def build_reply_email(
     message: Message,
     conversation: Conversation,
@@ -149,13 +154,12 @@ def build_reply_email(
 ) -> EmailMessage:
     """The RFC 5322 message of one outbound reply, headers for threading included."""
     email = EmailMessage()
-    email["From"] = formataddr((settings.from_name or "", settings.from_address))
+    email["From"] = formataddr((_one_line(settings.from_name), settings.from_address))
     recipient = next((r for r in message.recipients if r.get("kind") == "to"), None) or {}
-    email["To"] = formataddr(
-        (recipient.get("name") or "", recipient.get("address") or conversation.customer_email)
-    )
+    address = recipient.get("address") or conversation.customer_email
+    email["To"] = formataddr((_one_line(recipient.get("name")), address))
     email["Reply-To"] = reply_address(settings.inbound_local_part, conversation.reply_token, inbound_domain)
-    email["Subject"] = message.subject or ""
+    email["Subject"] = _one_line(message.subject)
     email["Date"] = format_datetime(message.created_at)
     email["Message-ID"] = message.provider_message_id
     if message.in_reply_to:
@@ -243,6 +247,8 @@ class _Job:
     chat_secret: str | None = None
     chat_payload: dict | None = None
     setup_error: str | None = None
+    # The message itself is unsendable (not the configuration): fail it rather than retry.
+    permanent: bool = False
 
 
 async def _message_jobs(db: Database, scope: Scope, policy: MailPolicy, limit: int) -> list[_Job]:
@@ -281,7 +287,10 @@ async def _message_jobs(db: Database, scope: Scope, policy: MailPolicy, limit: i
                 elif not policy.inbound_domain:
                     job.setup_error = "ORDERDESK_INBOUND_DOMAINS is not set"
                 else:
-                    job.email = build_reply_email(message, conversation, settings, policy.inbound_domain)
+                    try:
+                        job.email = build_reply_email(message, conversation, settings, policy.inbound_domain)
+                    except (ValueError, TypeError) as exc:
+                        job.setup_error, job.permanent = f"the email cannot be built: {exc}"[:500], True
                     job.sender = settings.from_address
                     job.recipients = [
                         r["address"] for r in message.recipients if r.get("address") and r.get("kind") != "cc"
@@ -319,7 +328,7 @@ async def _notice_jobs(db: Database, scope: Scope, policy: MailPolicy, limit: in
 
 async def _attempt(job: _Job, policy: MailPolicy, http: httpx.AsyncClient | None) -> Outcome:
     if job.setup_error:
-        return Outcome(False, True, job.setup_error)
+        return Outcome(False, not job.permanent, job.setup_error)
     if job.kind == "chat":
         if http is None:
             return Outcome(False, True, "no HTTP client in this worker")
