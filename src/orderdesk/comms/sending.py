@@ -304,7 +304,7 @@ def _notice_email(notice: PlatformNotice, policy: MailPolicy) -> tuple[EmailMess
     email = EmailMessage()
     email["From"] = sender
     email["To"] = notice.to_address
-    email["Subject"] = notice.subject
+    email["Subject"] = _one_line(notice.subject)
     email["Date"] = format_datetime(notice.created_at)
     email["Message-ID"] = notice.provider_message_id
     email["Auto-Submitted"] = "auto-generated"
