@@ -578,11 +578,6 @@ async def _last_inbound(session: AsyncSession, conversation: Conversation) -> Me
     )
 
 
-def reply_address(local_part: str, token: str, domain: str) -> str:
-    """`acme+c_<token>@inbound.example`: the customer's answer finds its conversation by it."""
-    return f"{local_part}+c_{token}@{domain}"
-
-
 def message_id_for(domain: str) -> str:
     return make_msgid(idstring="od", domain=domain)
 

@@ -34,7 +34,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from orderdesk.comms import services as comms
 from orderdesk.comms.models import CommsSettings, Conversation, DeliveryStatus, Message, MessageChannel
-from orderdesk.comms.outbound import reply_address
 from orderdesk.comms.outbound_models import ChatThread, OutboundSettings, PlatformNotice
 from orderdesk.core.db import Database
 from orderdesk.core.tenancy import Scope
@@ -158,7 +157,9 @@ def build_reply_email(
     recipient = next((r for r in message.recipients if r.get("kind") == "to"), None) or {}
     address = recipient.get("address") or conversation.customer_email
     email["To"] = formataddr((_one_line(recipient.get("name")), address))
-    email["Reply-To"] = reply_address(settings.inbound_local_part, conversation.reply_token, inbound_domain)
+    email["Reply-To"] = comms.reply_address(
+        settings.inbound_local_part, conversation.reply_token, inbound_domain
+    )
     email["Subject"] = _one_line(message.subject)
     email["Date"] = format_datetime(message.created_at)
     email["Message-ID"] = message.provider_message_id
