@@ -128,7 +128,7 @@ async def smtp_send(policy: MailPolicy, message: EmailMessage, sender: str, reci
         detail = "; ".join(f"{r.recipient}: {r.code} {r.message}" for r in exc.recipients)
         return Outcome(False, temporary, f"recipient refused: {detail}")
     except aiosmtplib.SMTPAuthenticationError as exc:
-        # Our credentials, not the message: keep it queued until the configuration is fixed.
+        # Our credentials, not the message: retried on the schedule, so fixing them in time saves it.
         return Outcome(False, True, f"SMTP authentication failed: {exc.code} {exc.message}")
     except aiosmtplib.SMTPResponseException as exc:
         return Outcome(False, exc.code < 500, f"mail server answered {exc.code} {exc.message}")
