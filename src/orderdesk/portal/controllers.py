@@ -430,6 +430,8 @@ class PortalSettingsController(Controller):
         form = await request.form()
         data = _endpoint_form(form)
         data["enabled"] = form.get("enabled") == "on"
+        # Another tenant's endpoint is simply not there, whatever the form says.
+        await webhooks.get_endpoint(db, actor, endpoint_id)
         try:
             await webhooks.update_endpoint(
                 db, actor, endpoint_id, EndpointUpdate(**data), allow_private=settings.webhooks_allow_private
