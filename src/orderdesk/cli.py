@@ -153,6 +153,27 @@ def worker() -> None:
 
 
 @cli.command()
+@click.option("--host", default=None, help="Address to listen on [default: ORDERDESK_SMTP_HOST, 127.0.0.1].")
+@click.option(
+    "--port",
+    default=None,
+    type=click.IntRange(0, 65535),
+    help="TCP port; 0 picks a free one [default: ORDERDESK_SMTP_PORT or 2525].",
+)
+def smtp(host: str | None, port: int | None) -> None:
+    """Run the inbound SMTP listener: customers' mail to tenants' inbound addresses."""
+    from orderdesk.comms.smtp import run_smtp_server
+
+    settings = _settings()
+    _run(lambda: _check_database(settings))
+    _run(
+        lambda: run_smtp_server(
+            settings, host=host or settings.smtp_host, port=settings.smtp_port if port is None else port
+        )
+    )
+
+
+@cli.command()
 @click.option("--revision", default="head", show_default=True, help="Target revision.")
 def migrate(revision: str) -> None:
     """Apply database migrations (as the owner in DATABASE_URL)."""
@@ -386,6 +407,63 @@ def shop_connect(tenant_slug: str, domain: str, secret: str) -> None:
     verb = "connected" if connected.created else "updated the secret of"
     click.echo(f"{verb} {view.shop_domain} for {tenant_slug} ({view.id})")
     click.echo(f"point the shop's orders/create webhook (JSON) at https://<this server>{view.webhook_path}")
+
+
+@cli.group()
+def comms() -> None:
+    """Customer communication: a tenant's inbound email address and sending settings."""
+
+
+@comms.command("configure")
+@click.option("--tenant", "tenant_slug", required=True, help="The tenant's slug.")
+@click.option(
+    "--local-part", default=None, help="Inbound address local part, e.g. acme (acme@<inbound domain>)."
+)
+@click.option("--from-name", default=None, help="Name outbound mail is sent as.")
+@click.option("--from-address", default=None, help="Address outbound mail is sent from.")
+@click.option("--auto-answer/--no-auto-answer", default=None, help="Allow safe automatic answers.")
+@click.option("--order-number-pattern", default=None, help=r"Regex with one group, e.g. 'ACME-(\d+)'.")
+@click.option("--known-contacts", default=None, help="Comma-separated addresses or @domains of client staff.")
+@click.option("--rotate-secret", is_flag=True, help="Issue a new secret for the HTTP inbound endpoint.")
+def comms_configure(
+    tenant_slug,
+    local_part,
+    from_name,
+    from_address,
+    auto_answer,
+    order_number_pattern,
+    known_contacts,
+    rotate_secret,
+) -> None:
+    """Set a tenant's communication settings; a new inbound secret is printed once."""
+    from orderdesk.comms import services as comms_services
+    from orderdesk.tenants import services
+
+    settings = _settings()
+
+    async def work(db):
+        actor = await services.system_actor(db)
+        tenant_row = await services.get_tenant_by_slug(db, actor, tenant_slug)
+        return await comms_services.configure_comms(
+            db,
+            actor,
+            tenant_row.id,
+            inbound_local_part=local_part,
+            from_name=from_name,
+            from_address=from_address,
+            auto_answer_enabled=auto_answer,
+            order_number_pattern=order_number_pattern,
+            known_contacts=_csv(known_contacts) if known_contacts is not None else None,
+            rotate_inbound_secret=rotate_secret,
+        )
+
+    row, secret = _run(lambda: _with_database(settings, work))
+    domains = settings.inbound_email_domains or ("<inbound domain>",)
+    address = f"{row.inbound_local_part}@{domains[0]}" if row.inbound_local_part else "no inbound address"
+    click.echo(f"{tenant_slug}: {address}; automatic answers {'on' if row.auto_answer_enabled else 'off'}")
+    if secret:
+        click.echo("inbound secret for POST /hooks/inbound-email (shown once):")
+        click.echo(secret)
 
 
 def main(argv: list[str] | None = None) -> int:
