@@ -697,3 +697,73 @@ async def test_admin_brands_the_portal(client, world: World):
     logo = re.search(r'<img src="(/portal/branding/[^"]+)"', page.text).group(1)
     client.cookies.clear()
     assert (await client.get(logo)).content == png
+
+
+# ---------------------------------------------------------------- customer messages (comms)
+
+
+async def test_customer_messages_are_on_the_timeline_and_internal_notes_are_not(client, db, world: World):
+    from orderdesk.comms import services as comms
+    from orderdesk.comms.models import Direction, MessageChannel, Placement
+    from orderdesk.orders.models import Order
+    from orderdesk.tenants import services as tenants
+
+    order = await new_order(client, world.key_a)
+    system = await tenants.system_actor(db)
+    async with db.transaction(system.scope) as session:
+        row = await session.get(Order, (world.a.id, uuid.UUID(order["id"])))
+        conversation = await comms.start_conversation_in(
+            session, world.a.id, channel=MessageChannel.EMAIL, order=row, customer_email=row.customer_email
+        )
+    await comms.append_message(
+        db,
+        system,
+        conversation.id,
+        comms.MessageDraft(
+            direction=Direction.INBOUND,
+            channel=MessageChannel.EMAIL,
+            created_by="inbound email",
+            sender_name="Erika Mustermann",
+            sender_address="erika@example.com",
+            subject="Where is my tent?",
+            text_body="Hello, where is my tent?",
+            summary="Hello, where is my tent?",
+            provider_message_id=f"<{uuid.uuid4().hex}@mail.example.com>",
+            placement=Placement.ORDER_NUMBER,
+        ),
+    )
+    await comms.append_message(
+        db,
+        system,
+        conversation.id,
+        comms.MessageDraft(
+            direction=Direction.OUTBOUND,
+            channel=MessageChannel.NOTE,
+            created_by="Agent Smith",
+            text_body="Customer sounds angry, internal only",
+        ),
+    )
+    await portal_session(client, world.client_viewer_a)
+    page = await client.get(f"/portal/orders/{order['id']}")
+    assert "Email from Erika Mustermann: Where is my tent?" in page.text
+    assert "Hello, where is my tent?" in page.text
+    assert "internal only" not in page.text and "Note:" not in page.text
+
+
+async def test_integration_settings_show_the_inbound_address(client, db, world: World):
+    from orderdesk.comms import services as comms
+    from orderdesk.tenants import services as tenants
+
+    headers = await portal_session(client, world.client_admin_a)
+    page = await client.get("/portal/settings/integrations")
+    assert "Customer email is not set up for you yet" in page.text
+    system = await tenants.system_actor(db)
+    local = f"acme-{uuid.uuid4().hex[:6]}"
+    await comms.configure_comms(
+        db, system, world.a.id, inbound_local_part=local, from_name="Acme Support", rotate_inbound_secret=True
+    )
+    page = await client.get("/portal/settings/integrations")
+    assert f"{local}@" in page.text and "/hooks/inbound-email?recipient=" in page.text
+    assert "Acme Support" in page.text and "Secret: set" in page.text
+    assert "Chat webhook" in page.text
+    del headers

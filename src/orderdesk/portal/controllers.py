@@ -26,7 +26,7 @@ from orderdesk.integrations.outbox import EVENT_TYPES
 from orderdesk.integrations.schemas import EndpointCreate, EndpointUpdate
 from orderdesk.orders.models import Channel
 from orderdesk.orders.states import OrderStatus
-from orderdesk.portal import charts, decisions, reports
+from orderdesk.portal import charts, decisions, inbound, reports
 from orderdesk.portal import orders as portal_orders
 from orderdesk.portal import users as portal_users
 from orderdesk.tenants import branding as brand
@@ -336,7 +336,9 @@ class PortalSettingsController(Controller):
     guards = [requires_client, requires_client_admin]
     include_in_schema = False
 
-    async def _integrations(self, db, actor: Actor, *, status_code: int = 200, **extra: Any) -> Template:
+    async def _integrations(
+        self, db, actor: Actor, settings, *, status_code: int = 200, **extra: Any
+    ) -> Template:
         tenant_id = actor.single_tenant_id
         return await _render(
             db,
@@ -347,12 +349,13 @@ class PortalSettingsController(Controller):
             endpoints=await webhooks.list_endpoints(db, actor, tenant_id),
             keys=await accounts.list_api_keys(db, actor, tenant_id),
             event_types=sorted(EVENT_TYPES),
+            inbound=await inbound.inbound_details(db, actor, settings.inbound_email_domains),
             **{"form": {}, "errors": [], **extra},
         )
 
     @get("/integrations")
-    async def integrations(self, db: DB, actor: CurrentActor) -> Template:
-        return await self._integrations(db, actor)
+    async def integrations(self, db: DB, actor: CurrentActor, settings: AppSettings) -> Template:
+        return await self._integrations(db, actor, settings)
 
     @post("/webhooks")
     async def create_endpoint(
@@ -368,14 +371,17 @@ class PortalSettingsController(Controller):
                 allow_private=settings.webhooks_allow_private,
             )
         except ValidationFailed as exc:
-            return await self._integrations(db, actor, status_code=422, errors=exc.errors, form=data)
+            return await self._integrations(
+                db, actor, settings, status_code=422, errors=exc.errors, form=data
+            )
         except PydanticValidationError as exc:
             return await self._integrations(
-                db, actor, status_code=422, errors=_pydantic_errors(exc), form=data
+                db, actor, settings, status_code=422, errors=_pydantic_errors(exc), form=data
             )
         return await self._integrations(
             db,
             actor,
+            settings,
             notice=f"Endpoint {endpoint.url} added. Copy its signing secret into the receiving system now.",
             secret=endpoint.secret,
         )
@@ -474,26 +480,31 @@ class PortalSettingsController(Controller):
         )
 
     @post("/api-keys")
-    async def create_key(self, request: Request, db: DB, actor: CurrentActor) -> Template:
+    async def create_key(
+        self, request: Request, db: DB, actor: CurrentActor, settings: AppSettings
+    ) -> Template:
         form = await request.form()
         name = str(form.get("name", ""))
         try:
             issued = await accounts.issue_api_key(db, actor, actor.single_tenant_id, name)
         except ValidationFailed as exc:
             return await self._integrations(
-                db, actor, status_code=422, errors=exc.errors, form={"key_name": name}
+                db, actor, settings, status_code=422, errors=exc.errors, form={"key_name": name}
             )
         return await self._integrations(
             db,
             actor,
+            settings,
             notice=f"API key “{issued.key.name}” created. Copy it now: it is shown only once.",
             new_key=issued.secret,
         )
 
     @post("/api-keys/{key_id:uuid}/revoke")
-    async def revoke_key(self, db: DB, actor: CurrentActor, key_id: FromPath[UUID]) -> Template:
+    async def revoke_key(
+        self, db: DB, actor: CurrentActor, settings: AppSettings, key_id: FromPath[UUID]
+    ) -> Template:
         key = await accounts.revoke_api_key(db, actor, key_id)
-        return await self._integrations(db, actor, notice=f"API key “{key.name}” revoked.")
+        return await self._integrations(db, actor, settings, notice=f"API key “{key.name}” revoked.")
 
     # ------------------------------------------------------------ branding
 
