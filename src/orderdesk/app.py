@@ -42,6 +42,7 @@ from orderdesk.orders.controllers import (
     VerificationPolicyController,
 )
 from orderdesk.portal.controllers import (
+    ConsolePortalPreferencesController,
     PortalBrandingAssetController,
     PortalController,
     PortalInvitationController,
@@ -104,6 +105,7 @@ def create_app(settings: Settings) -> Litestar:
             PortalBrandingAssetController,
             PortalSettingsController,
             PortalInvitationController,
+            ConsolePortalPreferencesController,
             OrderApiController,
             *IMPORT_ROUTE_HANDLERS,
             WebhookEndpointController,

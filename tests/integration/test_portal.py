@@ -767,3 +767,29 @@ async def test_integration_settings_show_the_inbound_address(client, db, world: 
     assert "Acme Support" in page.text and "Secret: set" in page.text
     assert "Chat webhook" in page.text
     del headers
+
+
+async def test_operations_admins_choose_roles_for_a_client_in_the_console(client, world: World):
+    from tests.integration.test_workqueue_console import signed_in
+
+    headers = await signed_in(client, world.admin)
+    page = await client.get(f"/console/tenants/{world.a.id}")
+    assert 'data-testid="portal-preferences"' in page.text
+    saved = await client.post(
+        f"/console/tenants/{world.a.id}/portal-agent-display", data=csrf_form(headers, agent_display="role")
+    )
+    assert saved.status_code == 200 and "agents appear by role" in saved.text
+    odd = await client.post(
+        f"/console/tenants/{world.a.id}/portal-agent-display", data=csrf_form(headers, agent_display="both")
+    )
+    assert odd.status_code == 422
+    client.cookies.clear()
+    lead_headers = await signed_in(client, world.lead_a)
+    refused = await client.post(
+        f"/console/tenants/{world.a.id}/portal-agent-display",
+        data=csrf_form(lead_headers, agent_display="name"),
+    )
+    assert refused.status_code == 403
+    await portal_session(client, world.client_admin_a)
+    branding = await client.get("/portal/settings/branding")
+    assert 'value="role" checked' in branding.text

@@ -30,8 +30,9 @@ from orderdesk.portal import charts, decisions, inbound, reports
 from orderdesk.portal import orders as portal_orders
 from orderdesk.portal import users as portal_users
 from orderdesk.tenants import branding as brand
+from orderdesk.tenants import services as tenants
 from orderdesk.web.deps import DB, AppSettings, CurrentActor
-from orderdesk.web.guards import requires_client, requires_client_admin
+from orderdesk.web.guards import requires_client, requires_client_admin, requires_staff_admin
 
 ROTATION_OVERLAP = dt.timedelta(hours=24)
 
@@ -609,6 +610,25 @@ class PortalInvitationController(Controller):
             # Spent, expired or unknown meanwhile: the page says which, as it would on a reload.
             return await self._page(request, db, token)
         return Redirect(path="/sign-in?reason=invited")
+
+
+class ConsolePortalPreferencesController(Controller):
+    """Operations admins choose, per client, whether the portal names agents or shows roles."""
+
+    path = "/console/tenants"
+    guards = [requires_staff_admin]
+    include_in_schema = False
+
+    @post("/{tenant_id:uuid}/portal-agent-display")
+    async def agent_display(
+        self, request: Request, db: DB, actor: CurrentActor, tenant_id: FromPath[UUID]
+    ) -> Template:
+        form = await request.form()
+        await portal_orders.set_agent_display(db, actor, tenant_id, str(form.get("agent_display", "")))
+        tenant = await tenants.get_tenant(db, actor, tenant_id)
+        return Template(
+            "tenants/console_tenant.html", context={"actor": actor, "tenant": tenant, "saved": True}
+        )
 
 
 class PortalBrandingAssetController(Controller):

@@ -209,12 +209,12 @@ async def set_agent_display(db: Database, actor: Actor, tenant_id: UUID, choice:
         raise NotFound("Tenant")
     if not (actor.is_admin or (actor.kind is ActorKind.CLIENT and actor.client_role is ClientRole.ADMIN)):
         raise PermissionDenied("Only administrators can change how agents are shown")
-    if choice not in AGENT_DISPLAY_CHOICES:
-        raise ValidationFailed([FieldError("agent_display", "must be name or role")])
     async with db.transaction(actor.scope) as session:
         tenant = await session.get(Tenant, tenant_id, with_for_update=True)
         if tenant is None:
             raise NotFound("Tenant")
+        if choice not in AGENT_DISPLAY_CHOICES:
+            raise ValidationFailed([FieldError("agent_display", "must be name or role")])
         settings = dict(tenant.settings or {})
         settings["portal"] = {**settings.get("portal", {}), "agent_display": choice}
         tenant.settings = settings
