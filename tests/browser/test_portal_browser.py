@@ -133,3 +133,30 @@ async def test_a_viewer_sees_no_admin_menu_and_staff_are_kept_out(world: World, 
     await sign_in(staff, world.agent_a)
     response = await staff.goto("/portal")
     assert response.status == 403
+
+
+async def test_reports_are_drawn_as_charts(client, world: World, new_page, screenshot_dir):
+    from tests.integration.test_workqueue_console import claim, signed_in
+
+    for _ in range(3):
+        await client.post(
+            "/api/v1/orders", json=order_body(payment_status="pending"), headers=bearer(world.key_a)
+        )
+    headers = await signed_in(client, world.agent_a)
+    for _ in range(2):
+        item_url = await claim(client, headers)
+        await client.post(f"{item_url}/done", data={"_csrf": headers["X-CSRF-Token"], "outcome": "resolved"})
+
+    page = await new_page()
+    await sign_in(page, world.client_viewer_a)
+    await page.goto("/portal/reports")
+    charts = page.locator("svg.chart")
+    assert await charts.count() == 5
+    sla_bar = page.locator("#report-sla svg.chart rect").first
+    await sla_bar.wait_for()
+    box = await sla_bar.bounding_box()
+    assert box is not None and box["height"] > 50  # 100 % attainment: a tall bar, not a sliver
+    assert "verification" in await page.locator("#report-sla .legend").inner_text()
+    status_bar = page.locator("#report-status svg.chart rect")
+    assert await status_bar.count() == 1
+    await page.screenshot(path=str(screenshot_dir / "portal-05-reports.png"), full_page=True)

@@ -445,29 +445,45 @@ async def test_reports_draw_charts_and_give_csv(client, db, world: World):
     assert bad.status_code == 422 and "between 1 and 104" in bad.text
 
 
-async def test_sla_and_handling_report_count_finished_items(client, db, world: World):
+async def test_sla_and_handling_report_count_finished_items(client, db, world: World, owner_connection):
     from tests.integration.test_workqueue_console import claim, signed_in
 
-    await new_order(client, world.key_a, payment_status="pending")
+    for _ in range(3):
+        await new_order(client, world.key_a, payment_status="pending")
     headers = await signed_in(client, world.agent_a)
-    item_url = await claim(client, headers)
-    done = await client.post(
-        f"{item_url}/done",
-        data={"_csrf": headers["X-CSRF-Token"], "outcome": "no_action_needed"},
-        follow_redirects=False,
+    finished = []
+    for _ in range(3):
+        item_url = await claim(client, headers)
+        done = await client.post(
+            f"{item_url}/done",
+            data={"_csrf": headers["X-CSRF-Token"], "outcome": "no_action_needed"},
+            follow_redirects=False,
+        )
+        assert done.status_code in (302, 303), done.text
+        finished.append(uuid.UUID(item_url.rsplit("/", 1)[1]))
+    # Arrange known handling times (10, 20 and 60 minutes) and one finish after its due time.
+    for item_id, minutes in zip(finished, (10, 20, 60), strict=True):
+        await owner_connection.execute(
+            "UPDATE work_items SET created_at = finished_at - make_interval(mins => $2) WHERE id = $1",
+            item_id,
+            minutes,
+        )
+    await owner_connection.execute(
+        "UPDATE work_items SET due_at = finished_at - interval '1 minute' WHERE id = $1", finished[2]
     )
-    assert done.status_code in (200, 302, 303), done.text
     client.cookies.clear()
     await portal_session(client, world.client_viewer_a)
-    sla = list(
-        csv.reader(io.StringIO((await client.get("/portal/reports/sla/data.csv")).text.lstrip("\ufeff")))
-    )
-    assert sla[1][1:] == ["verification", "1", "1", "100.0"]
-    handling = list(
-        csv.reader(io.StringIO((await client.get("/portal/reports/handling/data.csv")).text.lstrip("\ufeff")))
-    )
-    assert handling[1][0] == "verification" and handling[1][1] == "1"
-    assert float(handling[1][2]) < 1  # finished within the hour
+
+    def rows(response):
+        return list(csv.reader(io.StringIO(response.text.lstrip("\ufeff"))))
+
+    sla = rows(await client.get("/portal/reports/sla/data.csv"))
+    assert sla[0] == ["week", "kind", "finished", "within_sla", "attainment_percent"]
+    assert sla[1][1:] == ["verification", "3", "2", "66.7"]
+    handling = rows(await client.get("/portal/reports/handling/data.csv"))
+    assert handling[0] == ["kind", "finished", "median_minutes", "p90_minutes"]
+    # Median of 10, 20, 60 is 20; the 90th percentile interpolates 20 + 0.8 * 40 = 52.
+    assert handling[1] == ["verification", "3", "20.0", "52.0"]
 
 
 # ---------------------------------------------------------------- integrations

@@ -286,13 +286,20 @@ def _charts(built: dict[str, reports.Report]) -> dict[str, dict[str, str]]:
         "legend": charts.legend(series),
     }
     handling = built["handling"].rows
+    # Minutes read badly beyond two hours: then the chart speaks hours.
+    in_hours = bool(handling) and max(float(r[3]) for r in handling) > 120
+    scale, unit = (1 / 60, "h") if in_hours else (1.0, "min")
     series = [
-        charts.Series("median", [float(r[2]) for r in handling]),
-        charts.Series("90th percentile", [float(r[3]) for r in handling]),
+        charts.Series("median", [float(r[2]) * scale for r in handling]),
+        charts.Series("90th percentile", [float(r[3]) * scale for r in handling]),
     ]
     out["handling"] = {
         "svg": charts.bar_chart(
-            "handling", "Handling time per kind", [r[0].replace("_", " ") for r in handling], series, unit="h"
+            "handling",
+            "Handling time per kind",
+            [r[0].replace("_", " ") for r in handling],
+            series,
+            unit=unit,
         ),
         "legend": charts.legend(series),
     }
@@ -300,7 +307,7 @@ def _charts(built: dict[str, reports.Report]) -> dict[str, dict[str, str]]:
     series = [charts.Series("orders", [float(r[1]) for r in status])]
     out["status"] = {
         "svg": charts.bar_chart(
-            "status", "Orders by status", [r[0].replace("_", " ") for r in status], series
+            "status", "Orders by status", [r[0].replace("_", " ") for r in status], series, whole=True
         ),
         "legend": "",
     }
@@ -316,6 +323,7 @@ def _charts(built: dict[str, reports.Report]) -> dict[str, dict[str, str]]:
             [r[0][5:] for r in delivery],
             series,
             stacked=True,
+            whole=True,
         ),
         "legend": charts.legend(series),
     }
