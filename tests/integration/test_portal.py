@@ -809,3 +809,58 @@ async def test_operations_admins_choose_roles_for_a_client_in_the_console(client
     await portal_session(client, world.client_admin_a)
     branding = await client.get("/portal/settings/branding")
     assert 'value="role" checked' in branding.text
+
+
+async def test_delivery_and_returns_reports_follow_promises_and_returns(client, world: World):
+    headers = bearer(world.key_a)
+    warehouse = (
+        await client.post(
+            "/api/v1/warehouses", json={"code": "R-WH", "name": "Main", "country": "DE"}, headers=headers
+        )
+    ).json()
+    await client.post(
+        f"/api/v1/warehouses/{warehouse['id']}/stock",
+        json={"updates": [{"sku": "TENT-2P", "on_hand": 10}, {"sku": "MAT-1", "on_hand": 10}]},
+        headers=headers,
+    )
+    now = dt.datetime.now(dt.UTC)
+    promises = [now + dt.timedelta(days=2), now - dt.timedelta(hours=30)]  # one kept, one broken
+    for index, deliver_by in enumerate(promises):
+        order = await new_order(client, world.key_a, deliver_by=deliver_by.isoformat())
+        assert (await client.post(f"/api/v1/orders/{order['id']}/verify", headers=headers)).status_code == 200
+        shipment = await client.post(
+            f"/api/v1/orders/{order['id']}/shipments",
+            json={
+                "warehouse_id": warehouse["id"],
+                "carrier": "DHL",
+                "lines": [{"line_no": 1, "quantity": 2}, {"line_no": 2, "quantity": 1}],
+            },
+            headers=headers,
+        )
+        assert shipment.status_code == 201, shipment.text
+        delivered = await client.post(
+            f"/api/v1/shipments/{shipment.json()['id']}/tracking-events",
+            json={"event_id": f"d-{index}", "status": "delivered", "occurred_at": now.isoformat()},
+            headers=headers,
+        )
+        assert delivered.status_code == 201, delivered.text
+    returned = await client.post(
+        f"/api/v1/orders/{order['id']}/returns",
+        json={"reason": "damaged", "lines": [{"line_no": 1, "quantity": 1}]},
+        headers=headers,
+    )
+    assert returned.status_code == 201, returned.text
+
+    await portal_session(client, world.client_viewer_a)
+
+    def rows(response):
+        return list(csv.reader(io.StringIO(response.text.lstrip("\ufeff"))))
+
+    delivery = rows(await client.get("/portal/reports/delivery/data.csv"))
+    on_time = sum(int(r[1]) for r in delivery[1:])
+    late = sum(int(r[2]) for r in delivery[1:])
+    assert (on_time, late) == (1, 1)
+    late_row = next(r for r in delivery[1:] if int(r[2]) == 1)
+    assert float(late_row[3]) == pytest.approx(1.25, abs=0.06)  # 30 hours late
+    returns = rows(await client.get("/portal/reports/returns/data.csv"))
+    assert [r[1:] for r in returns[1:]] == [["2", "1", "50.0"]]
