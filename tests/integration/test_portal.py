@@ -394,6 +394,18 @@ async def test_denying_needs_a_comment_and_viewers_cannot_decide(
     assert item.status.value == "open" and "Client denied" in item.detail
 
 
+async def test_deciding_without_script_answers_with_the_whole_page(client, world: World):
+    await ask_client_about_new_order(client, world, "Upgrade to express at our cost?")
+    headers = await portal_session(client, world.client_admin_a)
+    page = await client.get("/portal/decisions")
+    decision_id = re.search(r'id="decision-([0-9a-f-]+)"', page.text).group(1)
+    answered = await client.post(
+        f"/portal/decisions/{decision_id}", data=csrf_form(headers, verdict="approved", comment="")
+    )
+    assert answered.status_code == 200 and "<html" in answered.text
+    assert "You approved it" in answered.text and "Nothing is waiting for your decision." in answered.text
+
+
 async def test_asking_needs_a_question_and_the_held_item(client, db, world: World):
     from tests.integration.test_workqueue_console import claim, signed_in
 

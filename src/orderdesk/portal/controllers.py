@@ -168,12 +168,28 @@ class PortalController(Controller):
         except (ValidationFailed, Conflict) as exc:
             errors = exc.errors if isinstance(exc, ValidationFailed) else [FieldError("decision", exc.detail)]
             decision = await decisions.get_decision(db, actor, decision_id)
+        status_code = 422 if errors else 200
+        if not _is_htmx(request):
+            # Without script the form posted the whole page: answer with the whole page.
+            return await _render(
+                db,
+                actor,
+                "portal/decisions.html",
+                "decisions",
+                status_code=status_code,
+                waiting=await decisions.list_waiting(db, actor),
+                decided=await decisions.list_decided(db, actor),
+                errors=errors,
+                notice=None
+                if errors
+                else f"You {decision.verdict} it; the agents have it back in their queue.",
+            )
         return await _render(
             db,
             actor,
             "portal/_decision.html",
             "decisions",
-            status_code=422 if errors else 200,
+            status_code=status_code,
             d=decision,
             errors=errors,
             comment=str(form.get("comment", "")),
