@@ -61,11 +61,17 @@ async def seed_demo_data(settings: Settings, password: str) -> str:
 
         await demo_orders.seed_orders(db, [t.slug for t in DEMO_TENANTS])
         await seed_portal_demo(db)
+        # Customer communication: inbound addresses and a few customer emails.
+        from orderdesk.comms.demo import seed_comms
+
+        slugs = [t.slug for t in DEMO_TENANTS]
+        inbound_addresses = await seed_comms(db, slugs, settings.inbound_email_domains)
     finally:
         await db.dispose()
     lines = ["Sign in with any of these (password: " + password + "):"]
     lines += [f"  {email:<34} {role.value}" for email, _, role, _ in STAFF]
     lines += [f"  {f'client@{t.slug}.example.com':<34} client admin of {t.name}" for t in DEMO_TENANTS]
+    lines.append("Inbound email addresses: " + ", ".join(inbound_addresses))
     if keys:
         lines.append("API keys (shown once):")
         lines += [f"  {key}" for key in keys]
