@@ -42,7 +42,13 @@ from orderdesk.orders.controllers import (
     OrderApiController,
     VerificationPolicyController,
 )
-from orderdesk.portal.controllers import PortalController
+from orderdesk.portal.controllers import (
+    ConsolePortalPreferencesController,
+    PortalBrandingAssetController,
+    PortalController,
+    PortalInvitationController,
+    PortalSettingsController,
+)
 from orderdesk.settings import Settings
 from orderdesk.shops.controllers import ShopConnectionApiController, ShopifyWebhookController
 from orderdesk.tenants.controllers import ConsoleTenantController, TenantApiController
@@ -97,6 +103,10 @@ def create_app(settings: Settings) -> Litestar:
             ConsoleOrderController,
             TenantApiController,
             PortalController,
+            PortalBrandingAssetController,
+            PortalSettingsController,
+            PortalInvitationController,
+            ConsolePortalPreferencesController,
             OrderApiController,
             *IMPORT_ROUTE_HANDLERS,
             WebhookEndpointController,
