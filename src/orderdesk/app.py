@@ -40,7 +40,7 @@ from orderdesk.orders.controllers import (
     OrderApiController,
     VerificationPolicyController,
 )
-from orderdesk.portal.controllers import PortalController
+from orderdesk.portal.controllers import PortalBrandingAssetController, PortalController
 from orderdesk.settings import Settings
 from orderdesk.shops.controllers import ShopConnectionApiController, ShopifyWebhookController
 from orderdesk.tenants.controllers import ConsoleTenantController, TenantApiController
@@ -95,6 +95,7 @@ def create_app(settings: Settings) -> Litestar:
             ConsoleOrderController,
             TenantApiController,
             PortalController,
+            PortalBrandingAssetController,
             OrderApiController,
             *IMPORT_ROUTE_HANDLERS,
             WebhookEndpointController,

@@ -8,6 +8,7 @@ from orderdesk.integrations import models as _integrations  # noqa: F401
 from orderdesk.inventory import models as _inventory  # noqa: F401
 from orderdesk.invoices import models as _invoices  # noqa: F401
 from orderdesk.orders import models as _orders  # noqa: F401
+from orderdesk.portal import models as _portal  # noqa: F401
 from orderdesk.shops import models as _shops  # noqa: F401
 from orderdesk.tenants import models as _tenants  # noqa: F401
 from orderdesk.tracking import models as _tracking  # noqa: F401
