@@ -44,6 +44,7 @@ from orderdesk.portal.controllers import PortalBrandingAssetController, PortalCo
 from orderdesk.settings import Settings
 from orderdesk.shops.controllers import ShopConnectionApiController, ShopifyWebhookController
 from orderdesk.tenants.controllers import ConsoleTenantController, TenantApiController
+from orderdesk.tracking.controllers import TrackingController
 from orderdesk.web.auth import AuthenticationMiddleware
 from orderdesk.web.csrf import check_csrf
 from orderdesk.web.deps import DEPENDENCIES
@@ -96,6 +97,7 @@ def create_app(settings: Settings) -> Litestar:
             TenantApiController,
             PortalController,
             PortalBrandingAssetController,
+            TrackingController,
             OrderApiController,
             *IMPORT_ROUTE_HANDLERS,
             WebhookEndpointController,
