@@ -1,6 +1,7 @@
 """Every feature's tables, imported once so that metadata is complete (migrations, tests)."""
 
 from orderdesk.accounts import models as _accounts  # noqa: F401
+from orderdesk.comms import models as _comms  # noqa: F401
 from orderdesk.core.db import Base
 from orderdesk.fulfillment import models as _fulfillment  # noqa: F401
 from orderdesk.imports import models as _imports  # noqa: F401

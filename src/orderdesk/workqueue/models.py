@@ -75,7 +75,7 @@ class WorkItem(Base):
     cause: Mapped[str] = mapped_column(String(60))
     order_id: Mapped[UUID | None]
     order_number: Mapped[int | None] = mapped_column(BigInteger)
-    # A conversation of the communication feature, when there is one (no table yet).
+    # The conversation of the communication feature a customer-message item answers.
     conversation_id: Mapped[UUID | None]
     # Skills the agent needs besides the kind itself; NULL means anyone.
     language: Mapped[str | None] = mapped_column(String(16))
@@ -106,6 +106,10 @@ class WorkItem(Base):
 
     __table_args__ = (
         ForeignKeyConstraint(["tenant_id", "order_id"], ["orders.tenant_id", "orders.id"]),
+        ForeignKeyConstraint(
+            ["tenant_id", "conversation_id"], ["conversations.tenant_id", "conversations.id"]
+        ),
+        Index("ix_work_items_conversation", "tenant_id", "conversation_id"),
         # "Get next": the claimable items in priority order (see policies.priority_key).
         Index(
             "ix_work_items_queue",

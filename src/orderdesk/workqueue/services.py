@@ -56,6 +56,7 @@ from orderdesk.workqueue.states import (
     AGENT_OUTCOMES,
     CLOCK_PAUSED,
     WorkAction,
+    WorkItemKind,
     WorkItemStatus,
     WorkOutcome,
     WorkTransitionRefused,
@@ -534,6 +535,71 @@ async def apply_order_reactions(
                 now,
             )
     await insert_pending()
+
+
+async def open_or_update_conversation_item(
+    session: AsyncSession,
+    *,
+    tenant_id: UUID,
+    conversation_id: UUID,
+    cause: str,
+    title: str,
+    detail: str | None,
+    order: Order | None,
+    created_by: str,
+    language: str | None = None,
+    channel: str | None = None,
+    now: dt.datetime | None = None,
+) -> tuple[WorkItem, bool]:
+    """The active customer-message item of a conversation, opened or brought up to date.
+
+    Runs inside the caller's transaction (the communication feature's, as each
+    inbound message arrives). An item parked waiting on the customer goes back to
+    the queue with its SLA clock running, because the customer has answered; an item
+    an agent holds stays theirs, with the new title and detail. Returns the item and
+    whether it was opened now. Raises nothing of its own.
+    """
+    now = now or utcnow()
+    item = await session.scalar(
+        select(WorkItem)
+        .where(
+            WorkItem.tenant_id == tenant_id,
+            WorkItem.conversation_id == conversation_id,
+            WorkItem.kind == WorkItemKind.CUSTOMER_MESSAGE,
+            WorkItem.status.in_(ACTIVE),
+        )
+        .order_by(WorkItem.created_at)
+        .limit(1)
+        .with_for_update()
+    )
+    if item is not None:
+        item.title = title[:200]
+        item.detail = detail
+        if item.status is S.WAITING_CUSTOMER:
+            item.status = _transition(item, WorkAction.RESUME)
+            policy = await policy_in_session(session, tenant_id)
+            _set_clock(item, policy, _clock(item).resume(now))
+        _touch(item, now)
+        return item, False
+    policy = await policy_in_session(session, tenant_id)
+    values = _new_item(
+        tenant_id=tenant_id,
+        kind=WorkItemKind.CUSTOMER_MESSAGE,
+        cause=cause,
+        title=title,
+        policy=policy,
+        now=now,
+        created_by=created_by,
+        priority=order.priority if order else Priority.NORMAL,
+        order=order,
+        detail=detail,
+        language=language,
+        channel=channel,
+    )
+    values["conversation_id"] = conversation_id
+    await session.execute(pg_insert(WorkItem).values(values))
+    item = await session.get(WorkItem, (tenant_id, values["id"]))
+    return item, True
 
 
 async def _finish_where(
