@@ -206,6 +206,8 @@ class TrackingController(Controller):
             "return_errors": {},
             "return_form": {},
             "problem": None,
+            # One value per rendered form: the same form sent twice is stored once.
+            "nonce": secrets.token_urlsafe(18),
             "return_reasons": [(reason.value, label) for reason, label in wording.RETURN_REASONS.items()],
             **form_state,
         }
@@ -229,7 +231,7 @@ class TrackingController(Controller):
                     request, settings, token, view, status=403, problem=csrf.MISSING_TOKEN, message_body=body
                 )
             try:
-                await services.send_message(db, link, body)
+                await services.send_message(db, link, body, nonce=str(data.get("nonce", "")))
             except ValidationFailed as exc:
                 view = await services.view_order(db, link)
                 return self._order(
@@ -282,4 +284,6 @@ class TrackingController(Controller):
         except NotFound:
             return _missing(request, settings)
         # Redirect after the post: the RMA is listed under "Returns", and a reload cannot ask twice.
-        return Redirect(path=f"{PATH_PREFIX}{token}?sent=return#returns", status_code=303, headers=PAGE_HEADERS)
+        return Redirect(
+            path=f"{PATH_PREFIX}{token}?sent=return#returns", status_code=303, headers=PAGE_HEADERS
+        )

@@ -73,6 +73,14 @@ class ReturnOption:
 
 
 @dataclass(frozen=True, slots=True)
+class ThreadMessage:
+    when: str
+    from_customer: bool
+    author: str  # "You" or the shop's name: never an agent's
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
 class TrackingView:
     tenant_slug: str
     branding: Branding
@@ -93,3 +101,4 @@ class TrackingView:
     returns: list[ReturnSummary]
     return_option: ReturnOption
     can_message: bool
+    messages: list[ThreadMessage] = field(default_factory=list)

@@ -26,6 +26,8 @@ from sqlalchemy import String, bindparam, delete, func, or_, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from orderdesk.accounts.actors import Actor, ActorKind
+from orderdesk.comms import services as comms
+from orderdesk.comms.models import Conversation, Direction, Message, MessageChannel, Placement
 from orderdesk.core.db import Database
 from orderdesk.core.errors import (
     Conflict,
@@ -66,6 +68,7 @@ from orderdesk.tracking.schemas import (
     ReturnableLine,
     ReturnOption,
     ReturnSummary,
+    ThreadMessage,
     TimelineEntry,
     TrackingView,
 )
@@ -91,6 +94,8 @@ NO_MATCH = (
 MESSAGE_MAX = 4000
 _NUMBER = re.compile(r"#?\s*(\d{1,15})")
 _POSTAL = re.compile(r"[A-Z0-9]{2,12}")
+# A form's one-time value, so that the same form sent twice is one message.
+_NONCE = re.compile(r"[A-Za-z0-9_-]{16,64}")
 
 
 def utcnow() -> dt.datetime:
@@ -511,7 +516,53 @@ async def _build_view(session: AsyncSession, order: Order, now: dt.datetime) -> 
         returns=returns,
         return_option=await _return_option(session, order, lines, holds, zone, now),
         can_message=True,
+        messages=await _thread(session, order, branding.name, zone),
     )
+
+
+THREAD_LIMIT = 50
+
+
+async def _thread(session: AsyncSession, order: Order, shop_name: str, zone: ZoneInfo) -> list[ThreadMessage]:
+    """What the customer and the shop said to each other about this order, oldest first.
+
+    Only messages between the two: what the customer sent from this page or from their
+    own address, and what we sent to that address. Internal notes, the client's staff
+    writing about the order, and who of our agents wrote are never shown.
+    """
+    customer = (order.customer_email or "").lower()
+    rows = await session.scalars(
+        select(Message)
+        .join(
+            Conversation,
+            (Conversation.tenant_id == Message.tenant_id) & (Conversation.id == Message.conversation_id),
+        )
+        .where(
+            Conversation.tenant_id == order.tenant_id,
+            Conversation.order_id == order.id,
+            Message.channel.in_((MessageChannel.TRACKING, MessageChannel.EMAIL, MessageChannel.CHAT)),
+        )
+        .order_by(Message.created_at.desc())
+        .limit(THREAD_LIMIT)
+    )
+    thread: list[ThreadMessage] = []
+    for message in rows:
+        text_body = (message.summary or message.text_body or "").strip()
+        if not text_body:
+            continue
+        if message.direction is Direction.INBOUND:
+            mine = message.channel is MessageChannel.TRACKING or (
+                bool(customer) and (message.sender_address or "").lower() == customer
+            )
+            if mine:
+                thread.append(ThreadMessage(_moment(message.created_at, zone), True, "You", text_body))
+        elif customer and any(
+            isinstance(r, dict) and str(r.get("address", "")).lower() == customer
+            for r in message.recipients or []
+        ):
+            thread.append(ThreadMessage(_moment(message.created_at, zone), False, shop_name, text_body))
+    thread.reverse()
+    return thread
 
 
 async def view_order(
@@ -611,3 +662,66 @@ def clean_message(body: str) -> str:
     if has_control_characters(cleaned):
         raise ValidationFailed([FieldError("body", "Your message contains characters we cannot store")])
     return cleaned
+
+
+async def _order_conversation(session: AsyncSession, order: Order) -> Conversation:
+    """The order's newest conversation, or a new one started on the tracking channel, so
+    that everything said about one order reads as one thread in the console."""
+    conversation = await session.scalar(
+        select(Conversation)
+        .where(Conversation.tenant_id == order.tenant_id, Conversation.order_id == order.id)
+        .order_by(Conversation.last_message_at.desc().nulls_last(), Conversation.created_at.desc())
+        .limit(1)
+        .with_for_update()
+    )
+    if conversation is not None:
+        return conversation
+    return await comms.start_conversation_in(
+        session,
+        order.tenant_id,
+        channel=MessageChannel.TRACKING,
+        order=order,
+        customer_email=order.customer_email,
+        customer_name=order.customer_name,
+        subject=f"Order #{order.number}",
+    )
+
+
+async def send_message(db: Database, link: links.TrackingLink, body: str, *, nonce: str = "") -> bool:
+    """Append the customer's message to the order's conversation, which puts it on the
+    order's timeline and opens (or brings back) the conversation's customer-message
+    work item for the agents. `nonce` comes with the form: the same form sent twice
+    (a double click, a resent request) is stored once. Returns False for such a repeat.
+
+    Raises NotFound (no such order of the link's tenant), ValidationFailed (empty, too
+    long or unreadable message).
+    """
+    text_body = clean_message(body)
+    async with db.transaction(_tenant_scope(link.tenant_id)) as session:
+        order = await _load_order(session, link)
+        actor = customer_actor(order.tenant_id, order.id, order.customer_name)
+        conversation = await _order_conversation(session, order)
+        nonce = nonce.strip()
+        result = await comms.append_message_in(
+            session,
+            actor,
+            conversation,
+            comms.MessageDraft(
+                direction=Direction.INBOUND,
+                channel=MessageChannel.TRACKING,
+                created_by=actor.display_name,
+                sender_address=order.customer_email,
+                sender_name=order.customer_name,
+                subject=conversation.subject or f"Order #{order.number}",
+                text_body=text_body,
+                summary=text_body,
+                provider_message_id=(f"tracking:{order.id}:{nonce}" if _NONCE.fullmatch(nonce) else None),
+                placement=Placement.TOKEN,
+                placement_note="Sent from the order's tracking page (signed link)",
+            ),
+            work_note=comms.WorkNote(
+                title=f"Customer message on the tracking page: order #{order.number}",
+                detail=text_body[:500],
+            ),
+        )
+    return not result.duplicate
