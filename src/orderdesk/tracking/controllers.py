@@ -12,7 +12,7 @@ import secrets
 
 from litestar import Controller, Request, Response, get, post
 from litestar.datastructures import Cookie
-from litestar.params import URLEncodedBody
+from litestar.params import FromPath, FromQuery, URLEncodedBody
 from litestar.response import Redirect, Template
 
 from orderdesk.core.errors import Conflict, NotFound, Throttled, ValidationFailed
@@ -128,7 +128,7 @@ class TrackingController(Controller):
         request: Request,
         db: DB,
         settings: AppSettings,
-        tenant_slug: str,
+        tenant_slug: FromPath[str],
         data: URLEncodedBody[dict[str, str]],
     ) -> Response:
         try:
@@ -155,7 +155,8 @@ class TrackingController(Controller):
             context["errors"] = _errors(exc)
             return _page(request, settings, "tracking/lookup.html", context, status=422)
         except Throttled as exc:
-            context["problem"] = exc.detail
+            # Like a miss, the answer repeats nothing that was typed: it is the same for everyone.
+            context.update(problem=exc.detail, number="", proof="")
             return _page(
                 request,
                 settings,
@@ -165,7 +166,9 @@ class TrackingController(Controller):
                 headers={"Retry-After": str(exc.retry_after)},
             )
         except NotFound:
-            context["problem"] = services.NO_MATCH
+            # A wrong number and a wrong email get this very page, byte for byte: nothing
+            # typed is echoed back, since what was typed is what differs between them.
+            context.update(problem=services.NO_MATCH, number="", proof="")
             return _page(request, settings, "tracking/lookup.html", context, status=404)
         return Redirect(path=path, status_code=303, headers=PAGE_HEADERS)
 
@@ -173,7 +176,7 @@ class TrackingController(Controller):
 
     @get("/o/{token:str}")
     async def order_page(
-        self, request: Request, db: DB, settings: AppSettings, token: str, sent: str = ""
+        self, request: Request, db: DB, settings: AppSettings, token: FromPath[str], sent: FromQuery[str] = ""
     ) -> Template:
         try:
             link = await services.resolve_link(db, settings.secret_key, token)
@@ -219,7 +222,7 @@ class TrackingController(Controller):
         request: Request,
         db: DB,
         settings: AppSettings,
-        token: str,
+        token: FromPath[str],
         data: URLEncodedBody[dict[str, str]],
     ) -> Response:
         body = str(data.get("body", ""))
@@ -251,7 +254,7 @@ class TrackingController(Controller):
         request: Request,
         db: DB,
         settings: AppSettings,
-        token: str,
+        token: FromPath[str],
         data: URLEncodedBody[dict[str, str]],
     ) -> Response:
         quantities = {}

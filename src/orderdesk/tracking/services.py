@@ -219,9 +219,11 @@ def address_subject(address: str | None) -> str:
         ip = ipaddress.ip_address(address)
     except ValueError:
         return "address:unknown"
-    if ip.version == 6 and ip.ipv4_mapped is None:
+    if ip.version == 6:
+        if ip.ipv4_mapped is not None:
+            return f"address:{ip.ipv4_mapped}"
         return f"address:{ipaddress.ip_network(f'{ip}/64', strict=False)}"
-    return f"address:{ip.ipv4_mapped or ip}"
+    return f"address:{ip}"
 
 
 async def _check_lookup_throttle(session: AsyncSession, subjects: dict[str, str], now: dt.datetime) -> None:
