@@ -78,6 +78,9 @@ def verify(secret_key: str, token: str) -> TrackingLink:
         raise BadLink("not base64") from None
     if len(raw) != _TOKEN_BYTES:
         raise BadLink("wrong length")
+    # One spelling per token: a last character differing only in its unused bits is refused.
+    if base64.urlsafe_b64encode(raw).rstrip(b"=").decode() != token:
+        raise BadLink("not canonical")
     payload, mac = raw[: _LAYOUT.size], raw[_LAYOUT.size :]
     expected = hmac.new(_key(secret_key), payload, hashlib.sha256).digest()[:_MAC_BYTES]
     # Compared in constant time: a byte-by-byte early exit would let a forger learn the MAC.
