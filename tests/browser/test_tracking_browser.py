@@ -127,3 +127,32 @@ async def test_a_customer_looks_the_order_up_on_a_phone(db, world: World, browse
         assert await page.get_by_test_id("order-number").inner_text() == f"#{order['number']}"
     finally:
         await context.close()
+
+
+async def test_a_customer_asks_for_a_return_of_a_delivered_order(
+    settings, world: World, live_server, new_page, screenshot_dir
+):
+    import httpx
+
+    from tests.integration.test_tracking import delivered_order
+
+    async with httpx.AsyncClient(base_url=live_server) as api:
+        order = await delivered_order(api, world.key_a)
+    page = await new_page()
+    await page.goto(links.tracking_path(settings.secret_key, world.a.id, uuid.UUID(order["id"])))
+    assert await page.get_by_test_id("headline").inner_text() == "Delivered"
+    carrier = page.get_by_test_id("carrier-link")
+    assert (await carrier.get_attribute("href")).startswith("https://www.dhl.com/")
+    assert await carrier.get_attribute("rel") == "noopener noreferrer"
+    await page.screenshot(path=str(screenshot_dir / "tracking-04-delivered.png"), full_page=True)
+
+    await page.get_by_label("Tent").select_option("1")
+    await page.get_by_label("Why are you returning them?").select_option("damaged")
+    await page.get_by_label("Anything we should know?").fill("The pole snapped")
+    await page.get_by_role("button", name="Request a return").click()
+    await page.get_by_test_id("notice").wait_for()
+    returned = page.get_by_test_id("return")
+    assert f"RMA-{order['number']}-1" in await returned.inner_text()
+    assert "Waiting for our answer" in await returned.inner_text()
+    assert await page.get_by_test_id("headline").inner_text() == "Return requested"
+    await page.screenshot(path=str(screenshot_dir / "tracking-05-return-requested.png"), full_page=True)

@@ -385,7 +385,7 @@ async def _return_option(
         until = _day(ends, zone)
     left = await _returnable(session, order, lines)
     returnable = [
-        ReturnableLine(line.line_no, line.description, left[line.line_no])
+        ReturnableLine(line.line_no, line.description or line.sku, left[line.line_no])
         for line in lines
         if left[line.line_no] > 0
     ]
@@ -401,7 +401,8 @@ async def _build_view(session: AsyncSession, order: Order, now: dt.datetime) -> 
     branding = await branding_in_session(session, order.tenant_id)
     key = {"tenant_id": order.tenant_id, "order_id": order.id}
     lines = list(await session.scalars(select(OrderLine).filter_by(**key).order_by(OrderLine.line_no)))
-    described = {line.line_no: line.description for line in lines}
+    # Lines captured without a description are named by their SKU, as on the packing slip.
+    described = {line.line_no: line.description or line.sku for line in lines}
     holds = [
         h.reason
         for h in await session.scalars(
@@ -512,7 +513,7 @@ async def _build_view(session: AsyncSession, order: Order, now: dt.datetime) -> 
         promised=promised,
         late=late,
         ship_to=ship_to,
-        items=[ItemLine(line.line_no, line.description, line.quantity) for line in lines],
+        items=[ItemLine(line.line_no, described[line.line_no], line.quantity) for line in lines],
         timeline=timeline,
         parcels=parcels,
         returns=returns,
