@@ -10,6 +10,7 @@ from orderdesk.core.queue import JobRegistry, Periodic, job
 from orderdesk.fulfillment import jobs as fulfillment_jobs
 from orderdesk.integrations import jobs as webhook_jobs
 from orderdesk.settings import Settings
+from orderdesk.tracking.jobs import purge_tracking_lookups_job
 from orderdesk.web.logging import configure_logging
 from orderdesk.wiring import connect_features
 from orderdesk.workqueue import jobs as work_jobs
@@ -25,6 +26,7 @@ def job_registry() -> JobRegistry:
         job(webhook_jobs.sweep_webhooks, keep_result_seconds=0, max_tries=1),
         job(work_jobs.sweep_work_queue, keep_result_seconds=0, max_tries=1),
         job(fulfillment_jobs.sweep_fulfillment, keep_result_seconds=0, max_tries=1),
+        purge_tracking_lookups_job,
     ]
     registry.periodic += [
         Periodic(purge_sign_in_state_job, minute={0, 15, 30, 45}),
@@ -35,6 +37,7 @@ def job_registry() -> JobRegistry:
         ),
         Periodic(work_jobs.sweep_work_queue, second=set(range(0, 60, work_jobs.SWEEP_EVERY_SECONDS))),
         Periodic(fulfillment_jobs.sweep_fulfillment, minute=fulfillment_jobs.SWEEP_MINUTES),
+        Periodic(purge_tracking_lookups_job, minute={7, 37}),
     ]
     return registry
 

@@ -561,3 +561,40 @@ async def test_no_return_after_the_window(client, db, settings, world: World):
         data={"_csrf": CSRF.search(page.text).group(1), "reason": "damaged", "quantity_1": "1"},
     )
     assert asked.status_code == 409 and "The return window of 2 days ended" in asked.text
+
+
+# ---------------------------------------------------------------- the link for emails, from the CLI
+
+
+async def test_the_cli_prints_a_link_that_opens_the_order(client, settings, world: World):
+    from tests.integration.test_cli import run_cli
+
+    env = {
+        "DATABASE_URL": settings.database_url,
+        "REDIS_URL": settings.redis_url,
+        "ORDERDESK_SECRET_KEY": settings.secret_key,
+        "ORDERDESK_ENV": "test",
+    }
+    order = await new_order(client, world.key_a)
+    args = ["tracking", "link", "--tenant", world.a.slug, "--order", str(order["number"])]
+    printed = run_cli(*args, "--base-url", "https://desk.example.com", "--days", "3", env=env)
+    assert printed.returncode == 0, printed.stderr
+    url = printed.stdout.strip()
+    assert url.startswith("https://desk.example.com/track/o/")
+    page = await client.get(url.removeprefix("https://desk.example.com"))
+    assert page.status_code == 200 and f"#{order['number']}" in page.text
+
+    missing = run_cli(
+        "tracking",
+        "link",
+        "--tenant",
+        world.a.slug,
+        "--order",
+        "99999999",
+        "--base-url",
+        "https://x.example",
+        env=env,
+    )
+    assert missing.returncode == 1 and missing.stderr.strip() == "orderdesk: error: Order not found"
+    bad_url = run_cli(*args, "--base-url", "desk.example.com", env=env)
+    assert bad_url.returncode == 1 and "base_url must start with https://" in bad_url.stderr

@@ -728,3 +728,36 @@ async def send_message(db: Database, link: links.TrackingLink, body: str, *, non
             ),
         )
     return not result.duplicate
+
+
+async def tracking_url_for_number(
+    db: Database,
+    actor: Actor,
+    secret_key: str,
+    base_url: str,
+    tenant_slug: str,
+    number: int,
+    *,
+    lifetime: dt.timedelta = links.EMAIL_LINK_LIFETIME,
+) -> str:
+    """A fresh tracking link to the tenant's order `number`, for an email or a phone call.
+
+    Raises NotFound (no such tenant or order within the actor's reach), ValidationFailed
+    (base URL not http(s), lifetime not positive).
+    """
+    errors = []
+    if not base_url.startswith(("https://", "http://")):
+        errors.append(FieldError("base_url", "must start with https:// or http://"))
+    if lifetime <= dt.timedelta(0):
+        errors.append(FieldError("days", "must be at least 1"))
+    if errors:
+        raise ValidationFailed(errors)
+    async with db.transaction(actor.scope) as session:
+        order = await session.scalar(
+            select(Order)
+            .join(Tenant, Tenant.id == Order.tenant_id)
+            .where(Tenant.slug == tenant_slug, Order.number == number, Order.tenant_id.in_(actor.tenant_ids))
+        )
+    if order is None:
+        raise NotFound("Order")
+    return links.tracking_url(base_url, secret_key, order.tenant_id, order.id, lifetime=lifetime)
