@@ -40,7 +40,12 @@ from orderdesk.orders.controllers import (
     OrderApiController,
     VerificationPolicyController,
 )
-from orderdesk.portal.controllers import PortalBrandingAssetController, PortalController
+from orderdesk.portal.controllers import (
+    PortalBrandingAssetController,
+    PortalController,
+    PortalInvitationController,
+    PortalSettingsController,
+)
 from orderdesk.settings import Settings
 from orderdesk.shops.controllers import ShopConnectionApiController, ShopifyWebhookController
 from orderdesk.tenants.controllers import ConsoleTenantController, TenantApiController
@@ -97,6 +102,8 @@ def create_app(settings: Settings) -> Litestar:
             TenantApiController,
             PortalController,
             PortalBrandingAssetController,
+            PortalSettingsController,
+            PortalInvitationController,
             TrackingController,
             OrderApiController,
             *IMPORT_ROUTE_HANDLERS,

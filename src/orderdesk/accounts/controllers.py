@@ -25,6 +25,7 @@ SIGN_IN_REASONS = {
     "expired": "Your session has expired; please sign in again.",
     "signin": "Please sign in to continue.",
     "signedout": "You have been signed out.",
+    "invited": "Your account is ready: sign in with your email and the password you chose.",
 }
 
 

@@ -758,6 +758,7 @@ class OrderFilters:
     on_hold: bool | None = None
     payment_status: PaymentStatus | None = None
     extra: dict = field(default_factory=dict)
+    channels: tuple[Channel, ...] = ()
 
 
 def encode_cursor(created_at: dt.datetime, order_id: UUID) -> str:
@@ -795,6 +796,8 @@ async def list_orders(db: Database, actor: Actor, filters: OrderFilters) -> Orde
         query = query.where(Order.priority == filters.priority)
     if filters.payment_status:
         query = query.where(Order.payment_status == filters.payment_status)
+    if filters.channels:
+        query = query.where(Order.channel.in_(filters.channels))
     if filters.tag:
         query = query.where(Order.tags.contains([filters.tag.strip().lower()]))
     if filters.created_from:

@@ -886,19 +886,30 @@ async def wait_on(
     Raises NotFound, Conflict, InvalidTransition, ValidationFailed (party not customer/client).
     """
     _require_staff(actor)
-    actions = {"customer": WorkAction.WAIT_CUSTOMER, "client": WorkAction.WAIT_CLIENT}
     now = now or utcnow()
     async with db.transaction(actor.scope) as session:
-        item = await _find_item(session, actor, item_id, lock=True)
-        if party not in actions:
-            raise ValidationFailed([FieldError("party", "must be customer or client")])
-        _require_holder(actor, item)
-        item.status = _transition(item, actions[party])
-        policy = await policy_in_session(session, item.tenant_id)
-        _set_clock(item, policy, _clock(item).pause(policy.calendar, now))
-        await _release(session, item, "wait", now)
-        _touch(item, now)
+        item = await park_waiting_in_session(session, actor, item_id, party, now)
         return (await _views(session, [item], now))[0]
+
+
+async def park_waiting_in_session(
+    session: AsyncSession, actor: Actor, item_id: UUID, party: str, now: dt.datetime
+) -> WorkItem:
+    """`wait_on` inside the caller's transaction (e.g. with the question put to the client).
+
+    Raises NotFound, Conflict, InvalidTransition, ValidationFailed.
+    """
+    actions = {"customer": WorkAction.WAIT_CUSTOMER, "client": WorkAction.WAIT_CLIENT}
+    item = await _find_item(session, actor, item_id, lock=True)
+    if party not in actions:
+        raise ValidationFailed([FieldError("party", "must be customer or client")])
+    _require_holder(actor, item)
+    item.status = _transition(item, actions[party])
+    policy = await policy_in_session(session, item.tenant_id)
+    _set_clock(item, policy, _clock(item).pause(policy.calendar, now))
+    await _release(session, item, "wait", now)
+    _touch(item, now)
+    return item
 
 
 async def resume_work_item(
@@ -911,12 +922,21 @@ async def resume_work_item(
     _require_staff(actor)
     now = now or utcnow()
     async with db.transaction(actor.scope) as session:
-        item = await _find_item(session, actor, item_id, lock=True)
-        item.status = _transition(item, WorkAction.RESUME)
-        policy = await policy_in_session(session, item.tenant_id)
-        _set_clock(item, policy, _clock(item).resume(now))
-        _touch(item, now)
+        item = await resume_in_session(session, actor, item_id, now)
         return (await _views(session, [item], now))[0]
+
+
+async def resume_in_session(session: AsyncSession, actor: Actor, item_id: UUID, now: dt.datetime) -> WorkItem:
+    """`resume_work_item` inside the caller's transaction, for whoever gave the awaited answer.
+
+    Raises NotFound, InvalidTransition (not waiting).
+    """
+    item = await _find_item(session, actor, item_id, lock=True)
+    item.status = _transition(item, WorkAction.RESUME)
+    policy = await policy_in_session(session, item.tenant_id)
+    _set_clock(item, policy, _clock(item).resume(now))
+    _touch(item, now)
+    return item
 
 
 async def complete_work_item(
