@@ -14,6 +14,7 @@ from litestar.static_files import create_static_files_router
 from litestar.template.config import TemplateConfig
 
 from orderdesk.accounts.controllers import AccountApiController, SignInController
+from orderdesk.comms.controllers import CommsApiController, ConsoleCommsController, InboundEmailController
 from orderdesk.console.controllers import ConsoleOrderController
 from orderdesk.core import queue
 from orderdesk.core.db import Database, make_engine
@@ -123,6 +124,10 @@ def create_app(settings: Settings) -> Litestar:
             FulfillmentPolicyController,
             OrderInvoiceController,
             InvoiceController,
+            # Customer communication
+            CommsApiController,
+            ConsoleCommsController,
+            InboundEmailController,
             create_static_files_router(path="/static", directories=[STATIC_DIR], include_in_schema=False),
         ],
         dependencies=DEPENDENCIES,

@@ -153,6 +153,27 @@ def worker() -> None:
 
 
 @cli.command()
+@click.option("--host", default=None, help="Address to listen on [default: ORDERDESK_SMTP_HOST, 127.0.0.1].")
+@click.option(
+    "--port",
+    default=None,
+    type=click.IntRange(0, 65535),
+    help="TCP port; 0 picks a free one [default: ORDERDESK_SMTP_PORT or 2525].",
+)
+def smtp(host: str | None, port: int | None) -> None:
+    """Run the inbound SMTP listener: customers' mail to tenants' inbound addresses."""
+    from orderdesk.comms.smtp import run_smtp_server
+
+    settings = _settings()
+    _run(lambda: _check_database(settings))
+    _run(
+        lambda: run_smtp_server(
+            settings, host=host or settings.smtp_host, port=settings.smtp_port if port is None else port
+        )
+    )
+
+
+@cli.command()
 @click.option("--revision", default="head", show_default=True, help="Target revision.")
 def migrate(revision: str) -> None:
     """Apply database migrations (as the owner in DATABASE_URL)."""

@@ -12,6 +12,7 @@ import asyncio
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -98,16 +99,26 @@ def run_demo(*, host: str, port: int, data_dir: str) -> None:
             signal.signal(sig, handler)
 
 
+def _free_port(host: str) -> int:
+    with socket.socket() as probe:
+        probe.bind((host, 0))
+        return probe.getsockname()[1]
+
+
 def _run_children(env, host, port, summary, should_stop, request_stop) -> None:
     command = [sys.executable, "-m", "orderdesk.cli"]
+    smtp_port = int(env.get("ORDERDESK_SMTP_PORT") or 0) or _free_port(host)
     # Our own command line, with our own arguments: nothing untrusted reaches it.
     children = [
         subprocess.Popen([*command, "serve", "--host", host, "--port", str(port)], env=env),  # noqa: S603
         subprocess.Popen([*command, "worker"], env=env),  # noqa: S603
+        # Inbound customer email (comms/): ORDERDESK_SMTP_PORT if set, else a free port.
+        subprocess.Popen([*command, "smtp", "--port", str(smtp_port)], env=env),  # noqa: S603
     ]
     try:
         _say("")
         _say(f"OrderDesk is running on http://{host}:{port}")
+        _say(f"Inbound email (SMTP) on {host}:{smtp_port}")
         _say(summary)
         _say("Press Ctrl-C to stop.")
         while not should_stop():
@@ -126,7 +137,7 @@ def _run_children(env, host, port, summary, should_stop, request_stop) -> None:
             except subprocess.TimeoutExpired:
                 child.kill()
                 child.wait()
-        _say("stopped web and worker; stopping the servers…")
+        _say("stopped web, worker and SMTP listener; stopping the servers…")
 
 
 __all__ = ["SettingsError", "run_demo"]

@@ -83,6 +83,26 @@ class Settings(BaseSettings):
     # An endpoint failing without a single success for this long is disabled.
     webhook_disable_after_days: float = Field(default=5.0, gt=0, alias="ORDERDESK_WEBHOOK_DISABLE_AFTER_DAYS")
 
+    # Customer communication (comms/): the domains of tenants' inbound addresses
+    # (acme@<domain>); empty accepts any domain, which suits development only. The SMTP
+    # listener of `orderdesk smtp` binds here.
+    inbound_email_domains: tuple[str, ...] = Field(default=(), alias="ORDERDESK_INBOUND_DOMAINS")
+    smtp_host: str = Field(default="127.0.0.1", alias="ORDERDESK_SMTP_HOST")
+    smtp_port: int = Field(default=2525, ge=0, le=65535, alias="ORDERDESK_SMTP_PORT")
+
+    @field_validator("inbound_email_domains", mode="before")
+    @classmethod
+    def _domains(cls, value):
+        if isinstance(value, str):
+            value = [part.strip().lower() for part in value.split(",") if part.strip()]
+        for domain in value:
+            if "@" in domain or " " in domain or "." not in domain:
+                raise SettingsError(
+                    f"ORDERDESK_INBOUND_DOMAINS must be comma-separated domains, e.g. inbound.example.com; "
+                    f"got {domain!r}"
+                )
+        return tuple(value)
+
     @field_validator("database_url", "app_database_url")
     @classmethod
     def _postgres_url(cls, value: str | None, info) -> str | None:

@@ -199,6 +199,14 @@ ROUTES = [
         Route(method, f"/track/o/{{id}}{suffix}", "b_order_link_in_a", ALL)
         for method, suffix in (("GET", ""), ("POST", "/messages"), ("POST", "/returns"))
     ],
+    # Customer communication
+    Route("GET", "/api/v1/orders/{id}/conversations", "b_order", ALL),
+    Route("GET", "/api/v1/conversations/{id}", "b_conversation", ALL),
+    Route("GET", "/api/v1/attachments/{id}", "b_attachment", ALL),
+    Route("GET", "/console/orders/{id}/messages", "b_order", ("staff",)),
+    Route("GET", "/console/conversations/{id}", "b_conversation", ("staff",)),
+    Route("POST", "/console/conversations/{id}/notes", "b_conversation", ("staff",)),
+    Route("GET", "/console/attachments/{id}", "b_attachment", ("staff",)),
 ]
 
 CALLERS = ("staff", "client", "api_key")
@@ -226,6 +234,7 @@ async def b_objects(client, db, world: World, settings) -> dict[str, object]:
         "b_delivery": test.json()["id"],
         "b_work_item": await b_work_item(db, world, order.json()["id"]),
         "b_order_link_in_a": b_order_link_in_a(settings.secret_key, world, order.json()["id"]),
+        **await b_conversation(client, db, world),
     }
 
 
@@ -345,6 +354,46 @@ async def b_work_item(db, world: World, order_id: str) -> str:
         item_id = await session.scalar(select(WorkItem.id).where(WorkItem.order_id == uuid.UUID(order_id)))
     assert item_id is not None
     return str(item_id)
+
+
+async def b_conversation(client, db, world: World) -> dict[str, str]:
+    """A conversation about another B order, with a customer message carrying an attachment."""
+    from orderdesk.comms import services as comms
+    from orderdesk.comms.models import Direction, MessageChannel
+    from orderdesk.orders.models import Order
+    from orderdesk.tenants import services as tenants
+
+    created = await client.post(
+        "/api/v1/orders", json=order_body(), headers={"Authorization": f"Bearer {world.key_b}"}
+    )
+    assert created.status_code == 201, created.text
+    system = await tenants.system_actor(db)
+    async with db.transaction(system.scope) as session:
+        order = await session.get(Order, (world.b.id, uuid.UUID(created.json()["id"])))
+        conversation = await comms.start_conversation_in(
+            session,
+            world.b.id,
+            channel=MessageChannel.EMAIL,
+            order=order,
+            customer_email=order.customer_email,
+        )
+    appended = await comms.append_message(
+        db,
+        system,
+        conversation.id,
+        comms.MessageDraft(
+            direction=Direction.INBOUND,
+            channel=MessageChannel.EMAIL,
+            created_by="test",
+            sender_address=order.customer_email,
+            subject="B's question",
+            text_body="where is my order?",
+            attachments=[comms.AttachmentDraft("b.txt", "text/plain", b"B's file")],
+        ),
+    )
+    view = await comms.get_conversation(db, system, conversation.id)
+    assert view.messages[0].id == appended.message.id
+    return {"b_conversation": str(conversation.id), "b_attachment": str(view.messages[0].attachments[0].id)}
 
 
 async def as_caller(client, world: World, caller: str) -> dict[str, str]:

@@ -65,3 +65,14 @@ class ConversationView(OutputSchema):
     last_message_at: dt.datetime | None
     created_at: dt.datetime
     messages: list[MessageView] = []
+
+
+class InboundEmailReceipt(OutputSchema):
+    """What the inbound-email endpoint answers: where the message went."""
+
+    outcome: str  # stored | duplicate
+    message_id: UUID
+    conversation_id: UUID
+    # token | headers | order_number | new | triage
+    placement: str
+    note: str

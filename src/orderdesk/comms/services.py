@@ -482,19 +482,25 @@ async def _attachments_by_message(
     return found
 
 
+def _sees_notes(actor: Actor) -> bool:
+    # Internal notes are the operations team's: client users and API keys never see them.
+    return actor.is_staff or actor.kind.value == "system"
+
+
 async def _conversation_views(
-    session: AsyncSession, conversations: Sequence[Conversation]
+    session: AsyncSession, actor: Actor, conversations: Sequence[Conversation]
 ) -> list[ConversationView]:
     if not conversations:
         return []
     tenants = {c.tenant_id for c in conversations}
-    messages = (
-        await session.scalars(
-            select(Message)
-            .where(Message.tenant_id.in_(tenants), Message.conversation_id.in_([c.id for c in conversations]))
-            .order_by(Message.created_at, Message.id)
-        )
-    ).all()
+    query = (
+        select(Message)
+        .where(Message.tenant_id.in_(tenants), Message.conversation_id.in_([c.id for c in conversations]))
+        .order_by(Message.created_at, Message.id)
+    )
+    if not _sees_notes(actor):
+        query = query.where(Message.channel != MessageChannel.NOTE)
+    messages = (await session.scalars(query)).all()
     attachments = await _attachments_by_message(session, list(tenants), [m.id for m in messages])
     by_conversation: dict[UUID, list[MessageView]] = {}
     for m in messages:
@@ -510,7 +516,7 @@ async def get_conversation(db: Database, actor: Actor, conversation_id: UUID) ->
     """One conversation with its messages. Raises NotFound (missing or another tenant's)."""
     async with db.transaction(actor.scope) as session:
         conversation = await _find_conversation(session, actor, conversation_id)
-        return (await _conversation_views(session, [conversation]))[0]
+        return (await _conversation_views(session, actor, [conversation]))[0]
 
 
 async def list_order_conversations(db: Database, actor: Actor, order_id: UUID) -> list[ConversationView]:
@@ -528,7 +534,7 @@ async def list_order_conversations(db: Database, actor: Actor, order_id: UUID) -
                 .order_by(Conversation.created_at)
             )
         ).all()
-        return await _conversation_views(session, conversations)
+        return await _conversation_views(session, actor, conversations)
 
 
 async def get_attachment(db: Database, actor: Actor, attachment_id: UUID) -> tuple[AttachmentView, bytes]:

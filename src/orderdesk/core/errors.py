@@ -26,6 +26,10 @@ class Conflict(DomainError):
     """The request is valid but clashes with the current state (duplicate, stale, in use)."""
 
 
+class TooLarge(DomainError):
+    """The input is larger than the limit for its kind (an email, an upload)."""
+
+
 class PermissionDenied(DomainError):
     """The caller is known but its role does not allow this action."""
 

@@ -20,6 +20,7 @@ from orderdesk.core.errors import (
     NotFound,
     PermissionDenied,
     Throttled,
+    TooLarge,
     ValidationFailed,
 )
 
@@ -34,6 +35,7 @@ _STATUS_BY_ERROR: dict[type[DomainError], int] = {
     PermissionDenied: 403,
     AuthenticationFailed: 401,
     Throttled: 429,
+    TooLarge: 413,
     ValidationFailed: 422,
 }
 

@@ -116,6 +116,10 @@ PROBLEMS: dict[int, tuple[str, dict[str, object]]] = {
             allowed_actions=["verify", "cancel", "place_hold"],
         ),
     ),
+    413: (
+        "The request body is larger than the endpoint accepts (an inbound email over the size limit)",
+        _problem(413, "Request Entity Too Large", "message of 20971600 bytes is larger than the limit"),
+    ),
     422: (
         "The input was read but broke a rule; every broken field is listed",
         _problem(

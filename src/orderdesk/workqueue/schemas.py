@@ -38,6 +38,7 @@ class WorkItemView(OutputSchema):
     cause: str
     order_id: UUID | None
     order_number: int | None
+    conversation_id: UUID | None = None
     language: str | None
     channel: str | None
     priority: str
