@@ -109,7 +109,7 @@ class TrackingController(Controller):
 
     @get("/{tenant_slug:str}")
     async def lookup_form(
-        self, request: Request, db: DB, settings: AppSettings, tenant_slug: str
+        self, request: Request, db: DB, settings: AppSettings, tenant_slug: FromPath[str]
     ) -> Template:
         try:
             tenant, branding = await services.lookup_page(db, tenant_slug)
