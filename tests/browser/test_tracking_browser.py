@@ -99,7 +99,11 @@ async def test_customer_sends_a_message_from_the_tracking_link_and_the_agent_see
     await console.wait_for_url(re.compile(r"/console/work/[0-9a-f-]+$"))
     heading = await console.locator("h1").inner_text()
     assert f"order #{order['number']}" in heading
-    await console.get_by_text(text).wait_for()
+    # The message itself, in the conversation panel next to the item, marked as from the tracking page.
+    message = console.get_by_test_id("messages-panel").get_by_test_id("message").filter(has_text=text)
+    await message.wait_for()
+    assert "tracking" in await message.inner_text()
+    assert text in await console.locator("section.card", has_text="Details").first.inner_text()
     await console.screenshot(path=str(screenshot_dir / "tracking-03-agent-item.png"), full_page=True)
     # And on the order's timeline, from the customer, through the tracking page.
     await console.goto(f"/console/orders/{order['id']}")
