@@ -23,6 +23,8 @@ from orderdesk.web.auth import client_address
 from orderdesk.web.deps import DB, AppSettings
 
 CSRF_COOKIE = "od_track_csrf"
+# The forms' CSRF failure in a customer's words (the cookie expired, or the page is very old).
+FORM_EXPIRED = "This form has expired. Please reload the page and try again."
 NOTICES = {
     "message": "Thank you: your message has been sent. We will answer by email.",
     "return": "Your return request has been sent. We will email you what happens next.",
@@ -145,7 +147,7 @@ class TrackingController(Controller):
             "errors": {},
         }
         if not _csrf_ok(request, data):
-            context["problem"] = csrf.MISSING_TOKEN
+            context["problem"] = FORM_EXPIRED
             return _page(request, settings, "tracking/lookup.html", context, status=403)
         try:
             path = await services.lookup_order(
@@ -231,7 +233,7 @@ class TrackingController(Controller):
             if not _csrf_ok(request, data):
                 view = await services.view_order(db, link)
                 return self._order(
-                    request, settings, token, view, status=403, problem=csrf.MISSING_TOKEN, message_body=body
+                    request, settings, token, view, status=403, problem=FORM_EXPIRED, message_body=body
                 )
             try:
                 await services.send_message(db, link, body, nonce=str(data.get("nonce", "")))
@@ -269,9 +271,7 @@ class TrackingController(Controller):
             link = await services.resolve_link(db, settings.secret_key, token)
             if not _csrf_ok(request, data):
                 view = await services.view_order(db, link)
-                return self._order(
-                    request, settings, token, view, status=403, problem=csrf.MISSING_TOKEN, **state
-                )
+                return self._order(request, settings, token, view, status=403, problem=FORM_EXPIRED, **state)
             try:
                 await services.request_return(db, link, form)
             except ValidationFailed as exc:

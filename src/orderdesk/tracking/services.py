@@ -57,7 +57,7 @@ from orderdesk.fulfillment.services import order_delivered_at, shipped_quantitie
 from orderdesk.orders import states
 from orderdesk.orders.models import Order, OrderEvent, OrderHold, OrderLine
 from orderdesk.orders.states import Action, OrderStatus
-from orderdesk.tenants.branding import branding_in_session
+from orderdesk.tenants.branding import Branding, branding_in_session
 from orderdesk.tenants.models import Tenant
 from orderdesk.tracking import links, wording
 from orderdesk.tracking.models import TrackingLookupFailure
@@ -84,9 +84,9 @@ LOOKUP_LIMITS = (
     ("address", dt.timedelta(hours=24), 100),
 )
 FAILURE_RETENTION = dt.timedelta(hours=25)  # a margin over the longest window
-THROTTLED = (
-    "Too many lookups. Please wait {minutes} minutes and try again, or use the link in your order email."
-)
+# One fixed sentence (the wait is in Retry-After): a throttled answer reads the same for
+# every subject and every moment, so it tells nothing about earlier attempts.
+THROTTLED = "Too many lookups. Please try again later, or use the link in your order email."
 NO_MATCH = (
     "We could not find an order with these details. Check the order number and the email address "
     "or postal code you ordered with."
@@ -162,13 +162,7 @@ async def _load_order(session: AsyncSession, link: links.TrackingLink, *, lock: 
 # ---------------------------------------------------------------- lookup
 
 
-@dataclass(frozen=True, slots=True)
-class LookupForm:
-    tenant_id: UUID
-    tenant_slug: str
-
-
-async def lookup_page(db: Database, tenant_slug: str) -> tuple[Tenant, object]:
+async def lookup_page(db: Database, tenant_slug: str) -> tuple[Tenant, Branding]:
     """The tenant and branding behind a lookup form. Raises NotFound for an unknown or
     inactive tenant (tenant slugs are public: they are in every lookup address)."""
     async with db.transaction(Scope()) as session:
@@ -244,7 +238,7 @@ async def _check_lookup_throttle(session: AsyncSession, subjects: dict[str, str]
         ).one()
         if count >= allowed:
             retry_after = max(1, int((oldest + window - now).total_seconds()) + 1)
-            raise Throttled(THROTTLED.format(minutes=retry_after // 60 + 1), retry_after=retry_after)
+            raise Throttled(THROTTLED, retry_after=retry_after)
 
 
 async def lookup_order(
@@ -669,13 +663,13 @@ def clean_message(body: str) -> str:
 
 async def _order_conversation(session: AsyncSession, order: Order) -> Conversation:
     """The order's newest conversation, or a new one started on the tracking channel, so
-    that everything said about one order reads as one thread in the console."""
+    that everything said about one order reads as one thread in the console. The caller
+    holds the order's row lock, so two first messages cannot start two conversations."""
     conversation = await session.scalar(
         select(Conversation)
         .where(Conversation.tenant_id == order.tenant_id, Conversation.order_id == order.id)
         .order_by(Conversation.last_message_at.desc().nulls_last(), Conversation.created_at.desc())
         .limit(1)
-        .with_for_update()
     )
     if conversation is not None:
         return conversation
@@ -701,7 +695,9 @@ async def send_message(db: Database, link: links.TrackingLink, body: str, *, non
     """
     text_body = clean_message(body)
     async with db.transaction(_tenant_scope(link.tenant_id)) as session:
-        order = await _load_order(session, link)
+        # The order first, as the communication service locks it: one lock order, no deadlock
+        # with an email about the same order arriving at the same moment.
+        order = await _load_order(session, link, lock=True)
         actor = customer_actor(order.tenant_id, order.id, order.customer_name)
         conversation = await _order_conversation(session, order)
         nonce = nonce.strip()
