@@ -354,6 +354,32 @@ async def test_a_scripted_sweep_over_numbers_is_throttled_per_address(
     assert len({a.text for a in answers[allowed:]}) == 1
 
 
+async def test_a_burst_of_parallel_guesses_cannot_slip_past_the_count(db, client, world: World):
+    import asyncio
+
+    order = await new_order(client, world.key_a)
+    allowed = next(n for kind, _w, n in tracking.LOOKUP_LIMITS if kind == "order")
+
+    async def guess(i: int) -> str:
+        try:
+            await tracking.lookup_order(
+                db,
+                "k" * 40,
+                world.a.slug,
+                str(order["number"]),
+                f"burst{i}@example.com",
+                address=f"192.0.2.{100 + i}",
+            )
+        except tracking.NotFound:
+            return "miss"
+        except tracking.Throttled:
+            return "throttled"
+        return "found"
+
+    outcomes = await asyncio.gather(*(guess(i) for i in range(allowed * 3)))
+    assert sorted(outcomes) == ["miss"] * allowed + ["throttled"] * (allowed * 2)
+
+
 async def test_address_limits_hold_per_address_and_ipv6_per_slash_64(db, client, world: World):
     order = await new_order(client, world.key_a)
     allowed = next(n for kind, _w, n in tracking.LOOKUP_LIMITS if kind == "address")
