@@ -235,6 +235,7 @@ async def b_objects(client, db, world: World, settings) -> dict[str, object]:
         "b_work_item": await b_work_item(db, world, order.json()["id"]),
         "b_order_link_in_a": b_order_link_in_a(settings.secret_key, world, order.json()["id"]),
         **await b_conversation(client, db, world),
+        **await b_portal_objects(db, world, await b_work_item(db, world, order.json()["id"])),
     }
 
 
@@ -529,3 +530,109 @@ async def test_a_cannot_touch_or_list_b_shop_connections(client, world: World, d
     assert b_shop not in {c["id"] for c in listed}
     connection = await shops.get_shop_connection(db, await tenants.system_actor(db), uuid.UUID(b_shop))
     assert connection.active is True
+
+
+# ---------------------------------------------------------------- client portal (#8)
+# Foreign ids in portal routes answer like missing ones (checked by the matrix test above);
+# B's decision and invitation come from `b_portal_objects`, called by `b_objects`.
+PORTAL_ROUTES = [
+    Route("GET", "/portal/orders/{id}", "b_order", ("client",)),
+    Route("POST", "/portal/decisions/{id}", "b_decision", ("client",)),
+    Route("GET", "/portal/settings/webhooks/{id}", "b_endpoint", ("client",)),
+    Route("GET", "/portal/settings/webhooks/{id}/log", "b_endpoint", ("client",)),
+    Route("POST", "/portal/settings/webhooks/{id}", "b_endpoint", ("client",)),
+    Route("POST", "/portal/settings/webhooks/{id}/rotate", "b_endpoint", ("client",)),
+    Route("POST", "/portal/settings/webhooks/{id}/test", "b_endpoint", ("client",)),
+    Route("POST", "/portal/settings/webhooks/deliveries/{id}/replay", "b_delivery", ("client",)),
+    Route("POST", "/portal/settings/api-keys/{id}/revoke", "b_key", ("client",)),
+    Route("POST", "/portal/users/invitations/{id}/revoke", "b_invitation", ("client",)),
+    Route("POST", "/portal/users/{id}/role", "b_client_user", ("client",)),
+    Route("POST", "/portal/users/{id}/disable", "b_client_user", ("client",)),
+    Route("POST", "/portal/users/{id}/enable", "b_client_user", ("client",)),
+    Route("POST", "/console/work/{id}/ask-client", "b_work_item", ("staff",)),
+]
+ROUTES.extend(PORTAL_ROUTES)
+
+
+async def b_portal_objects(db, world: World, work_item_id: str) -> dict[str, str]:
+    """A question put to B's client and an open invitation of B, written as B."""
+    from orderdesk.accounts.models import ClientRole
+    from orderdesk.core.ids import new_id
+    from orderdesk.core.tenancy import Scope
+    from orderdesk.portal.models import ClientDecision, ClientInvitation
+
+    decision_id, invitation_id = new_id(), new_id()
+    async with db.transaction(Scope(tenant_ids=frozenset({world.b.id}))) as session:
+        session.add(
+            ClientDecision(
+                tenant_id=world.b.id,
+                id=decision_id,
+                work_item_id=uuid.UUID(work_item_id),
+                question="B's question",
+                asked_by=world.agent_b.id,
+            )
+        )
+        session.add(
+            ClientInvitation(
+                tenant_id=world.b.id,
+                id=invitation_id,
+                email="invitee@borealis.example.com",
+                role=ClientRole.VIEWER,
+                token_hash=uuid.uuid4().hex * 2,
+                invited_by=world.client_admin_b.id,
+                expires_at=dt.datetime.now(dt.UTC) + dt.timedelta(days=1),
+            )
+        )
+    return {
+        "b_decision": str(decision_id),
+        "b_invitation": str(invitation_id),
+        "b_client_user": str(world.client_admin_b.id),
+    }
+
+
+async def test_portal_lists_exports_and_reports_never_include_b(client, db, world: World, b_objects):
+    """Every portal page, the CSV export and every report of A's admin leave B out."""
+    b_headers = {"Authorization": f"Bearer {world.key_b}"}
+    b_order = (await client.get(f"/api/v1/orders/{b_objects['b_order']}", headers=b_headers)).json()
+    await as_caller(client, world, "client")
+    pages = [
+        "/portal",
+        "/portal/orders",
+        "/portal/orders.csv",
+        "/portal/decisions",
+        "/portal/reports?weeks=104",
+        *[
+            f"/portal/reports/{name}/data.csv?weeks=104"
+            for name in ("sla", "handling", "status", "delivery", "returns")
+        ],
+        "/portal/users",
+        "/portal/settings/integrations",
+        "/portal/settings/branding",
+    ]
+    b_markers = [
+        str(b_objects[k])
+        for k in ("b_order", "b_decision", "b_endpoint", "b_key", "b_invitation", "b_client_user")
+    ]
+    b_markers += [
+        world.b.name,
+        b_order["customer_email"],
+        b_order["external_ref"],
+        "B's question",
+        "invitee@borealis.example.com",
+        world.client_admin_b.email,
+        "hooks.example.com/b",
+    ]
+    for path in pages:
+        page = await client.get(path)
+        assert page.status_code == 200, f"{path}: {page.status_code}"
+        for marker in b_markers:
+            assert marker not in page.text, f"{path} shows {marker}"
+    # Searching for B's order by its customer's email or its reference finds nothing.
+    for needle in (b_order["customer_email"], b_order["external_ref"], f"#{b_order['number']}"):
+        found = await client.get("/portal/orders", params={"q": needle})
+        assert "No orders match." in found.text and b_objects["b_order"] not in found.text
+        export = await client.get("/portal/orders.csv", params={"q": needle})
+        assert export.text.lstrip("\ufeff").count("\r\n") == 1  # the header alone
+    # The status report counts only A's orders (A has none here).
+    status_csv = await client.get("/portal/reports/status/data.csv?weeks=104")
+    assert status_csv.text.strip().lstrip("\ufeff") == "status,orders"

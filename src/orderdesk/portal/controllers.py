@@ -19,7 +19,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from orderdesk.accounts import services as accounts
 from orderdesk.accounts.actors import Actor
-from orderdesk.core.errors import Conflict, DomainError, FieldError, ValidationFailed
+from orderdesk.core.errors import Conflict, FieldError, NotFound, ValidationFailed
 from orderdesk.integrations import endpoints as webhooks
 from orderdesk.integrations.controllers import _delivery_view
 from orderdesk.integrations.outbox import EVENT_TYPES
@@ -188,7 +188,7 @@ class PortalController(Controller):
             db, actor, "portal/reports.html", "reports", weeks=weeks, reports=built, charts=_charts(built)
         )
 
-    @get("/reports/{name:str}.csv")
+    @get("/reports/{name:str}/data.csv")
     async def report_csv(
         self, request: Request, db: DB, actor: CurrentActor, name: FromPath[str]
     ) -> Response:
@@ -430,6 +430,8 @@ class PortalSettingsController(Controller):
         form = await request.form()
         data = _endpoint_form(form)
         data["enabled"] = form.get("enabled") == "on"
+        # Another tenant's endpoint is simply not there, whatever the form says.
+        await webhooks.get_endpoint(db, actor, endpoint_id)
         try:
             await webhooks.update_endpoint(
                 db, actor, endpoint_id, EndpointUpdate(**data), allow_private=settings.webhooks_allow_private
@@ -567,9 +569,9 @@ class PortalInvitationController(Controller):
         try:
             preview = await portal_users.preview_invitation(db, token)
             problem = None
-        except DomainError as exc:
+        except (Conflict, NotFound) as exc:
             preview, problem = None, exc.detail
-            status_code = 404 if exc.__class__.__name__ == "NotFound" else 410
+            status_code = 404 if isinstance(exc, NotFound) else 410
         return Template(
             "portal/invitation.html",
             context={
@@ -592,6 +594,9 @@ class PortalInvitationController(Controller):
             return await self._page(
                 request, db, token, status_code=422, errors=exc.errors, form={"display_name": name}
             )
+        except (Conflict, NotFound):
+            # Spent, expired or unknown meanwhile: the page says which, as it would on a reload.
+            return await self._page(request, db, token)
         return Redirect(path="/sign-in?reason=invited")
 
 

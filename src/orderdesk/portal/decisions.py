@@ -56,6 +56,24 @@ class DecisionView:
         return self.decided_at is None and self.item_status == WorkItemStatus.WAITING_CLIENT.value
 
 
+def _check_answer(verdict: str, comment: str | None) -> tuple[DecisionVerdict, str | None]:
+    """Raises ValidationFailed naming every problem of the answer."""
+    errors = []
+    try:
+        chosen = DecisionVerdict(verdict)
+    except ValueError:
+        chosen = None
+        errors.append(FieldError("verdict", "must be approved or denied"))
+    comment = (comment or "").strip() or None
+    if chosen is DecisionVerdict.DENIED and not comment:
+        errors.append(FieldError("comment", "is required when denying: tell the agents what to do instead"))
+    if comment and len(comment) > MAX_COMMENT:
+        errors.append(FieldError("comment", f"is longer than {MAX_COMMENT} characters"))
+    if errors or chosen is None:
+        raise ValidationFailed(errors)
+    return chosen, comment
+
+
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
@@ -105,13 +123,15 @@ async def ask_client(
     if actor.kind is not ActorKind.STAFF:
         raise PermissionDenied("Only operations staff ask the client for a decision")
     question = (question or "").strip()
-    if not question:
-        raise ValidationFailed([FieldError("question", "is required: say what the client should decide")])
-    if len(question) > MAX_QUESTION:
-        raise ValidationFailed([FieldError("question", f"is longer than {MAX_QUESTION} characters")])
     now = now or utcnow()
     async with db.transaction(actor.scope) as session:
         item = await workqueue.park_waiting_in_session(session, actor, item_id, "client", now)
+        # Checked once the item is known to be theirs (a foreign id is simply not found);
+        # a refusal rolls the parking back.
+        if not question:
+            raise ValidationFailed([FieldError("question", "is required: say what the client should decide")])
+        if len(question) > MAX_QUESTION:
+            raise ValidationFailed([FieldError("question", f"is longer than {MAX_QUESTION} characters")])
         decision = ClientDecision(
             tenant_id=item.tenant_id,
             id=new_id(),
@@ -220,19 +240,6 @@ async def decide(
     """
     if actor.kind is not ActorKind.CLIENT or actor.client_role is not ClientRole.ADMIN:
         raise PermissionDenied("Only the client's administrators can decide")
-    errors = []
-    try:
-        chosen = DecisionVerdict(verdict)
-    except ValueError:
-        chosen = None
-        errors.append(FieldError("verdict", "must be approved or denied"))
-    comment = (comment or "").strip() or None
-    if chosen is DecisionVerdict.DENIED and not comment:
-        errors.append(FieldError("comment", "is required when denying: tell the agents what to do instead"))
-    if comment and len(comment) > MAX_COMMENT:
-        errors.append(FieldError("comment", f"is longer than {MAX_COMMENT} characters"))
-    if errors:
-        raise ValidationFailed(errors)
     now = now or utcnow()
     async with db.transaction(actor.scope) as session:
         decision = await session.scalar(
@@ -242,6 +249,7 @@ async def decide(
         )
         if decision is None:
             raise NotFound("Decision")
+        chosen, comment = _check_answer(verdict, comment)
         if decision.decided_at is not None:
             raise Conflict(f"This was already decided: {decision.verdict.value}")
         item = await session.scalar(

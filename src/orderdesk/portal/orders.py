@@ -8,6 +8,7 @@ deliveries, client decisions) into one chronological story.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -140,15 +141,13 @@ async def export_orders_csv(db: Database, actor: Actor, query: PortalOrderQuery)
 
     Filters are checked before the first byte is sent: raises ValidationFailed.
     """
-    filters = to_filters(actor, PortalOrderQuery(**{**query.__dict__, "cursor": ""}), limit=EXPORT_PAGE)
+    filters = to_filters(actor, dataclasses.replace(query, cursor=""), limit=EXPORT_PAGE)
 
     async def rows() -> AsyncIterator[str]:
         yield "\ufeff" + csv_safety.csv_line(EXPORT_COLUMNS)
         cursor: str | None = None
         while True:
-            page = await orders.list_orders(
-                db, actor, orders.OrderFilters(**{**filters.__dict__, "cursor": cursor})
-            )
+            page = await orders.list_orders(db, actor, dataclasses.replace(filters, cursor=cursor))
             yield "".join(
                 csv_safety.csv_line(
                     (

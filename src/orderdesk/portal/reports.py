@@ -89,7 +89,6 @@ WITH delivered AS (
     SELECT o.id, o.deliver_by, max(s.delivered_at) AS delivered_at
     FROM orders o JOIN shipments s ON s.tenant_id = o.tenant_id AND s.order_id = o.id
     WHERE o.tenant_id = :tenant AND o.deliver_by IS NOT NULL AND o.deliver_by >= :since
-      AND o.status IN ('delivered', 'closed', 'returned')
     GROUP BY o.id, o.deliver_by
     HAVING bool_and(s.delivered_at IS NOT NULL)
 )

@@ -258,30 +258,16 @@ async def _membership(session, tenant_id: UUID, user_id: UUID) -> tuple[ClientMe
     return row[0], row[1]
 
 
-async def _other_active_admins(session, tenant_id: UUID, user_id: UUID) -> int:
-    return await session.scalar(
-        select(func.count())
-        .select_from(ClientMembership)
-        .join(User, User.id == ClientMembership.user_id)
-        .where(
-            ClientMembership.tenant_id == tenant_id,
-            ClientMembership.role == ClientRole.ADMIN,
-            ClientMembership.user_id != user_id,
-            User.is_active,
-        )
-    )
-
-
 async def set_user_active(db: Database, actor: Actor, user_id: UUID, active: bool) -> PortalUser:
     """Disable (signing them out everywhere) or re-enable one of the tenant's users.
 
     Raises PermissionDenied, NotFound (not a user of this tenant), Conflict (oneself).
     """
     tenant_id = _require_client_admin(actor)
-    if user_id == actor.id:
-        raise Conflict("You cannot disable your own account")
     async with db.transaction(actor.scope) as session:
         membership, user = await _membership(session, tenant_id, user_id)
+        if user_id == actor.id:
+            raise Conflict("You cannot disable your own account")
         user.is_active = active
         if not active:
             await session.execute(delete(WebSession).where(WebSession.user_id == user.id))
@@ -302,11 +288,11 @@ async def change_role(db: Database, actor: Actor, user_id: UUID, role: str) -> P
     (one's own role: another admin must change it, so the tenant always keeps one).
     """
     tenant_id = _require_client_admin(actor)
-    chosen = _role(role)
-    if user_id == actor.id:
-        raise Conflict("You cannot change your own role; ask another administrator")
     async with db.transaction(actor.scope) as session:
         membership, user = await _membership(session, tenant_id, user_id)
+        chosen = _role(role)
+        if user_id == actor.id:
+            raise Conflict("You cannot change your own role; ask another administrator")
         membership.role = chosen
         return PortalUser(
             user.id, user.email, user.display_name, chosen.value, user.is_active, user.last_sign_in_at

@@ -17,6 +17,7 @@ from litestar.response import Template
 from orderdesk.console.controllers import ORDER_PANEL_CONTEXT, order_panel_data
 from orderdesk.console.pages import form_text, go_to, is_htmx, is_lead, page
 from orderdesk.core.errors import FieldError, NotFound, ValidationFailed
+from orderdesk.portal import decisions as client_decisions
 from orderdesk.tenants import services as tenants
 from orderdesk.web.deps import DB, CurrentActor
 from orderdesk.web.guards import requires_staff
@@ -64,11 +65,12 @@ class WorkQueueConsoleController(Controller):
         notice = None
         if done:
             notice = "Item done. Press Get next (g) for the next one."
-        elif moved in ("snoozed", "handed_back", "waiting"):
+        elif moved in ("snoozed", "handed_back", "waiting", "asked_client"):
             notice = {
                 "snoozed": "Item snoozed; it comes back to the queue when the time is up.",
                 "handed_back": "Item handed back to the queue.",
                 "waiting": "Item parked; its SLA clock is paused until the answer comes.",
+                "asked_client": "Question sent to the client portal; the item comes back with the answer.",
             }[moved]
         return await self._queue_page(db, actor, notice=notice)
 
@@ -122,6 +124,7 @@ class WorkQueueConsoleController(Controller):
             "agents": agents,
             "outcomes": list(AGENT_OUTCOMES),
             "snooze_choices": SNOOZE_CHOICES,
+            "client_decisions": await client_decisions.list_for_item(db, actor, item_id),
         }
 
     @get("/work/{item_id:uuid}")
@@ -181,6 +184,15 @@ class WorkQueueConsoleController(Controller):
         form = await request.form()
         await services.wait_on(db, actor, item_id, form_text(form, "party"))
         return go_to(request, "/console/queue?moved=waiting")
+
+    @post("/work/{item_id:uuid}/ask-client")
+    async def ask_client(
+        self, request: Request, db: DB, actor: CurrentActor, item_id: FromPath[UUID]
+    ) -> Response:
+        """Put a question to the client in the portal; the item waits on their answer."""
+        form = await request.form()
+        await client_decisions.ask_client(db, actor, item_id, form_text(form, "question"))
+        return go_to(request, "/console/queue?moved=asked_client")
 
     @post("/work/{item_id:uuid}/resume")
     async def resume(
