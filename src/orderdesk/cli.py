@@ -410,6 +410,63 @@ def shop_connect(tenant_slug: str, domain: str, secret: str) -> None:
 
 
 @cli.group()
+def comms() -> None:
+    """Customer communication: a tenant's inbound email address and sending settings."""
+
+
+@comms.command("configure")
+@click.option("--tenant", "tenant_slug", required=True, help="The tenant's slug.")
+@click.option(
+    "--local-part", default=None, help="Inbound address local part, e.g. acme (acme@<inbound domain>)."
+)
+@click.option("--from-name", default=None, help="Name outbound mail is sent as.")
+@click.option("--from-address", default=None, help="Address outbound mail is sent from.")
+@click.option("--auto-answer/--no-auto-answer", default=None, help="Allow safe automatic answers.")
+@click.option("--order-number-pattern", default=None, help=r"Regex with one group, e.g. 'ACME-(\d+)'.")
+@click.option("--known-contacts", default=None, help="Comma-separated addresses or @domains of client staff.")
+@click.option("--rotate-secret", is_flag=True, help="Issue a new secret for the HTTP inbound endpoint.")
+def comms_configure(
+    tenant_slug,
+    local_part,
+    from_name,
+    from_address,
+    auto_answer,
+    order_number_pattern,
+    known_contacts,
+    rotate_secret,
+) -> None:
+    """Set a tenant's communication settings; a new inbound secret is printed once."""
+    from orderdesk.comms import services as comms_services
+    from orderdesk.tenants import services
+
+    settings = _settings()
+
+    async def work(db):
+        actor = await services.system_actor(db)
+        tenant_row = await services.get_tenant_by_slug(db, actor, tenant_slug)
+        return await comms_services.configure_comms(
+            db,
+            actor,
+            tenant_row.id,
+            inbound_local_part=local_part,
+            from_name=from_name,
+            from_address=from_address,
+            auto_answer_enabled=auto_answer,
+            order_number_pattern=order_number_pattern,
+            known_contacts=_csv(known_contacts) if known_contacts is not None else None,
+            rotate_inbound_secret=rotate_secret,
+        )
+
+    row, secret = _run(lambda: _with_database(settings, work))
+    domains = settings.inbound_email_domains or ("<inbound domain>",)
+    address = f"{row.inbound_local_part}@{domains[0]}" if row.inbound_local_part else "no inbound address"
+    click.echo(f"{tenant_slug}: {address}; automatic answers {'on' if row.auto_answer_enabled else 'off'}")
+    if secret:
+        click.echo("inbound secret for POST /hooks/inbound-email (shown once):")
+        click.echo(secret)
+
+
+@cli.group()
 def tracking() -> None:
     """Customers' tracking page."""
 

@@ -50,9 +50,9 @@ from orderdesk.comms.services import (
 )
 from orderdesk.core.db import Database
 from orderdesk.core.errors import AuthenticationFailed, NotFound, TooLarge
-from orderdesk.core.tenancy import Scope
-from orderdesk.fulfillment.models import Shipment
-from orderdesk.orders.models import Order, OrderHold
+from orderdesk.core.tenancy import Scope, apply_scope
+from orderdesk.orders.models import Order
+from orderdesk.orders.states import HoldReason
 from orderdesk.tenants.models import Tenant
 
 log = structlog.get_logger("orderdesk.comms.inbound")
@@ -102,6 +102,26 @@ def split_address(address: str, domains: tuple[str, ...] = ()) -> tuple[str, str
     return base, token_match.group(1) if token_match else None
 
 
+async def _lookup_recipient(
+    session: AsyncSession, address: str, parts: tuple[str, str | None]
+) -> Recipient | None:
+    local_part, token = parts
+    await session.execute(
+        text("SELECT set_config(:key, :value, true)"),
+        {"key": INBOUND_LOCAL_PART_SETTING, "value": local_part},
+    )
+    row = (
+        await session.execute(
+            select(CommsSettings.tenant_id, CommsSettings.inbound_secret_hash)
+            .join(Tenant, Tenant.id == CommsSettings.tenant_id)
+            .where(CommsSettings.inbound_local_part == local_part, Tenant.is_active.is_(True))
+        )
+    ).first()
+    if row is None:
+        return None
+    return Recipient(row.tenant_id, local_part, token, row.inbound_secret_hash, address.strip().strip("<>"))
+
+
 async def resolve_recipient(db: Database, address: str, domains: tuple[str, ...] = ()) -> Recipient | None:
     """The tenant an address belongs to, or None (unknown address, inactive tenant).
 
@@ -110,22 +130,8 @@ async def resolve_recipient(db: Database, address: str, domains: tuple[str, ...]
     parts = split_address(address, domains)
     if parts is None:
         return None
-    local_part, token = parts
     async with db.transaction(Scope()) as session:
-        await session.execute(
-            text("SELECT set_config(:key, :value, true)"),
-            {"key": INBOUND_LOCAL_PART_SETTING, "value": local_part},
-        )
-        row = (
-            await session.execute(
-                select(CommsSettings.tenant_id, CommsSettings.inbound_secret_hash)
-                .join(Tenant, Tenant.id == CommsSettings.tenant_id)
-                .where(CommsSettings.inbound_local_part == local_part, Tenant.is_active.is_(True))
-            )
-        ).first()
-    if row is None:
-        return None
-    return Recipient(row.tenant_id, local_part, token, row.inbound_secret_hash, address.strip().strip("<>"))
+        return await _lookup_recipient(session, address, parts)
 
 
 def inbound_actor(tenant_id: UUID) -> Actor:
@@ -315,29 +321,23 @@ async def _work_note(
             detail += " Problems reading it: " + "; ".join(parsed.defects[:8]) + "."
         detail += " Suggested: " + intents.suggest_action(detected.intent, order_label=None, status=None).text
         return WorkNote(title=f"{prefix}: {subject}", detail=detail, triage=True)
-    holds = tuple(
-        (
-            await session.scalars(
-                select(OrderHold.reason).where(
-                    OrderHold.tenant_id == order.tenant_id,
-                    OrderHold.order_id == order.id,
-                    OrderHold.released_at.is_(None),
-                )
-            )
-        ).all()
-    )
-    tracking = None
-    shipment = await session.scalar(
-        select(Shipment)
-        .where(Shipment.tenant_id == order.tenant_id, Shipment.order_id == order.id)
-        .order_by(Shipment.number.desc())
-        .limit(1)
-    )
-    if shipment is not None:
-        tracking = (
-            f"{shipment.carrier} {shipment.tracking_number or ''} {shipment.status.value.replace('_', ' ')}"
+    # Active holds and the newest shipment's tracking, in one round trip.
+    state = (
+        await session.execute(
+            text(
+                """SELECT
+                     (SELECT coalesce(array_agg(h.reason::text), '{}') FROM order_holds h
+                       WHERE h.tenant_id = :tenant AND h.order_id = :order
+                         AND h.released_at IS NULL) AS holds,
+                     (SELECT concat_ws(' ', s.carrier, s.tracking_number, replace(s.status::text, '_', ' '))
+                        FROM shipments s WHERE s.tenant_id = :tenant AND s.order_id = :order
+                       ORDER BY s.number DESC LIMIT 1) AS tracking"""
+            ),
+            {"tenant": order.tenant_id, "order": order.id},
         )
-        tracking = re.sub(r"\s+", " ", tracking).strip()
+    ).one()
+    holds = tuple(HoldReason(h) for h in state.holds)
+    tracking = state.tracking
     suggestion = intents.suggest_action(
         detected.intent, order_label=f"#{order.number}", status=order.status, holds=holds, tracking=tracking
     )
@@ -369,23 +369,30 @@ async def receive_email(
     """
     if len(raw) > MAX_MESSAGE_BYTES:
         raise TooLarge(f"message of {len(raw)} bytes is larger than the limit of {MAX_MESSAGE_BYTES} bytes")
-    target = resolved or await resolve_recipient(db, recipient, domains)
-    if target is None:
-        raise NotFound("Inbound address")
-    if require_secret and not (
-        secret and target.secret_hash and hmac.compare_digest(hash_secret(secret), target.secret_hash)
-    ):
-        raise AuthenticationFailed("Missing or wrong inbound secret for this address")
-    started = dt.datetime.now(dt.UTC)
-    parsed = parse_email(raw, envelope_sender=envelope_sender)
-    if parsed.sender_address and parsed.sender_address.rpartition("@")[2] in domains:
-        # Mail "from" one of our own inbound addresses is a loop or a spoof: never answer it.
-        parsed.is_automated = True
-        parsed.automated_reason = "sent from an inbound address (loop or spoof)"
-    provider_id = parsed.message_id or fallback_message_id(raw)
-    detected = intents.detect_intent(parsed.subject, parsed.summary)
-    actor = inbound_actor(target.tenant_id)
-    async with db.transaction(actor.scope) as session:
+    parts = None
+    if resolved is None:
+        parts = split_address(recipient, domains)
+        if parts is None:
+            raise NotFound("Inbound address")
+    # One transaction from the address lookup (no tenant in scope yet) to the commit.
+    async with db.transaction(Scope()) as session:
+        target = resolved or await _lookup_recipient(session, recipient, parts)
+        if target is None:
+            raise NotFound("Inbound address")
+        if require_secret and not (
+            secret and target.secret_hash and hmac.compare_digest(hash_secret(secret), target.secret_hash)
+        ):
+            raise AuthenticationFailed("Missing or wrong inbound secret for this address")
+        actor = inbound_actor(target.tenant_id)
+        await apply_scope(session, actor.scope)
+        started = dt.datetime.now(dt.UTC)
+        parsed = parse_email(raw, envelope_sender=envelope_sender)
+        if parsed.sender_address and parsed.sender_address.rpartition("@")[2] in domains:
+            # Mail "from" one of our own inbound addresses is a loop or a spoof: never answer it.
+            parsed.is_automated = True
+            parsed.automated_reason = "sent from an inbound address (loop or spoof)"
+        provider_id = parsed.message_id or fallback_message_id(raw)
+        detected = intents.detect_intent(parsed.subject, parsed.summary)
         # Concurrent deliveries of one message wait here, then find it stored.
         await session.execute(
             text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),

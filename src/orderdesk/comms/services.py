@@ -307,6 +307,8 @@ async def append_message_in(
                 [FieldError(f"attachments[{index}]", f"larger than {MAX_ATTACHMENT_BYTES} bytes")]
             )
     tenant_id = conversation.tenant_id
+    # A conversation with no message yet cannot have a work item: no need to look for one.
+    first_message = conversation.message_count == 0
     message_id = new_id()
     values = {
         "tenant_id": tenant_id,
@@ -374,7 +376,8 @@ async def append_message_in(
                 ]
             )
         )
-    message = await session.get(Message, (tenant_id, message_id))
+    # What was just inserted, without reading it back (raw bytes and HTML can be large).
+    message = Message(**values)
     is_note = draft.channel is MessageChannel.NOTE
     if not is_note:
         conversation.status = (
@@ -419,6 +422,7 @@ async def append_message_in(
             language=draft.language,
             channel=draft.channel.value,
             now=now,
+            known_new=first_message,
         )
     await session.flush()
     return AppendResult(message, duplicate=False, work_item=item)

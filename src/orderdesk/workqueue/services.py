@@ -550,6 +550,7 @@ async def open_or_update_conversation_item(
     language: str | None = None,
     channel: str | None = None,
     now: dt.datetime | None = None,
+    known_new: bool = False,
 ) -> tuple[WorkItem, bool]:
     """The active customer-message item of a conversation, opened or brought up to date.
 
@@ -557,10 +558,11 @@ async def open_or_update_conversation_item(
     inbound message arrives). An item parked waiting on the customer goes back to
     the queue with its SLA clock running, because the customer has answered; an item
     an agent holds stays theirs, with the new title and detail. Returns the item and
-    whether it was opened now. Raises nothing of its own.
+    whether it was opened now. `known_new`: the caller knows the conversation has no
+    item yet (it was just started), which saves the look-up. Raises nothing of its own.
     """
     now = now or utcnow()
-    item = await session.scalar(
+    item = None if known_new else await session.scalar(
         select(WorkItem)
         .where(
             WorkItem.tenant_id == tenant_id,
@@ -597,8 +599,7 @@ async def open_or_update_conversation_item(
         channel=channel,
     )
     values["conversation_id"] = conversation_id
-    await session.execute(pg_insert(WorkItem).values(values))
-    item = await session.get(WorkItem, (tenant_id, values["id"]))
+    item = await session.scalar(pg_insert(WorkItem).values(values).returning(WorkItem))
     return item, True
 
 
