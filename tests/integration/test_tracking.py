@@ -624,3 +624,92 @@ async def test_the_cli_prints_a_link_that_opens_the_order(client, settings, worl
     assert missing.returncode == 1 and missing.stderr.strip() == "orderdesk: error: Order not found"
     bad_url = run_cli(*args, "--base-url", "desk.example.com", env=env)
     assert bad_url.returncode == 1 and "base_url must start with https://" in bad_url.stderr
+
+
+async def test_the_page_shows_only_what_the_customer_and_the_shop_said_to_each_other(
+    client, db, settings, world: World
+):
+    from orderdesk.comms import services as comms
+    from orderdesk.comms.models import Direction, MessageChannel
+    from orderdesk.orders.models import Order
+
+    order = await new_order(client, world.key_a)
+    customer = order["customer_email"]
+    agent = Actor(
+        kind=ActorKind.STAFF,
+        id=world.agent_a.id,
+        display_name="Agent Smithers-Q",
+        tenant_ids=frozenset({world.a.id}),
+    )
+    said = [
+        (Direction.INBOUND, MessageChannel.EMAIL, customer, [], "CUSTOMER-ASKED where is it"),
+        (Direction.INBOUND, MessageChannel.EMAIL, "ops@client.example", [], "CLIENT-STAFF-SAID hold it back"),
+        (
+            Direction.OUTBOUND,
+            MessageChannel.EMAIL,
+            None,
+            [{"kind": "to", "address": customer}],
+            "SHOP-ANSWERED on its way",
+        ),
+        (
+            Direction.OUTBOUND,
+            MessageChannel.EMAIL,
+            None,
+            [{"kind": "to", "address": "ops@client.example"}],
+            "TO-CLIENT-STAFF ok",
+        ),
+        (Direction.OUTBOUND, MessageChannel.NOTE, None, [], "NOTE-INTERNAL customer is difficult"),
+    ]
+    async with db.transaction(agent.scope) as session:
+        row = await session.scalar(select(Order).where(Order.id == uuid.UUID(order["id"])))
+        conversation = await comms.start_conversation_in(
+            session, world.a.id, channel=MessageChannel.EMAIL, order=row, customer_email=customer
+        )
+        for direction, channel, sender, recipients, text in said:
+            await comms.append_message_in(
+                session,
+                agent,
+                conversation,
+                comms.MessageDraft(
+                    direction=direction,
+                    channel=channel,
+                    created_by=agent.display_name,
+                    sender_address=sender,
+                    recipients=recipients,
+                    text_body=text,
+                    summary=text,
+                ),
+            )
+    html = (await client.get(link_path(settings, world.a.id, order["id"]))).text
+    assert "CUSTOMER-ASKED" in html and "SHOP-ANSWERED" in html
+    assert html.index("CUSTOMER-ASKED") < html.index("SHOP-ANSWERED")
+    for hidden in (
+        "CLIENT-STAFF-SAID",
+        "TO-CLIENT-STAFF",
+        "NOTE-INTERNAL",
+        "Agent Smithers-Q",
+        "ops@client.example",
+    ):
+        assert hidden not in html, hidden
+    assert f"<strong>{world.a.name}</strong>" in html
+
+
+async def test_the_page_wears_the_tenants_logo_and_accent(client, db, settings, world: World):
+    from orderdesk.tenants import branding
+    from orderdesk.tenants.services import system_actor
+
+    system = await system_actor(db)
+    await branding.set_accent_colour(db, system, world.a.id, "#f2c94c")
+    await branding.set_logo(db, system, world.a.id, b"\x89PNG\r\n\x1a\n" + b"\x00" * 64, "image/png")
+    order = await new_order(client, world.key_a)
+    html = (await client.get(link_path(settings, world.a.id, order["id"]))).text
+    logo = re.search(r'<img class="logo" src="([^"]+)" alt="([^"]+)"', html)
+    assert logo and logo.group(2) == world.a.name
+    # A light accent gets dark text on it.
+    assert "--accent: #f2c94c; --on-accent: #1d2430;" in html
+    # The logo is public: a customer's browser fetches it without a session.
+    client.cookies.clear()
+    image = await client.get(logo.group(1))
+    assert image.status_code == 200 and image.headers["content-type"].startswith("image/png")
+    lookup_page = await client.get(f"/track/{world.a.slug}")
+    assert logo.group(1) in lookup_page.text
