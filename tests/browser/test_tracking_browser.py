@@ -112,7 +112,9 @@ async def test_customer_sends_a_message_from_the_tracking_link_and_the_agent_see
     assert "tracking" in await entry.first.inner_text()
 
 
-async def test_a_customer_looks_the_order_up_on_a_phone(db, world: World, browser, live_server):
+async def test_a_customer_looks_the_order_up_on_a_phone(
+    db, world: World, browser, live_server, screenshot_dir
+):
     system = await tenants.system_actor(db)
     order = (
         await orders.capture_order(
@@ -124,6 +126,15 @@ async def test_a_customer_looks_the_order_up_on_a_phone(db, world: World, browse
     try:
         page = await context.new_page()
         await page.goto(f"/track/{world.a.slug}")
+        # A typo first: the answer does not say which of the two was wrong.
+        await page.get_by_label("Order number").fill(str(order["number"]))
+        await page.get_by_label("Email address or postal code").fill("10118")
+        await page.get_by_role("button", name="Find my order").click()
+        problem = page.get_by_test_id("lookup-problem")
+        await problem.wait_for()
+        assert "We could not find an order with these details" in await problem.inner_text()
+        assert await page.get_by_label("Order number").input_value() == ""
+        await page.screenshot(path=str(screenshot_dir / "tracking-06-lookup-miss.png"), full_page=True)
         await page.get_by_label("Order number").fill(str(order["number"]))
         await page.get_by_label("Email address or postal code").fill("10117")
         await page.get_by_role("button", name="Find my order").click()
