@@ -52,6 +52,7 @@ from orderdesk.portal.controllers import (
 from orderdesk.settings import Settings
 from orderdesk.shops.controllers import ShopConnectionApiController, ShopifyWebhookController
 from orderdesk.tenants.controllers import ConsoleTenantController, TenantApiController
+from orderdesk.tracking.controllers import TrackingController
 from orderdesk.web.auth import AuthenticationMiddleware
 from orderdesk.web.csrf import check_csrf
 from orderdesk.web.deps import DEPENDENCIES
@@ -107,6 +108,7 @@ def create_app(settings: Settings) -> Litestar:
             PortalSettingsController,
             PortalInvitationController,
             ConsolePortalPreferencesController,
+            TrackingController,
             OrderApiController,
             *IMPORT_ROUTE_HANDLERS,
             WebhookEndpointController,

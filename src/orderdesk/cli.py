@@ -466,6 +466,40 @@ def comms_configure(
         click.echo(secret)
 
 
+@cli.group()
+def tracking() -> None:
+    """Customers' tracking page."""
+
+
+@tracking.command("link")
+@click.option("--tenant", "tenant_slug", required=True, help="The tenant's slug.")
+@click.option(
+    "--order", "number", required=True, type=click.IntRange(min=1), help="The order number, e.g. 1042."
+)
+@click.option(
+    "--base-url", required=True, help="Where customers reach this server, e.g. https://desk.example.com."
+)
+@click.option(
+    "--days", default=120, show_default=True, type=click.IntRange(min=1, max=3650), help="Validity."
+)
+def tracking_link(tenant_slug: str, number: int, base_url: str, days: int) -> None:
+    """Print a signed tracking link to one order (to send a customer by hand)."""
+    import datetime as dt
+
+    from orderdesk.tenants import services
+    from orderdesk.tracking import services as tracking_services
+
+    settings = _settings()
+
+    async def work(db):
+        actor = await services.system_actor(db)
+        return await tracking_services.tracking_url_for_number(
+            db, actor, settings.secret_key, base_url, tenant_slug, number, lifetime=dt.timedelta(days=days)
+        )
+
+    click.echo(_run(lambda: _with_database(settings, work)))
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point: one line per error, exit 2 for usage errors and 1 for failures."""
     try:

@@ -79,6 +79,9 @@ async def seed_demo_data(settings: Settings, password: str) -> str:
     if keys:
         lines.append("API keys (shown once):")
         lines += [f"  {key}" for key in keys]
+    # The customers' side: look an order up by its number and the customer's email or postal code.
+    lines.append("Customer tracking pages:")
+    lines += [f"  /track/{t.slug}" for t in DEMO_TENANTS]
     return "\n".join(lines)
 
 

@@ -13,6 +13,7 @@ from orderdesk.orders import models as _orders  # noqa: F401
 from orderdesk.portal import models as _portal  # noqa: F401
 from orderdesk.shops import models as _shops  # noqa: F401
 from orderdesk.tenants import models as _tenants  # noqa: F401
+from orderdesk.tracking import models as _tracking  # noqa: F401
 from orderdesk.workqueue import models as _workqueue  # noqa: F401
 
 metadata = Base.metadata

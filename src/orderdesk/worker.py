@@ -11,6 +11,7 @@ from orderdesk.core.queue import JobRegistry, Periodic, job
 from orderdesk.fulfillment import jobs as fulfillment_jobs
 from orderdesk.integrations import jobs as webhook_jobs
 from orderdesk.settings import Settings
+from orderdesk.tracking.jobs import purge_tracking_lookups_job
 from orderdesk.web.logging import configure_logging
 from orderdesk.wiring import connect_features
 from orderdesk.workqueue import jobs as work_jobs
@@ -29,6 +30,7 @@ def job_registry() -> JobRegistry:
         # Outbound mail and chat: like dispatches, a failed send is superseded by the next sweep.
         job(comms_jobs.send_outbound_messages, keep_result_seconds=0, max_tries=1),
         job(comms_jobs.sweep_outbound_messages, keep_result_seconds=0, max_tries=1),
+        purge_tracking_lookups_job,
     ]
     registry.periodic += [
         Periodic(purge_sign_in_state_job, minute={0, 15, 30, 45}),
@@ -44,6 +46,7 @@ def job_registry() -> JobRegistry:
             second=set(range(0, 60, comms_jobs.SWEEP_EVERY_SECONDS)),
             run_at_startup=True,
         ),
+        Periodic(purge_tracking_lookups_job, minute={7, 37}),
     ]
     return registry
 

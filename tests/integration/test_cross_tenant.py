@@ -192,6 +192,13 @@ ROUTES = [
     Route("POST", "/console/orders/{id}/checks/payment_confirmed", "b_order", ("staff",)),
     Route("GET", "/console/sla/{id}", "b_tenant", ("staff",)),
     Route("POST", "/console/sla/{id}", "b_tenant", ("staff",)),
+    # Tracking page: a link signed by us for A's tenant but naming B's order (the token is the
+    # id here; the missing case is a random id, i.e. a token we never signed). Public routes:
+    # whoever calls, the answer is the same "cannot open this page".
+    *[
+        Route(method, f"/track/o/{{id}}{suffix}", "b_order_link_in_a", ALL)
+        for method, suffix in (("GET", ""), ("POST", "/messages"), ("POST", "/returns"))
+    ],
     # Customer communication
     Route("GET", "/api/v1/orders/{id}/conversations", "b_order", ALL),
     Route("GET", "/api/v1/conversations/{id}", "b_conversation", ALL),
@@ -228,7 +235,7 @@ CALLERS = ("staff", "client", "api_key")
 
 
 @pytest.fixture
-async def b_objects(client, db, world: World) -> dict[str, object]:
+async def b_objects(client, db, world: World, settings) -> dict[str, object]:
     """One object of each kind belonging to B, made through B's own API key."""
     order = await client.post(
         "/api/v1/orders", json=order_body(), headers={"Authorization": f"Bearer {world.key_b}"}
@@ -251,7 +258,15 @@ async def b_objects(client, db, world: World) -> dict[str, object]:
         **await b_portal_objects(db, world, await b_work_item(db, world, order.json()["id"])),
         **await b_conversation(client, db, world),
         **await b_comms_objects(db, world),
+        "b_order_link_in_a": b_order_link_in_a(settings.secret_key, world, order.json()["id"]),
     }
+
+
+def b_order_link_in_a(secret_key: str, world: World, order_id: str) -> str:
+    """A correctly signed tracking token that pairs A's tenant with B's order."""
+    from orderdesk.tracking import links
+
+    return links.tracking_path(secret_key, world.a.id, uuid.UUID(order_id)).removeprefix(links.PATH_PREFIX)
 
 
 async def b_webhook_endpoint(db, world: World) -> str:

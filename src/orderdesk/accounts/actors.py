@@ -15,6 +15,7 @@ class ActorKind(enum.StrEnum):
     CLIENT = "client"
     API_KEY = "api_key"
     SYSTEM = "system"  # a worker or the CLI acting for the platform
+    CUSTOMER = "customer"  # an end customer on the public tracking page, for one order only
 
 
 @dataclass(frozen=True, slots=True)

@@ -43,6 +43,7 @@ CHANNEL_OF_ACTOR = {
     ActorKind.CLIENT: "portal",
     ActorKind.API_KEY: "api",
     ActorKind.SYSTEM: "system",
+    ActorKind.CUSTOMER: "tracking",
 }
 
 

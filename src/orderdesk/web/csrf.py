@@ -3,7 +3,9 @@
 Every unsafe request made with a session cookie must carry the session's token,
 in the `X-CSRF-Token` header (htmx sends it from the page's `hx-headers`) or in a
 `_csrf` form field. API-key requests carry no cookie and need no token. The sign-in
-form, made before any session exists, uses a double-submit cookie instead.
+form, made before any session exists, uses a double-submit cookie instead, and so
+do the public tracking page's forms (route option `csrf="double_submit"`): they
+check their own cookie, whether or not the visitor also happens to be signed in.
 """
 
 from __future__ import annotations
@@ -38,6 +40,8 @@ def tokens_match(expected: str | None, submitted: str | None) -> bool:
 async def check_csrf(request: Request) -> None:
     """`before_request` hook. Raises PermissionDeniedException (403) on a missing or wrong token."""
     if request.method in SAFE_METHODS or request.scope.get("auth") != "session":
+        return
+    if request.route_handler.opt.get("csrf") == "double_submit":
         return
     if not tokens_match(request.user.csrf_token, await submitted_token(request)):
         raise PermissionDeniedException(detail=MISSING_TOKEN)

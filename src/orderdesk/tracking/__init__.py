@@ -1,0 +1,1 @@
+"""The public customer tracking page: one order, reached by a signed link or a lookup."""
