@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Sequence
+from types import SimpleNamespace
 from typing import Any
 from uuid import UUID
 
@@ -226,21 +227,40 @@ async def set_sla_policy(
 # ---------------------------------------------------------------- reading
 
 
+def _sla_flags(values: Any, now: dt.datetime) -> tuple[bool, bool]:
+    """(at risk, breached) of an item (an ORM row or a namespace of its columns) at `now`."""
+    if values.status not in ACTIVE:
+        return False, False
+    if values.sla_running_since is None:
+        return False, values.sla_consumed_seconds >= values.sla_target_seconds
+    breached = values.due_at is not None and values.due_at <= now
+    at_risk = not breached and values.at_risk_at is not None and values.at_risk_at <= now
+    return at_risk, breached
+
+
 def _view(
     item: WorkItem, now: dt.datetime, tenant_name: str = "", claimed_by_name: str | None = None
 ) -> WorkItemView:
     view = WorkItemView.model_validate(item)
-    if item.status in ACTIVE:
-        if item.sla_running_since is None:
-            breached = item.sla_consumed_seconds >= item.sla_target_seconds
-            at_risk = False
-        else:
-            breached = item.due_at is not None and item.due_at <= now
-            at_risk = not breached and item.at_risk_at is not None and item.at_risk_at <= now
-    else:
-        breached = at_risk = False
+    at_risk, breached = _sla_flags(item, now)
     return view.model_copy(
         update={
+            "tenant_name": tenant_name,
+            "claimed_by_name": claimed_by_name,
+            "at_risk": at_risk,
+            "breached": breached,
+        }
+    )
+
+
+def _view_from_row(
+    row: dict[str, Any], now: dt.datetime, tenant_name: str = "", claimed_by_name: str | None = None
+) -> WorkItemView:
+    """The view of a `work_items` row read as plain columns (a RETURNING of a hot path)."""
+    at_risk, breached = _sla_flags(SimpleNamespace(**row), now)
+    return WorkItemView.model_validate(
+        {
+            **row,
             "tenant_name": tenant_name,
             "claimed_by_name": claimed_by_name,
             "at_risk": at_risk,
@@ -624,12 +644,70 @@ WHERE w.tenant_id = d.tenant_id AND w.id = d.id
 """
 )
 
-# The documented priority order (policies.priority_key), matching ix_work_items_queue.
+# The agent's lock (one Get next per agent at a time, so a double click cannot claim two
+# items) with the lease and snooze sweep in the same round trip. Only the lock must come
+# first: the claim statement after it takes a new snapshot, so it sees what a previous
+# call of the same agent committed. The sweep parts skip locked rows and are bounded.
+_LOCK_AND_RETURN_DUE = text(
+    """
+WITH agent_lock AS MATERIALIZED (
+    SELECT pg_advisory_xact_lock(hashtextextended(:lock_key, 0))
+), expired AS (
+    SELECT tenant_id, id FROM work_items
+    WHERE status = 'claimed' AND lease_expires_at <= :now AND tenant_id = ANY (CAST(:tenant_ids AS uuid[]))
+    ORDER BY lease_expires_at
+    LIMIT :batch
+    FOR UPDATE SKIP LOCKED
+), returned AS (
+    UPDATE work_items w SET
+        status = CAST(CASE WHEN w.cause_resolved_at IS NULL THEN 'open' ELSE 'done' END AS work_item_status),
+        outcome = CASE WHEN w.cause_resolved_at IS NULL THEN NULL
+                  ELSE CAST('resolved_elsewhere' AS work_outcome) END,
+        finished_at = CASE WHEN w.cause_resolved_at IS NULL THEN NULL ELSE CAST(:now AS timestamptz) END,
+        finished_by = CASE WHEN w.cause_resolved_at IS NULL THEN NULL ELSE 'OrderDesk' END,
+        claimed_by = NULL, claimed_at = NULL, lease_expires_at = NULL,
+        updated_at = :now, version = w.version + 1
+    FROM expired e
+    WHERE w.tenant_id = e.tenant_id AND w.id = e.id
+    RETURNING w.tenant_id, w.id
+), released AS (
+    UPDATE work_claims c SET released_at = :now, release_reason = 'expired'
+    FROM returned r
+    WHERE c.tenant_id = r.tenant_id AND c.work_item_id = r.id AND c.released_at IS NULL
+), due AS (
+    SELECT tenant_id, id FROM work_items
+    WHERE status = 'snoozed' AND snoozed_until <= :now AND tenant_id = ANY (CAST(:tenant_ids AS uuid[]))
+    ORDER BY snoozed_until
+    LIMIT :batch
+    FOR UPDATE SKIP LOCKED
+), woken AS (
+    UPDATE work_items w SET status = 'open', snoozed_until = NULL, updated_at = :now, version = w.version + 1
+    FROM due d
+    WHERE w.tenant_id = d.tenant_id AND w.id = d.id
+)
+SELECT count(*) FROM agent_lock
+"""
+)
+
+# The item the agent already holds gets its lease renewed; else the most urgent open item
+# they may take, in the documented priority order (policies.priority_key, matching
+# ix_work_items_queue), is claimed and its claim recorded. Answers the whole row.
 _CLAIM = """
-WITH candidate AS (
+WITH held AS (
+    SELECT tenant_id, id FROM work_items
+    WHERE status = 'claimed' AND claimed_by = :agent_id AND tenant_id = ANY (CAST(:tenant_ids AS uuid[]))
+    ORDER BY claimed_at
+    LIMIT 1
+), renewed AS (
+    UPDATE work_items w SET lease_expires_at = :lease, updated_at = :now
+    FROM held h
+    WHERE w.tenant_id = h.tenant_id AND w.id = h.id
+    RETURNING w.*
+), candidate AS (
     SELECT work_items.tenant_id, work_items.id FROM work_items
     WHERE work_items.status = 'open'
       AND work_items.tenant_id = ANY (CAST(:tenant_ids AS uuid[]))
+      AND NOT EXISTS (SELECT 1 FROM held)
       AND {skills}
     ORDER BY work_items.due_at, work_items.priority DESC, work_items.value_minor DESC,
              work_items.client_tier, work_items.created_at, work_items.id
@@ -641,12 +719,14 @@ WITH candidate AS (
         cause_resolved_at = NULL, updated_at = :now, version = w.version + 1
     FROM candidate c
     WHERE w.tenant_id = c.tenant_id AND w.id = c.id
-    RETURNING w.tenant_id, w.id
+    RETURNING w.*
 ), history AS (
     INSERT INTO work_claims (tenant_id, id, work_item_id, agent_id, claimed_at, via)
     SELECT tenant_id, :claim_id, id, :agent_id, :now, 'get_next' FROM claimed
 )
-SELECT tenant_id, id FROM claimed
+SELECT answer.*, t.name AS tenant_name
+FROM (SELECT * FROM claimed UNION ALL SELECT * FROM renewed) answer
+JOIN tenants t ON t.id = answer.tenant_id
 """
 _CLAIM_WITH_SKILLS = text(_CLAIM.format(skills=_SKILLS_SQL))
 _CLAIM_ANY = text(_CLAIM.format(skills="true"))
@@ -678,33 +758,24 @@ async def claim_next_work_item(
     if actor.kind is ActorKind.SYSTEM:
         raise PermissionDenied("Only a person can claim work")
     now = now or utcnow()
+    tenant_ids = _tenant_array(actor.tenant_ids)
     async with db.transaction(actor.scope) as session:
-        # One Get next per agent at a time (a double click must not claim two items).
         await session.execute(
-            text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": f"work-agent:{actor.id}"}
+            _LOCK_AND_RETURN_DUE,
+            {
+                "lock_key": f"work-agent:{actor.id}",
+                "now": now,
+                "tenant_ids": tenant_ids,
+                "batch": SWEEP_BATCH,
+            },
         )
-        await return_due_items(session, actor.tenant_ids, now)
-        held = await session.scalar(
-            select(WorkItem)
-            .where(
-                WorkItem.tenant_id.in_(actor.tenant_ids),
-                WorkItem.claimed_by == actor.id,
-                WorkItem.status == S.CLAIMED,
-            )
-            .order_by(WorkItem.claimed_at)
-            .limit(1)
-        )
-        if held is not None:
-            held.lease_expires_at = now + LEASE
-            held.updated_at = now
-            return (await _views(session, [held], now))[0]
         statement = _CLAIM_ANY if actor.is_admin else _CLAIM_WITH_SKILLS
         try:
             picked = (
                 await session.execute(
                     statement,
                     {
-                        "tenant_ids": _tenant_array(actor.tenant_ids),
+                        "tenant_ids": tenant_ids,
                         "agent_id": actor.id,
                         "now": now,
                         "lease": now + LEASE,
@@ -716,8 +787,8 @@ async def claim_next_work_item(
             raise Conflict("That item was just claimed by someone else; press Get next again") from exc
         if picked is None:
             return None
-        item = await session.get(WorkItem, (picked.tenant_id, picked.id), populate_existing=True)
-        return (await _views(session, [item], now))[0]
+        row = dict(picked._mapping)
+        return _view_from_row(row, now, row.pop("tenant_name"), actor.display_name)
 
 
 async def renew_lease(
@@ -774,6 +845,65 @@ def _touch(item: WorkItem, now: dt.datetime) -> None:
     item.version += 1
 
 
+# The holder finishing or handing back their item, in one round trip: the row changes only
+# if the agent still holds it; otherwise the caller takes the general path, which says why.
+_RELEASE_HELD = text(
+    """
+WITH item AS (
+    UPDATE work_items w SET
+        status = CAST(:status AS work_item_status), outcome = CAST(:outcome AS work_outcome),
+        outcome_note = :note, finished_at = :finished_at, finished_by = :finished_by,
+        claimed_by = NULL, claimed_at = NULL, lease_expires_at = NULL, snoozed_until = NULL,
+        updated_at = :now, version = w.version + 1
+    WHERE w.id = :item_id AND w.tenant_id = ANY (CAST(:tenant_ids AS uuid[]))
+      AND w.status = 'claimed' AND w.claimed_by = :agent_id
+    RETURNING w.*
+), released AS (
+    UPDATE work_claims c SET released_at = :now, release_reason = :reason
+    FROM item
+    WHERE c.tenant_id = item.tenant_id AND c.work_item_id = item.id AND c.released_at IS NULL
+)
+SELECT item.*, t.name AS tenant_name FROM item JOIN tenants t ON t.id = item.tenant_id
+"""
+)
+
+
+async def _release_held(
+    session: AsyncSession,
+    actor: Actor,
+    item_id: UUID,
+    status: WorkItemStatus,
+    reason: str,
+    now: dt.datetime,
+    *,
+    outcome: WorkOutcome | None = None,
+    note: str | None = None,
+) -> WorkItemView | None:
+    """Release an item the actor holds (the common case, fast); None when they do not hold it."""
+    finished = status not in ACTIVE
+    picked = (
+        await session.execute(
+            _RELEASE_HELD,
+            {
+                "status": status.value,
+                "outcome": outcome.value if outcome else None,
+                "note": note,
+                "finished_at": now if finished else None,
+                "finished_by": actor.display_name[:200] if finished else None,
+                "now": now,
+                "item_id": item_id,
+                "tenant_ids": _tenant_array(actor.tenant_ids),
+                "agent_id": actor.id,
+                "reason": reason,
+            },
+        )
+    ).first()
+    if picked is None:
+        return None
+    row = dict(picked._mapping)
+    return _view_from_row(row, now, row.pop("tenant_name"))
+
+
 async def hand_back_work_item(
     db: Database, actor: Actor, item_id: UUID, *, now: dt.datetime | None = None
 ) -> WorkItemView:
@@ -781,6 +911,8 @@ async def hand_back_work_item(
     _require_staff(actor)
     now = now or utcnow()
     async with db.transaction(actor.scope) as session:
+        if (fast := await _release_held(session, actor, item_id, S.OPEN, "hand_back", now)) is not None:
+            return fast
         item = await _find_item(session, actor, item_id, lock=True)
         _require_holder(actor, item)
         item.status = _transition(item, WorkAction.HAND_BACK)
@@ -876,14 +1008,20 @@ async def complete_work_item(
     if note is not None and len(note) > 500:
         raise ValidationFailed([FieldError("note", "must be at most 500 characters")])
     now = now or utcnow()
+    action = WorkAction.CANCEL if outcome is WorkOutcome.WITHDRAWN else WorkAction.COMPLETE
+    note = (note or "").strip() or None
     async with db.transaction(actor.scope) as session:
+        finished = S.DONE if action is WorkAction.COMPLETE else S.CANCELLED
+        reason = "done" if action is WorkAction.COMPLETE else "cancelled"
+        fast = await _release_held(session, actor, item_id, finished, reason, now, outcome=outcome, note=note)
+        if fast is not None:
+            return fast
         item = await _find_item(session, actor, item_id, lock=True)
         if item.status in ACTIVE:
             _require_holder(actor, item)
-        action = WorkAction.CANCEL if outcome is WorkOutcome.WITHDRAWN else WorkAction.COMPLETE
         item.status = _transition(item, action)
         item.outcome = outcome
-        item.outcome_note = (note or "").strip() or None
+        item.outcome_note = note
         item.finished_at = now
         item.finished_by = actor.display_name
         item.snoozed_until = None
