@@ -192,6 +192,7 @@ ROUTES = [
     Route("POST", "/console/orders/{id}/checks/payment_confirmed", "b_order", ("staff",)),
     Route("GET", "/console/sla/{id}", "b_tenant", ("staff",)),
     Route("POST", "/console/sla/{id}", "b_tenant", ("staff",)),
+    Route("POST", "/console/notifications/{id}/read", "b_notification", ("staff",)),
 ]
 
 CALLERS = ("staff", "client", "api_key")
@@ -208,7 +209,7 @@ async def b_objects(client, db, world: World) -> dict[str, object]:
     endpoint = await b_webhook_endpoint(db, world)
     test = await client.post(f"/api/v1/webhook-endpoints/{endpoint}/test", headers=b_headers)
     assert test.status_code == 202, test.text
-    return {
+    objects = {
         "b_tenant": world.b.id,
         "b_key": world.key_b_id,
         "b_order": order.json()["id"],
@@ -219,6 +220,8 @@ async def b_objects(client, db, world: World) -> dict[str, object]:
         "b_delivery": test.json()["id"],
         "b_work_item": await b_work_item(db, world, order.json()["id"]),
     }
+    objects["b_notification"] = await b_notification(db, world, objects["b_work_item"])
+    return objects
 
 
 async def b_webhook_endpoint(db, world: World) -> str:
@@ -330,6 +333,28 @@ async def b_work_item(db, world: World, order_id: str) -> str:
         item_id = await session.scalar(select(WorkItem.id).where(WorkItem.order_id == uuid.UUID(order_id)))
     assert item_id is not None
     return str(item_id)
+
+
+async def b_notification(db, world: World, item_id: str) -> str:
+    """An SLA notice about B's item for B's agent, written as the sweep would."""
+    from orderdesk.core.ids import new_id
+    from orderdesk.core.tenancy import Scope
+    from orderdesk.workqueue.models import WorkNotification
+
+    notification_id = new_id()
+    async with db.transaction(Scope(tenant_ids=frozenset({world.b.id}))) as session:
+        session.add(
+            WorkNotification(
+                tenant_id=world.b.id,
+                id=notification_id,
+                work_item_id=uuid.UUID(item_id),
+                recipient_id=world.agent_b.id,
+                kind="breached",
+                due_at=dt.datetime.now(dt.UTC),
+                title="B's late item",
+            )
+        )
+    return str(notification_id)
 
 
 async def as_caller(client, world: World, caller: str) -> dict[str, str]:

@@ -106,3 +106,17 @@ class LeadBoard(OutputSchema):
     tenants: list[TenantBoard]
     agents: list[AgentLoad]
     urgent: list[WorkItemView]
+
+
+class WorkNotificationView(OutputSchema):
+    """An SLA notice for one person: an item they hold is at risk, or an item breached."""
+
+    id: UUID
+    tenant_id: UUID
+    tenant_name: str = ""
+    work_item_id: UUID
+    kind: str = Field(description="`at_risk` (less than the policy's share of the SLA left) or `breached`")
+    due_at: dt.datetime
+    title: str
+    created_at: dt.datetime
+    read_at: dt.datetime | None

@@ -42,7 +42,7 @@ from orderdesk.core.ids import new_id
 from orderdesk.orders.models import Order, Priority
 from orderdesk.tenants.models import Tenant
 from orderdesk.workqueue import reactions
-from orderdesk.workqueue.models import ACTIVE_SQL, SlaPolicyRow, WorkClaim, WorkItem
+from orderdesk.workqueue.models import ACTIVE_SQL, SlaPolicyRow, WorkClaim, WorkItem, WorkNotification
 from orderdesk.workqueue.policies import PolicyInvalid, SlaClock, SlaPolicy, default_policy, parse_policy
 from orderdesk.workqueue.schemas import (
     AgentLoad,
@@ -51,6 +51,7 @@ from orderdesk.workqueue.schemas import (
     TenantBoard,
     WorkItemCreate,
     WorkItemView,
+    WorkNotificationView,
 )
 from orderdesk.workqueue.states import (
     ACTIVE,
@@ -1257,7 +1258,95 @@ async def sweep_work_queue(
             .values(escalated_at=now, updated_at=now)
             .execution_options(synchronize_session=False)
         )
+        await session.execute(_NOTIFY_SLA, {"now": now, "tenant_ids": _tenant_array(scope_tenants)})
         return escalated.rowcount
+
+
+# SLA notices, written by the sweep. Items whose clock runs (open, claimed, snoozed) and
+# that reached their at-risk time: the agent holding one is told it is at risk (or has
+# breached); once breached, the client's leads and administrators are told too. The
+# unique index (item, kind, person, due time) makes a repeated or concurrent sweep a
+# no-op, and a new due time (a changed policy, a resumed clock) a new notice.
+_NOTIFY_SLA = text(
+    """
+WITH risky AS (
+    SELECT tenant_id, id, title, due_at, status, claimed_by,
+           CASE WHEN due_at <= :now THEN 'breached' ELSE 'at_risk' END AS kind
+    FROM work_items
+    WHERE tenant_id = ANY (CAST(:tenant_ids AS uuid[]))
+      AND status IN ('open', 'claimed', 'snoozed')
+      AND sla_running_since IS NOT NULL
+      AND at_risk_at <= :now
+), recipients AS (
+    SELECT tenant_id, id, title, due_at, kind, claimed_by AS recipient_id
+    FROM risky WHERE status = 'claimed' AND claimed_by IS NOT NULL
+    UNION
+    SELECT r.tenant_id, r.id, r.title, r.due_at, r.kind, u.id
+    FROM risky r
+    JOIN agent_assignments a ON a.tenant_id = r.tenant_id
+    JOIN users u ON u.id = a.user_id
+    WHERE r.kind = 'breached' AND u.is_active AND u.kind = 'staff' AND u.staff_role IN ('lead', 'admin')
+)
+INSERT INTO work_notifications (tenant_id, id, work_item_id, recipient_id, kind, due_at, title, created_at)
+SELECT tenant_id, gen_random_uuid(), id, recipient_id, kind, due_at, title, :now FROM recipients
+ON CONFLICT DO NOTHING
+"""
+)
+
+
+async def list_my_notifications(
+    db: Database, actor: Actor, *, unread_only: bool = True, limit: int = 50
+) -> list[WorkNotificationView]:
+    """The actor's SLA notices in their tenants, newest first. Raises PermissionDenied (not staff)."""
+    _require_staff(actor)
+    async with db.transaction(actor.scope) as session:
+        query = (
+            select(WorkNotification, Tenant.name)
+            .join(Tenant, Tenant.id == WorkNotification.tenant_id)
+            .where(
+                WorkNotification.tenant_id.in_(actor.tenant_ids),
+                WorkNotification.recipient_id == actor.id,
+            )
+            .order_by(WorkNotification.created_at.desc(), WorkNotification.id)
+            .limit(limit)
+        )
+        if unread_only:
+            query = query.where(WorkNotification.read_at.is_(None))
+        rows = (await session.execute(query)).all()
+        return [
+            WorkNotificationView.model_validate(n).model_copy(update={"tenant_name": name})
+            for n, name in rows
+        ]
+
+
+async def mark_notification_read(
+    db: Database, actor: Actor, notification_id: UUID, *, now: dt.datetime | None = None
+) -> WorkNotificationView:
+    """Mark one of the actor's notices read (again is harmless).
+
+    Raises NotFound (not theirs, another tenant's, or missing), PermissionDenied (not staff).
+    """
+    _require_staff(actor)
+    now = now or utcnow()
+    async with db.transaction(actor.scope) as session:
+        row = (
+            await session.execute(
+                select(WorkNotification, Tenant.name)
+                .join(Tenant, Tenant.id == WorkNotification.tenant_id)
+                .where(
+                    WorkNotification.id == notification_id,
+                    WorkNotification.tenant_id.in_(actor.tenant_ids),
+                    WorkNotification.recipient_id == actor.id,
+                )
+                .with_for_update(of=WorkNotification)
+            )
+        ).first()
+        if row is None:
+            raise NotFound("Notification")
+        notification, name = row
+        if notification.read_at is None:
+            notification.read_at = now
+        return WorkNotificationView.model_validate(notification).model_copy(update={"tenant_name": name})
 
 
 def priority_order_columns():
