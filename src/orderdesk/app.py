@@ -53,6 +53,7 @@ from orderdesk.web.logging import RequestLogMiddleware, configure_logging
 from orderdesk.web.openapi import ModelExamplesPlugin
 from orderdesk.web.templating import configure_templates
 from orderdesk.wiring import connect_features
+from orderdesk.workqueue.api import ROUTE_HANDLERS as WORK_QUEUE_API_HANDLERS
 from orderdesk.workqueue.controllers import WorkQueueConsoleController
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -113,6 +114,7 @@ def create_app(settings: Settings) -> Litestar:
             FulfillmentPolicyController,
             OrderInvoiceController,
             InvoiceController,
+            *WORK_QUEUE_API_HANDLERS,
             create_static_files_router(path="/static", directories=[STATIC_DIR], include_in_schema=False),
         ],
         dependencies=DEPENDENCIES,

@@ -192,6 +192,24 @@ ROUTES = [
     Route("POST", "/console/orders/{id}/checks/payment_confirmed", "b_order", ("staff",)),
     Route("GET", "/console/sla/{id}", "b_tenant", ("staff",)),
     Route("POST", "/console/sla/{id}", "b_tenant", ("staff",)),
+    # Work queue API (staff only: API keys and client users are refused before any lookup)
+    Route("GET", "/api/v1/work-items/{id}", "b_work_item", ("staff",)),
+    *[
+        Route("POST", f"/api/v1/work-items/{{id}}/{action}", "b_work_item", ("staff",), body)
+        for action, body in (
+            ("lease", None),
+            ("hand-back", None),
+            ("snooze", {"until": (dt.datetime.now(dt.UTC) + dt.timedelta(hours=2)).isoformat()}),
+            ("wait", {"party": "customer"}),
+            ("resume", None),
+            ("complete", {"outcome": "resolved"}),
+            ("reassign", {"agent_id": "00000000-0000-7000-8000-000000000000"}),
+        )
+    ],
+    Route("GET", "/api/v1/work-items?tenant_id={id}", "b_tenant", ("staff",)),
+    Route("GET", "/api/v1/tenants/{id}/sla-policy", "b_tenant", ("staff",)),
+    Route("PUT", "/api/v1/tenants/{id}/sla-policy", "b_tenant", ("staff",), {"client_tier": 1}),
+    Route("POST", "/api/v1/work-notifications/{id}/read", "b_notification", ("staff",)),
     Route("POST", "/console/notifications/{id}/read", "b_notification", ("staff",)),
 ]
 
@@ -369,7 +387,7 @@ async def as_caller(client, world: World, caller: str) -> dict[str, str]:
 
 
 async def test_the_console_never_shows_b_work(client, world: World, b_objects):
-    """Queue counts, Get next, search and the live board of A's lead leave B's work out."""
+    """Queue counts, Get next, search, the live board and the queue API of A's lead leave B's work out."""
     order = (
         await client.get(
             f"/api/v1/orders/{b_objects['b_order']}", headers={"Authorization": f"Bearer {world.key_b}"}
@@ -382,6 +400,10 @@ async def test_the_console_never_shows_b_work(client, world: World, b_objects):
         await client.get("/console/operations/board"),
         await client.get(f"/console/search?q={order['customer_email']}"),
         await client.post("/console/queue/next", headers={**headers, "HX-Request": "true"}),
+        await client.get("/api/v1/work-items?limit=200"),
+        await client.get("/api/v1/work-items/counts"),
+        await client.get("/api/v1/work-notifications?unread=false"),
+        await client.get(f"/api/v1/work-items?order_id={b_objects['b_order']}"),
     ]
     for page in pages:
         assert page.status_code == 200, page.text

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 from uuid import UUID
@@ -40,6 +41,7 @@ from orderdesk.core.errors import (
 )
 from orderdesk.core.ids import new_id
 from orderdesk.orders.models import Order, Priority
+from orderdesk.orders.services import decode_cursor, encode_cursor
 from orderdesk.tenants.models import Tenant
 from orderdesk.workqueue import reactions
 from orderdesk.workqueue.models import ACTIVE_SQL, SlaPolicyRow, WorkClaim, WorkItem, WorkNotification
@@ -50,6 +52,7 @@ from orderdesk.workqueue.schemas import (
     QueueCount,
     TenantBoard,
     WorkItemCreate,
+    WorkItemPage,
     WorkItemView,
     WorkNotificationView,
 )
@@ -58,6 +61,7 @@ from orderdesk.workqueue.states import (
     AGENT_OUTCOMES,
     CLOCK_PAUSED,
     WorkAction,
+    WorkItemKind,
     WorkItemStatus,
     WorkOutcome,
     WorkTransitionRefused,
@@ -346,6 +350,74 @@ async def list_order_work_items(
             )
         ).all()
         return await _views(session, items, now)
+
+
+@dataclass(frozen=True)
+class WorkItemFilters:
+    """What `list_work_items` narrows by; every field is optional."""
+
+    tenant_id: UUID | None = None
+    statuses: tuple[WorkItemStatus, ...] = ()
+    kinds: tuple[WorkItemKind, ...] = ()
+    claimed_by: UUID | None = None
+    order_id: UUID | None = None
+    at_risk: bool | None = None
+    breached: bool | None = None
+    limit: int = 50
+    cursor: str | None = None
+
+
+async def list_work_items(
+    db: Database, actor: Actor, filters: WorkItemFilters, *, now: dt.datetime | None = None
+) -> WorkItemPage:
+    """A page of the actor's tenants' items, newest first, by keyset (never OFFSET).
+
+    `at_risk` and `breached` compare the running clock with now (paused clocks are
+    breached when their banked time reached the target, and never at risk).
+    Raises PermissionDenied (not staff), NotFound (tenant outside reach),
+    ValidationFailed (limit, cursor).
+    """
+    _require_staff(actor)
+    if not 1 <= filters.limit <= 200:
+        raise ValidationFailed([FieldError("limit", "must be between 1 and 200")])
+    now = now or utcnow()
+    tenant_ids = actor.tenant_ids
+    if filters.tenant_id is not None:
+        if filters.tenant_id not in actor.tenant_ids:
+            raise NotFound("Tenant")
+        tenant_ids = frozenset({filters.tenant_id})
+    query = select(WorkItem).where(WorkItem.tenant_id.in_(tenant_ids))
+    if filters.statuses:
+        query = query.where(WorkItem.status.in_(filters.statuses))
+    if filters.kinds:
+        query = query.where(WorkItem.kind.in_(filters.kinds))
+    if filters.claimed_by is not None:
+        query = query.where(WorkItem.claimed_by == filters.claimed_by, WorkItem.status == S.CLAIMED)
+    if filters.order_id is not None:
+        query = query.where(WorkItem.order_id == filters.order_id)
+    running = WorkItem.sla_running_since.is_not(None)
+    breached = and_(
+        WorkItem.status.in_(ACTIVE),
+        or_(
+            and_(running, WorkItem.due_at <= now),
+            and_(~running, WorkItem.sla_consumed_seconds >= WorkItem.sla_target_seconds),
+        ),
+    )
+    at_risk = and_(WorkItem.status.in_(ACTIVE), running, WorkItem.at_risk_at <= now, WorkItem.due_at > now)
+    if filters.breached is not None:
+        query = query.where(breached if filters.breached else ~breached)
+    if filters.at_risk is not None:
+        query = query.where(at_risk if filters.at_risk else ~at_risk)
+    if filters.cursor:
+        created_at, item_id = decode_cursor(filters.cursor)
+        query = query.where(func.row(WorkItem.created_at, WorkItem.id) < func.row(created_at, item_id))
+    query = query.order_by(WorkItem.created_at.desc(), WorkItem.id.desc()).limit(filters.limit + 1)
+    async with db.transaction(actor.scope) as session:
+        rows = list((await session.scalars(query)).all())
+        page, more = rows[: filters.limit], len(rows) > filters.limit
+        items = await _views(session, page, now)
+    next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if more else None
+    return WorkItemPage(items=items, next_cursor=next_cursor)
 
 
 # The agent (`:agent_id`) is assigned to the item's tenant with the skills the item needs:
