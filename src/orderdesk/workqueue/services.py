@@ -717,50 +717,29 @@ WHERE w.tenant_id = d.tenant_id AND w.id = d.id
 """
 )
 
-# The agent's lock (one Get next per agent at a time, so a double click cannot claim two
-# items) with the lease and snooze sweep in the same round trip. Only the lock must come
-# first: the claim statement after it takes a new snapshot, so it sees what a previous
-# call of the same agent committed. The sweep parts skip locked rows and are bounded.
-_LOCK_AND_RETURN_DUE = text(
-    """
-WITH agent_lock AS MATERIALIZED (
-    SELECT pg_advisory_xact_lock(hashtextextended(:lock_key, 0))
-), expired AS (
-    SELECT tenant_id, id FROM work_items
-    WHERE status = 'claimed' AND lease_expires_at <= :now AND tenant_id = ANY (CAST(:tenant_ids AS uuid[]))
-    ORDER BY lease_expires_at
-    LIMIT :batch
-    FOR UPDATE SKIP LOCKED
-), returned AS (
-    UPDATE work_items w SET
-        status = CAST(CASE WHEN w.cause_resolved_at IS NULL THEN 'open' ELSE 'done' END AS work_item_status),
-        outcome = CASE WHEN w.cause_resolved_at IS NULL THEN NULL
-                  ELSE CAST('resolved_elsewhere' AS work_outcome) END,
-        finished_at = CASE WHEN w.cause_resolved_at IS NULL THEN NULL ELSE CAST(:now AS timestamptz) END,
-        finished_by = CASE WHEN w.cause_resolved_at IS NULL THEN NULL ELSE 'OrderDesk' END,
-        claimed_by = NULL, claimed_at = NULL, lease_expires_at = NULL,
-        updated_at = :now, version = w.version + 1
-    FROM expired e
-    WHERE w.tenant_id = e.tenant_id AND w.id = e.id
-    RETURNING w.tenant_id, w.id
-), released AS (
-    UPDATE work_claims c SET released_at = :now, release_reason = 'expired'
-    FROM returned r
-    WHERE c.tenant_id = r.tenant_id AND c.work_item_id = r.id AND c.released_at IS NULL
-), due AS (
-    SELECT tenant_id, id FROM work_items
-    WHERE status = 'snoozed' AND snoozed_until <= :now AND tenant_id = ANY (CAST(:tenant_ids AS uuid[]))
-    ORDER BY snoozed_until
-    LIMIT :batch
-    FOR UPDATE SKIP LOCKED
-), woken AS (
-    UPDATE work_items w SET status = 'open', snoozed_until = NULL, updated_at = :now, version = w.version + 1
-    FROM due d
-    WHERE w.tenant_id = d.tenant_id AND w.id = d.id
-)
-SELECT count(*) FROM agent_lock
-"""
-)
+# One Get next per agent at a time, so a double click cannot claim two items. The claim
+# statement runs after it, on a new snapshot, so it sees what a previous call of the
+# same agent committed.
+_AGENT_LOCK = text("SELECT pg_advisory_xact_lock(hashtextextended(:lock_key, 0))")
+
+# Get next also puts back expired leases and wakes due snoozes of the agent's tenants,
+# at most once per RETURN_DUE_EVERY per process and set of tenants (the worker's sweep
+# does it every 15 s regardless). Doing it on every call cost more than the claim:
+# PostgreSQL keeps planning that statement afresh, since its custom plan (nothing due)
+# always looks cheaper than a generic one. A clock that jumps (tests pass `now`) runs it.
+RETURN_DUE_EVERY = dt.timedelta(seconds=5)
+_returned_due_at: dict[frozenset[UUID], dt.datetime] = {}
+
+
+def _return_due_now(tenant_ids: frozenset[UUID], now: dt.datetime) -> bool:
+    last = _returned_due_at.get(tenant_ids)
+    if last is not None and abs(now - last) < RETURN_DUE_EVERY:
+        return False
+    if len(_returned_due_at) > 10_000:
+        _returned_due_at.clear()
+    _returned_due_at[tenant_ids] = now
+    return True
+
 
 # The item the agent already holds gets its lease renewed; else the most urgent open item
 # they may take, in the documented priority order (policies.priority_key, matching
@@ -833,15 +812,9 @@ async def claim_next_work_item(
     now = now or utcnow()
     tenant_ids = _tenant_array(actor.tenant_ids)
     async with db.transaction(actor.scope) as session:
-        await session.execute(
-            _LOCK_AND_RETURN_DUE,
-            {
-                "lock_key": f"work-agent:{actor.id}",
-                "now": now,
-                "tenant_ids": tenant_ids,
-                "batch": SWEEP_BATCH,
-            },
-        )
+        await session.execute(_AGENT_LOCK, {"lock_key": f"work-agent:{actor.id}"})
+        if _return_due_now(actor.tenant_ids, now):
+            await return_due_items(session, actor.tenant_ids, now)
         statement = _CLAIM_ANY if actor.is_admin else _CLAIM_WITH_SKILLS
         try:
             picked = (
