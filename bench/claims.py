@@ -70,7 +70,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--sample-every", type=int, default=50, help="Check the urgency rank of every n-th claim."
     )
     parser.add_argument("--hand-back-share", type=float, default=0.2)
-    parser.add_argument("--phases", default="raw,app,raw,app+report,raw+report")
+    parser.add_argument(
+        "--phases",
+        default="raw,app,raw,app-noping,app+report,raw+report,app+idle-report",
+        help="raw / app (OrderDesk) / app-noping (without the pool's pre-ping); +report: a snapshot"
+        " held all phase by a session without a timeout; +idle-report: a transaction left idle by"
+        " the application role, which its idle_in_transaction_session_timeout ends (phase 2x long).",
+    )
     parser.add_argument(
         "--vacuum-every",
         type=float,
@@ -124,6 +130,9 @@ class Phase:
     client_cpu: float = 0.0
     # CPU seconds of the PostgreSQL backends serving this database (the agents' connections).
     db_cpu: float = 0.0
+    finished_at: list[float] = field(default_factory=list)
+    report_ended_after: float | None = None
+    started: float = 0.0
 
     @property
     def rate(self) -> float:
@@ -519,7 +528,9 @@ async def history_checks(owner_dsn: str, phase: Phase) -> dict:
 # ------------------------------------------------------------------ a phase
 
 
-async def run_phase(args, name: str, claimer, agents: list[Agent], checker, owner_dsn: str) -> Phase:
+async def run_phase(
+    args, name: str, claimer, agents: list[Agent], checker, owner_dsn: str, app_dsn: str
+) -> Phase:
     import asyncpg
 
     phase = Phase(name)
@@ -550,12 +561,26 @@ async def run_phase(args, name: str, claimer, agents: list[Agent], checker, owne
                 phase.holds.append((agent.index, tenant_id, item_id, claimed_seq, next(seq)))
                 await worker.release(tenant_id, item_id, hand_back)
                 phase.cycles += 1
+                phase.finished_at.append(time.perf_counter())
 
     report = None
-    if "report" in name:
-        # The long report: a snapshot held for the whole phase by another session.
+    duration = args.duration
+    if name.endswith("+report"):
+        # The long report: a snapshot held for the whole phase by a session the
+        # application role's idle timeout does not govern (the owner's).
         report = await asyncpg.connect(owner_dsn)
         await report.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        await report.fetchval("SELECT count(*) FROM work_items")
+    elif name.endswith("+idle-report"):
+        # A report of the application role left idle in its transaction (a crashed request):
+        # its idle_in_transaction_session_timeout (migration 0010) should end it.
+        duration = max(2 * args.duration, 120)
+        report = await asyncpg.connect(app_dsn)
+        await report.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        await report.execute(
+            "SELECT set_config('orderdesk.tenant_ids', $1, true)",
+            "{" + ",".join(sorted({str(t) for a in agents for t in a.tenant_ids})) + "}",
+        )
         await report.fetchval("SELECT count(*) FROM work_items")
     before = await table_stats(owner_dsn)
     vacuums: list[float] = []
@@ -578,9 +603,20 @@ async def run_phase(args, name: str, claimer, agents: list[Agent], checker, owne
     if profiler:
         profiler.enable()
     started = time.perf_counter()
+    phase.started = started
     cpu_started = time.process_time()
-    stop_at = started + args.duration
+    stop_at = started + duration
     background = [asyncio.create_task(vacuum_loop())] if args.vacuum_every else []
+
+    async def watch_report() -> None:
+        # The server ends the session with an error and closes the socket; asyncpg sees it.
+        while time.perf_counter() < stop_at and not report.is_closed():  # noqa: ASYNC110 (asyncpg has no event)
+            await asyncio.sleep(0.5)
+        if report.is_closed():
+            phase.report_ended_after = time.perf_counter() - started
+
+    if name.endswith("+idle-report"):
+        background.append(asyncio.create_task(watch_report()))
     await asyncio.gather(*(agent_loop(a) for a in agents))
     phase.seconds = time.perf_counter() - started
     phase.client_cpu = time.process_time() - cpu_started
@@ -597,9 +633,12 @@ async def run_phase(args, name: str, claimer, agents: list[Agent], checker, owne
         "vacuums": len(vacuums),
         "vacuum_seconds_max": round(max(vacuums), 2) if vacuums else None,
     }
-    if report is not None:
-        await report.fetchval("SELECT count(*) FROM work_items")  # still the same snapshot
-        await report.execute("COMMIT")
+    if report is not None and not report.is_closed():
+        try:
+            await report.fetchval("SELECT count(*) FROM work_items")  # still the same snapshot
+            await report.execute("COMMIT")
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, ConnectionError):
+            phase.report_ended_after = phase.report_ended_after or phase.seconds
         await report.close()
     phase.checks = await history_checks(owner_dsn, phase)
     return phase
@@ -639,9 +678,12 @@ async def run(args) -> dict:
                 if phase_name.startswith("raw"):
                     claimer = RawClaimer(_plain(settings.app_url), args.agents)
                 else:
-                    claimer = AppClaimer(settings, args.agents, pre_ping=not args.no_pre_ping)
+                    pre_ping = not args.no_pre_ping and "noping" not in phase_name
+                    claimer = AppClaimer(settings, args.agents, pre_ping=pre_ping)
                 async with claimer:
-                    phase = await run_phase(args, phase_name, claimer, agents, checker, owner_dsn)
+                    phase = await run_phase(
+                        args, phase_name, claimer, agents, checker, owner_dsn, _plain(settings.app_url)
+                    )
                 phases.append(phase)
                 print(
                     f"  {phase.name:<12} {phase.rate:8.1f} cycles/s  p50 {phase.percentile(0.5):6.1f} ms"
@@ -679,6 +721,7 @@ def summarise(args, phases: list[Phase]) -> dict:
 
     raw_cpu, app_cpu = cpu_per_cycle("raw"), cpu_per_cycle("app")
     raw_report, app_report = mean_rate("raw+report"), mean_rate("app+report")
+    app_idle_report, app_noping = mean_rate("app+idle-report"), mean_rate("app-noping")
     within = [r for p in phases for r in p.ranks]
     return {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load": os.getloadavg()},
@@ -706,6 +749,11 @@ def summarise(args, phases: list[Phase]) -> dict:
                 "rank_samples": len(p.ranks),
                 "rank_max": max(p.ranks) if p.ranks else None,
                 "rank_within_50": sum(1 for r in p.ranks if r < 50),
+                "report_ended_after_s": round(p.report_ended_after, 1) if p.report_ended_after else None,
+                "rate_by_20s": [
+                    sum(1 for t in p.finished_at if p.started + a <= t < p.started + a + 20) / 20
+                    for a in range(0, int(p.seconds), 20)
+                ],
                 "checks": p.checks,
                 "work_items_stats": p.dead_rows,
             }
@@ -717,6 +765,8 @@ def summarise(args, phases: list[Phase]) -> dict:
         "cpu_cost_ratio": round(raw_cpu / app_cpu, 3) if raw_cpu and app_cpu else None,
         "app_report_over_app": round(app_report / app, 3) if app and app_report else None,
         "raw_report_over_raw": round(raw_report / raw, 3) if raw and raw_report else None,
+        "app_idle_report_over_app": round(app_idle_report / app, 3) if app and app_idle_report else None,
+        "app_noping_over_raw": round(app_noping / raw, 3) if raw and app_noping else None,
         "total_claims": sum(p.cycles for p in phases),
         "rank_samples": len(within),
         "rank_within_50": sum(1 for r in within if r < 50),

@@ -48,3 +48,19 @@ async def _alive(connection) -> bool:
     except (asyncpg.PostgresError, asyncpg.InterfaceError, ConnectionError):
         return False
     return True
+
+
+async def test_the_driver_path_is_scoped_like_any_transaction(db, team):
+    """Get next runs on the driver's connection: row-level security must hold there too."""
+    from orderdesk.core.tenancy import Scope
+
+    await capture(db, team.tenant)
+    await capture(db, team.other)
+    async with db.driver_transaction(Scope(tenant_ids=frozenset({team.other.id}))) as driver:
+        tenants = await driver.fetch("SELECT DISTINCT tenant_id FROM work_items")  # no filter on purpose
+    assert [r["tenant_id"] for r in tenants] == [team.other.id]
+    async with db.driver_transaction(Scope()) as driver:
+        assert await driver.fetchval("SELECT count(*) FROM work_items") == 0
+    # The outsider (an agent of the other tenant only) never gets the team's item.
+    claimed = await work.claim_next_work_item(db, team.outsider)
+    assert claimed is not None and claimed.tenant_id == team.other.id

@@ -17,12 +17,14 @@ every "Get next" and by the worker's sweep, whichever comes first.
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 from uuid import UUID
 
+import asyncpg
 from sqlalchemy import and_, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
@@ -717,11 +719,6 @@ WHERE w.tenant_id = d.tenant_id AND w.id = d.id
 """
 )
 
-# One Get next per agent at a time, so a double click cannot claim two items. The claim
-# statement runs after it, on a new snapshot, so it sees what a previous call of the
-# same agent committed.
-_AGENT_LOCK = text("SELECT pg_advisory_xact_lock(hashtextextended(:lock_key, 0))")
-
 # Get next also puts back expired leases and wakes due snoozes of the agent's tenants,
 # at most once per RETURN_DUE_EVERY per process and set of tenants (the worker's sweep
 # does it every 15 s regardless). Doing it on every call cost more than the claim:
@@ -784,6 +781,35 @@ _CLAIM_WITH_SKILLS = text(_CLAIM.format(skills=_SKILLS_SQL))
 _CLAIM_ANY = text(_CLAIM.format(skills="true"))
 
 
+# Get next and the holder's release run on the driver's connection (`Database.driver_transaction`):
+# the same statements, with asyncpg's `$n` parameters.
+def _numbered(sql: str) -> tuple[str, tuple[str, ...]]:
+    """`sql` with each `:name` turned into `$n`, and the names in parameter order."""
+    names: list[str] = []
+
+    def number(match: re.Match) -> str:
+        if match.group(1) not in names:
+            names.append(match.group(1))
+        return f"${names.index(match.group(1)) + 1}"
+
+    return re.sub(r"(?<![:\w]):([a-z_]+)", number, sql), tuple(names)
+
+
+async def _fetchrow(driver: Any, statement: tuple[str, tuple[str, ...]], params: dict[str, Any]) -> Any:
+    sql, names = statement
+    return await driver.fetchrow(sql, *(params[name] for name in names))
+
+
+def _tenant_uuids(tenant_ids: Iterable[UUID]) -> list[UUID]:
+    return sorted(tenant_ids)
+
+
+_CLAIM_WITH_SKILLS_DRIVER = _numbered(_CLAIM.format(skills=_SKILLS_SQL))
+_CLAIM_ANY_DRIVER = _numbered(_CLAIM.format(skills="true"))
+_RETURN_EXPIRED_DRIVER = _numbered(_RETURN_EXPIRED.text)
+_WAKE_SNOOZED_DRIVER = _numbered(_WAKE_SNOOZED.text)
+
+
 def _tenant_array(tenant_ids: Iterable[UUID]) -> list[str]:
     return sorted(str(t) for t in tenant_ids)
 
@@ -810,31 +836,31 @@ async def claim_next_work_item(
     if actor.kind is ActorKind.SYSTEM:
         raise PermissionDenied("Only a person can claim work")
     now = now or utcnow()
-    tenant_ids = _tenant_array(actor.tenant_ids)
-    async with db.transaction(actor.scope) as session:
-        await session.execute(_AGENT_LOCK, {"lock_key": f"work-agent:{actor.id}"})
+    tenant_ids = _tenant_uuids(actor.tenant_ids)
+    # One Get next per agent at a time, so a double click cannot claim two items: the lock
+    # is taken with the scope, and the claim statement after it runs on a new snapshot, so
+    # it sees what a previous call of the same agent committed.
+    async with db.driver_transaction(actor.scope, advisory_lock=f"work-agent:{actor.id}") as driver:
         if _return_due_now(actor.tenant_ids, now):
-            await return_due_items(session, actor.tenant_ids, now)
-        statement = _CLAIM_ANY if actor.is_admin else _CLAIM_WITH_SKILLS
+            due = {"now": now, "tenant_ids": tenant_ids, "batch": SWEEP_BATCH}
+            await _fetchrow(driver, _RETURN_EXPIRED_DRIVER, due)
+            await _fetchrow(driver, _WAKE_SNOOZED_DRIVER, due)
+        claim = _CLAIM_ANY_DRIVER if actor.is_admin else _CLAIM_WITH_SKILLS_DRIVER
+        params = {
+            "tenant_ids": tenant_ids,
+            "agent_id": actor.id,
+            "now": now,
+            "lease": now + LEASE,
+            "claim_id": new_id(),
+        }
         try:
-            picked = (
-                await session.execute(
-                    statement,
-                    {
-                        "tenant_ids": tenant_ids,
-                        "agent_id": actor.id,
-                        "now": now,
-                        "lease": now + LEASE,
-                        "claim_id": new_id(),
-                    },
-                )
-            ).first()
-        except IntegrityError as exc:
+            picked = await _fetchrow(driver, claim, params)
+        except asyncpg.UniqueViolationError as exc:
             raise Conflict("That item was just claimed by someone else; press Get next again") from exc
-        if picked is None:
-            return None
-        row = dict(picked._mapping)
-        return _view_from_row(row, now, row.pop("tenant_name"), actor.display_name)
+    if picked is None:
+        return None
+    row = dict(picked)
+    return _view_from_row(row, now, row.pop("tenant_name"), actor.display_name)
 
 
 async def renew_lease(
@@ -912,10 +938,11 @@ WITH item AS (
 SELECT item.*, t.name AS tenant_name FROM item JOIN tenants t ON t.id = item.tenant_id
 """
 )
+_RELEASE_HELD_DRIVER = _numbered(_RELEASE_HELD.text)
 
 
 async def _release_held(
-    session: AsyncSession,
+    db: Database,
     actor: Actor,
     item_id: UUID,
     status: WorkItemStatus,
@@ -925,28 +952,26 @@ async def _release_held(
     outcome: WorkOutcome | None = None,
     note: str | None = None,
 ) -> WorkItemView | None:
-    """Release an item the actor holds (the common case, fast); None when they do not hold it."""
+    """Release an item the actor holds (the common case, fast); None, changing nothing, when
+    they do not hold it (the caller's general path then says why, or lets a lead act)."""
     finished = status not in ACTIVE
-    picked = (
-        await session.execute(
-            _RELEASE_HELD,
-            {
-                "status": status.value,
-                "outcome": outcome.value if outcome else None,
-                "note": note,
-                "finished_at": now if finished else None,
-                "finished_by": actor.display_name[:200] if finished else None,
-                "now": now,
-                "item_id": item_id,
-                "tenant_ids": _tenant_array(actor.tenant_ids),
-                "agent_id": actor.id,
-                "reason": reason,
-            },
-        )
-    ).first()
+    params = {
+        "status": status.value,
+        "outcome": outcome.value if outcome else None,
+        "note": note,
+        "finished_at": now if finished else None,
+        "finished_by": actor.display_name[:200] if finished else None,
+        "now": now,
+        "item_id": item_id,
+        "tenant_ids": _tenant_uuids(actor.tenant_ids),
+        "agent_id": actor.id,
+        "reason": reason,
+    }
+    async with db.driver_transaction(actor.scope) as driver:
+        picked = await _fetchrow(driver, _RELEASE_HELD_DRIVER, params)
     if picked is None:
         return None
-    row = dict(picked._mapping)
+    row = dict(picked)
     return _view_from_row(row, now, row.pop("tenant_name"))
 
 
@@ -956,9 +981,9 @@ async def hand_back_work_item(
     """Put a held item back in the queue for anyone. Raises NotFound, Conflict, InvalidTransition."""
     _require_staff(actor)
     now = now or utcnow()
+    if (fast := await _release_held(db, actor, item_id, S.OPEN, "hand_back", now)) is not None:
+        return fast
     async with db.transaction(actor.scope) as session:
-        if (fast := await _release_held(session, actor, item_id, S.OPEN, "hand_back", now)) is not None:
-            return fast
         item = await _find_item(session, actor, item_id, lock=True)
         _require_holder(actor, item)
         item.status = _transition(item, WorkAction.HAND_BACK)
@@ -1056,12 +1081,12 @@ async def complete_work_item(
     now = now or utcnow()
     action = WorkAction.CANCEL if outcome is WorkOutcome.WITHDRAWN else WorkAction.COMPLETE
     note = (note or "").strip() or None
+    finished = S.DONE if action is WorkAction.COMPLETE else S.CANCELLED
+    reason = "done" if action is WorkAction.COMPLETE else "cancelled"
+    fast = await _release_held(db, actor, item_id, finished, reason, now, outcome=outcome, note=note)
+    if fast is not None:
+        return fast
     async with db.transaction(actor.scope) as session:
-        finished = S.DONE if action is WorkAction.COMPLETE else S.CANCELLED
-        reason = "done" if action is WorkAction.COMPLETE else "cancelled"
-        fast = await _release_held(session, actor, item_id, finished, reason, now, outcome=outcome, note=note)
-        if fast is not None:
-            return fast
         item = await _find_item(session, actor, item_id, lock=True)
         if item.status in ACTIVE:
             _require_holder(actor, item)
