@@ -11,7 +11,12 @@ other and never pick the same row. Each claim is a `work_claims` row; a partial
 unique index allows one live claim per item, so a double claim cannot commit
 even if the code were wrong. A claim is a lease (10 minutes, renewed while the
 item's page is open); an expired lease puts the item back in the queue, done by
-every "Get next" and by the worker's sweep, whichever comes first.
+"Get next" (at most every 5 s per process) and by the worker's sweep, whichever
+comes first. Get next and the holder's release run on the driver's connection
+(`Database.driver_transaction`), the hot path measured by bench/claims.py.
+
+SLA notices. The worker's sweep tells the agent holding an item when it is at
+risk, and the client's leads (and the holder) when it breached; see `_NOTIFY_SLA`.
 """
 
 from __future__ import annotations
