@@ -62,6 +62,7 @@ from orderdesk.web.logging import RequestLogMiddleware, configure_logging
 from orderdesk.web.openapi import ModelExamplesPlugin
 from orderdesk.web.templating import configure_templates
 from orderdesk.wiring import connect_features
+from orderdesk.workqueue.api import ROUTE_HANDLERS as WORK_QUEUE_API_HANDLERS
 from orderdesk.workqueue.controllers import WorkQueueConsoleController
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -132,6 +133,7 @@ def create_app(settings: Settings) -> Litestar:
             ConsoleCommsController,
             InboundEmailController,
             *OUTBOUND_COMMS_ROUTE_HANDLERS,
+            *WORK_QUEUE_API_HANDLERS,
             create_static_files_router(path="/static", directories=[STATIC_DIR], include_in_schema=False),
         ],
         dependencies=DEPENDENCIES,

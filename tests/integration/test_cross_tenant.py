@@ -229,6 +229,25 @@ ROUTES = [
     Route("GET", "/console/conversations/{id}/reply", "b_conversation", ("staff",)),
     Route("POST", "/console/conversations/{id}/reply", "b_conversation", ("staff",)),
     Route("GET", "/console/conversations/{id}/macro-text", "b_conversation", ("staff",)),
+    # Work queue API (staff only: API keys and client users are refused before any lookup)
+    Route("GET", "/api/v1/work-items/{id}", "b_work_item", ("staff",)),
+    *[
+        Route("POST", f"/api/v1/work-items/{{id}}/{action}", "b_work_item", ("staff",), body)
+        for action, body in (
+            ("lease", None),
+            ("hand-back", None),
+            ("snooze", {"until": (dt.datetime.now(dt.UTC) + dt.timedelta(hours=2)).isoformat()}),
+            ("wait", {"party": "customer"}),
+            ("resume", None),
+            ("complete", {"outcome": "resolved"}),
+            ("reassign", {"agent_id": "00000000-0000-7000-8000-000000000000"}),
+        )
+    ],
+    Route("GET", "/api/v1/work-items?tenant_id={id}", "b_tenant", ("staff",)),
+    Route("GET", "/api/v1/tenants/{id}/sla-policy", "b_tenant", ("staff",)),
+    Route("PUT", "/api/v1/tenants/{id}/sla-policy", "b_tenant", ("staff",), {"client_tier": 1}),
+    Route("POST", "/api/v1/work-notifications/{id}/read", "b_notification", ("staff",)),
+    Route("POST", "/console/notifications/{id}/read", "b_notification", ("staff",)),
 ]
 
 CALLERS = ("staff", "client", "api_key")
@@ -245,7 +264,7 @@ async def b_objects(client, db, world: World, settings) -> dict[str, object]:
     endpoint = await b_webhook_endpoint(db, world)
     test = await client.post(f"/api/v1/webhook-endpoints/{endpoint}/test", headers=b_headers)
     assert test.status_code == 202, test.text
-    return {
+    objects = {
         "b_tenant": world.b.id,
         "b_key": world.key_b_id,
         "b_order": order.json()["id"],
@@ -260,6 +279,8 @@ async def b_objects(client, db, world: World, settings) -> dict[str, object]:
         **await b_comms_objects(db, world),
         "b_order_link_in_a": b_order_link_in_a(settings.secret_key, world, order.json()["id"]),
     }
+    objects["b_notification"] = await b_notification(db, world, objects["b_work_item"])
+    return objects
 
 
 def b_order_link_in_a(secret_key: str, world: World, order_id: str) -> str:
@@ -431,6 +452,26 @@ async def b_comms_objects(db, world: World) -> dict[str, str]:
     )
     macro = await outbound.create_macro(db, system, world.b.id, outbound.MacroFields(name="B", add_tag="b"))
     return {"b_template": str(template.id), "b_macro": str(macro.id)}
+async def b_notification(db, world: World, item_id: str) -> str:
+    """An SLA notice about B's item for B's agent, written as the sweep would."""
+    from orderdesk.core.ids import new_id
+    from orderdesk.core.tenancy import Scope
+    from orderdesk.workqueue.models import WorkNotification
+
+    notification_id = new_id()
+    async with db.transaction(Scope(tenant_ids=frozenset({world.b.id}))) as session:
+        session.add(
+            WorkNotification(
+                tenant_id=world.b.id,
+                id=notification_id,
+                work_item_id=uuid.UUID(item_id),
+                recipient_id=world.agent_b.id,
+                kind="breached",
+                due_at=dt.datetime.now(dt.UTC),
+                title="B's late item",
+            )
+        )
+    return str(notification_id)
 
 
 async def as_caller(client, world: World, caller: str) -> dict[str, str]:
@@ -445,7 +486,7 @@ async def as_caller(client, world: World, caller: str) -> dict[str, str]:
 
 
 async def test_the_console_never_shows_b_work(client, world: World, b_objects):
-    """Queue counts, Get next, search and the live board of A's lead leave B's work out."""
+    """Queue counts, Get next, search, the live board and the queue API of A's lead leave B's work out."""
     order = (
         await client.get(
             f"/api/v1/orders/{b_objects['b_order']}", headers={"Authorization": f"Bearer {world.key_b}"}
@@ -458,6 +499,10 @@ async def test_the_console_never_shows_b_work(client, world: World, b_objects):
         await client.get("/console/operations/board"),
         await client.get(f"/console/search?q={order['customer_email']}"),
         await client.post("/console/queue/next", headers={**headers, "HX-Request": "true"}),
+        await client.get("/api/v1/work-items?limit=200"),
+        await client.get("/api/v1/work-items/counts"),
+        await client.get("/api/v1/work-notifications?unread=false"),
+        await client.get(f"/api/v1/work-items?order_id={b_objects['b_order']}"),
     ]
     for page in pages:
         assert page.status_code == 200, page.text

@@ -45,6 +45,15 @@ def _array_literal(ids: frozenset[UUID]) -> str:
     return "{" + ",".join(sorted(str(i) for i in ids)) + "}"
 
 
+def scope_settings(scope: Scope) -> tuple[str, str, str]:
+    """The values of the three settings (tenants, user, API key hash) for `scope`."""
+    return (
+        _array_literal(scope.tenant_ids),
+        str(scope.user_id) if scope.user_id else "",
+        scope.api_key_hash or "",
+    )
+
+
 async def apply_scope(session: AsyncSession, scope: Scope) -> None:
     """Set the scope for the current transaction only (`set_config(..., true)`)."""
     await session.execute(

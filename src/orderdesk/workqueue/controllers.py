@@ -54,6 +54,7 @@ class WorkQueueConsoleController(Controller):
             counts=await services.queue_counts(db, actor),
             tenants=await tenants.list_tenants(db, actor),
             kinds=list(WorkItemKind),
+            notices=await services.list_my_notifications(db, actor),
             notice=notice,
             errors=errors or [],
         )
@@ -217,11 +218,31 @@ class WorkQueueConsoleController(Controller):
 
     @get("/lead")
     async def lead(self, db: DB, actor: CurrentActor) -> Template:
-        return page("workqueue/lead.html", actor, board=await services.lead_board(db, actor))
+        board = await services.lead_board(db, actor)
+        return page(
+            "workqueue/lead.html", actor, board=board, notices=await services.list_my_notifications(db, actor)
+        )
 
     @get("/lead/board")
     async def lead_board(self, db: DB, actor: CurrentActor) -> Template:
-        return page("workqueue/_board.html", actor, board=await services.lead_board(db, actor))
+        board = await services.lead_board(db, actor)
+        return page(
+            "workqueue/_board.html",
+            actor,
+            board=board,
+            notices=await services.list_my_notifications(db, actor),
+        )
+
+    # ------------------------------------------------------------ SLA notices
+
+    @post("/notifications/{notification_id:uuid}/read")
+    async def notification_read(
+        self, request: Request, db: DB, actor: CurrentActor, notification_id: FromPath[UUID]
+    ) -> Response:
+        form = await request.form()
+        await services.mark_notification_read(db, actor, notification_id)
+        back = form_text(form, "back")
+        return go_to(request, back if back in ("/console/queue", "/console/lead") else "/console/queue")
 
     # ------------------------------------------------------------ the operations view
 

@@ -13,6 +13,7 @@ from uuid import UUID
 
 from sqlalchemy import (
     BigInteger,
+    CheckConstraint,
     Date,
     DateTime,
     Enum,
@@ -166,4 +167,43 @@ class WorkClaim(Base):
             postgresql_where=text("released_at IS NULL"),
         ),
         Index("ix_work_claims_agent", "agent_id", "claimed_at"),
+    )
+
+
+class WorkNotification(Base):
+    """A person told that an item is about to breach its SLA, or has breached it.
+
+    One row per item, kind, person and due time: the sweep that writes them may run
+    any number of times, and a new due time (a changed policy, a resumed clock) is a
+    new notice.
+    """
+
+    __tablename__ = "work_notifications"
+
+    tenant_id: Mapped[UUID] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    id: Mapped[UUID] = mapped_column(primary_key=True)
+    work_item_id: Mapped[UUID]
+    recipient_id: Mapped[UUID] = mapped_column(ForeignKey("users.id"))
+    # at_risk (told to the agent holding the item), breached (the holder and the client's leads)
+    kind: Mapped[str] = mapped_column(String(20))
+    due_at: Mapped[dt.datetime] = mapped_column(DateTime(timezone=True))
+    title: Mapped[str] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = created_at_column()
+    read_at: Mapped[dt.datetime | None]
+
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["tenant_id", "work_item_id"], ["work_items.tenant_id", "work_items.id"], ondelete="CASCADE"
+        ),
+        CheckConstraint("kind IN ('at_risk', 'breached')", name="kind"),
+        Index(
+            "uq_work_notifications_once",
+            "tenant_id",
+            "work_item_id",
+            "kind",
+            "recipient_id",
+            "due_at",
+            unique=True,
+        ),
+        Index("ix_work_notifications_recipient", "recipient_id", "created_at"),
     )

@@ -24,6 +24,22 @@ class WorkItemCreate(InputSchema):
     language: str | None = Field(default=None, max_length=16)
     channel: str | None = Field(default=None, max_length=16)
 
+    model_config = {
+        **InputSchema.model_config,
+        "json_schema_extra": {
+            "examples": [
+                {
+                    "tenant_id": "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b",
+                    "kind": "order_entry",
+                    "title": "Phone order from Ms Jansen: 2 tents, call back to confirm the address",
+                    "priority": "high",
+                    "language": "de",
+                    "channel": "phone",
+                }
+            ]
+        },
+    }
+
 
 class WorkItemView(OutputSchema):
     id: UUID
@@ -107,3 +123,115 @@ class LeadBoard(OutputSchema):
     tenants: list[TenantBoard]
     agents: list[AgentLoad]
     urgent: list[WorkItemView]
+
+
+class WorkNotificationView(OutputSchema):
+    """An SLA notice for one person: an item they hold is at risk, or an item breached."""
+
+    id: UUID
+    tenant_id: UUID
+    tenant_name: str = ""
+    work_item_id: UUID
+    kind: str = Field(description="`at_risk` (less than the policy's share of the SLA left) or `breached`")
+    due_at: dt.datetime
+    title: str
+    created_at: dt.datetime
+    read_at: dt.datetime | None
+
+
+class WorkItemPage(OutputSchema):
+    items: list[WorkItemView]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null on the last page")
+
+
+def _examples(*examples: dict) -> dict:
+    return {**InputSchema.model_config, "json_schema_extra": {"examples": list(examples)}}
+
+
+class SnoozeIn(InputSchema):
+    until: dt.datetime = Field(
+        description="When the item returns to the queue: in the future, at most 14 days away,"
+        " with a time zone"
+    )
+
+    model_config = _examples({"until": "2026-11-27T09:00:00+01:00"})
+
+
+class WaitIn(InputSchema):
+    party: str = Field(description="`customer` or `client`: who has the next move; the SLA clock pauses")
+
+    model_config = _examples({"party": "customer"})
+
+
+class CompleteIn(InputSchema):
+    outcome: str = Field(
+        description="resolved, no_action_needed, escalated or duplicate;"
+        " leads may also withdraw an item (`withdrawn`)"
+    )
+    note: str | None = Field(default=None, max_length=500)
+
+    model_config = _examples({"outcome": "resolved", "note": "Address confirmed with the customer by phone"})
+
+
+class ReassignIn(InputSchema):
+    agent_id: UUID = Field(description="An active staff member assigned to the item's client")
+
+    model_config = _examples({"agent_id": "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b"})
+
+
+class SlaPolicyIn(InputSchema):
+    """A tenant's SLA policy; what is left out takes the default. Every problem is reported at once."""
+
+    time_zone: str | None = Field(
+        default=None, description="IANA zone, e.g. Europe/Berlin; default the tenant's"
+    )
+    business_hours: dict[str, list[str]] | None = Field(
+        default=None, description='Opening windows per weekday, e.g. {"mon": ["08:00-12:00", "13:00-17:00"]}'
+    )
+    holidays: list[str] | None = Field(default=None, description="ISO dates the clock does not run")
+    targets: dict[str, dict[str, int]] | None = Field(
+        default=None,
+        description='Business minutes per kind and priority, e.g. {"verification": {"normal": 240}}',
+    )
+    at_risk_percent: int | None = Field(
+        default=None, description="At risk when less than this share of the target is left"
+    )
+    client_tier: int | None = Field(
+        default=None, description="1 (most important) to 3; ranks items of equal urgency"
+    )
+    stuck_after_hours: dict[str, int] | None = Field(
+        default=None, description="Hours an order may sit in a status before it counts as stuck"
+    )
+
+    model_config = _examples(
+        {
+            "time_zone": "Europe/Berlin",
+            "business_hours": {
+                "mon": ["08:00-12:00", "13:00-18:00"],
+                "tue": ["08:00-18:00"],
+                "wed": ["08:00-18:00"],
+                "thu": ["08:00-18:00"],
+                "fri": ["08:00-16:00"],
+                "sat": [],
+                "sun": [],
+            },
+            "holidays": ["2026-12-25", "2026-12-26"],
+            "targets": {"verification": {"normal": 240, "high": 120, "urgent": 60}},
+            "at_risk_percent": 20,
+            "client_tier": 1,
+        }
+    )
+
+
+class SlaPolicyView(OutputSchema):
+    tenant_id: UUID
+    time_zone: str
+    business_hours: dict[str, list[str]]
+    holidays: list[str]
+    targets: dict[str, dict[str, int]]
+    at_risk_percent: int
+    client_tier: int
+    stuck_after_hours: dict[str, int]
+    recomputed_items: int | None = Field(
+        default=None, description="After a change: active items whose due time was recomputed"
+    )

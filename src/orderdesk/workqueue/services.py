@@ -11,16 +11,25 @@ other and never pick the same row. Each claim is a `work_claims` row; a partial
 unique index allows one live claim per item, so a double claim cannot commit
 even if the code were wrong. A claim is a lease (10 minutes, renewed while the
 item's page is open); an expired lease puts the item back in the queue, done by
-every "Get next" and by the worker's sweep, whichever comes first.
+"Get next" (at most every 5 s per process) and by the worker's sweep, whichever
+comes first. Get next and the holder's release run on the driver's connection
+(`Database.driver_transaction`), the hot path measured by bench/claims.py.
+
+SLA notices. The worker's sweep tells the agent holding an item when it is at
+risk, and the client's leads (and the holder) when it breached; see `_NOTIFY_SLA`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 from uuid import UUID
 
+import asyncpg
 from sqlalchemy import and_, func, or_, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
@@ -39,9 +48,10 @@ from orderdesk.core.errors import (
 )
 from orderdesk.core.ids import new_id
 from orderdesk.orders.models import Order, Priority
+from orderdesk.orders.services import decode_cursor, encode_cursor
 from orderdesk.tenants.models import Tenant
 from orderdesk.workqueue import reactions
-from orderdesk.workqueue.models import ACTIVE_SQL, SlaPolicyRow, WorkClaim, WorkItem
+from orderdesk.workqueue.models import ACTIVE_SQL, SlaPolicyRow, WorkClaim, WorkItem, WorkNotification
 from orderdesk.workqueue.policies import PolicyInvalid, SlaClock, SlaPolicy, default_policy, parse_policy
 from orderdesk.workqueue.schemas import (
     AgentLoad,
@@ -49,7 +59,9 @@ from orderdesk.workqueue.schemas import (
     QueueCount,
     TenantBoard,
     WorkItemCreate,
+    WorkItemPage,
     WorkItemView,
+    WorkNotificationView,
 )
 from orderdesk.workqueue.states import (
     ACTIVE,
@@ -227,21 +239,40 @@ async def set_sla_policy(
 # ---------------------------------------------------------------- reading
 
 
+def _sla_flags(values: Any, now: dt.datetime) -> tuple[bool, bool]:
+    """(at risk, breached) of an item (an ORM row or a namespace of its columns) at `now`."""
+    if values.status not in ACTIVE:
+        return False, False
+    if values.sla_running_since is None:
+        return False, values.sla_consumed_seconds >= values.sla_target_seconds
+    breached = values.due_at is not None and values.due_at <= now
+    at_risk = not breached and values.at_risk_at is not None and values.at_risk_at <= now
+    return at_risk, breached
+
+
 def _view(
     item: WorkItem, now: dt.datetime, tenant_name: str = "", claimed_by_name: str | None = None
 ) -> WorkItemView:
     view = WorkItemView.model_validate(item)
-    if item.status in ACTIVE:
-        if item.sla_running_since is None:
-            breached = item.sla_consumed_seconds >= item.sla_target_seconds
-            at_risk = False
-        else:
-            breached = item.due_at is not None and item.due_at <= now
-            at_risk = not breached and item.at_risk_at is not None and item.at_risk_at <= now
-    else:
-        breached = at_risk = False
+    at_risk, breached = _sla_flags(item, now)
     return view.model_copy(
         update={
+            "tenant_name": tenant_name,
+            "claimed_by_name": claimed_by_name,
+            "at_risk": at_risk,
+            "breached": breached,
+        }
+    )
+
+
+def _view_from_row(
+    row: dict[str, Any], now: dt.datetime, tenant_name: str = "", claimed_by_name: str | None = None
+) -> WorkItemView:
+    """The view of a `work_items` row read as plain columns (a RETURNING of a hot path)."""
+    at_risk, breached = _sla_flags(SimpleNamespace(**row), now)
+    return WorkItemView.model_validate(
+        {
+            **row,
             "tenant_name": tenant_name,
             "claimed_by_name": claimed_by_name,
             "at_risk": at_risk,
@@ -326,6 +357,74 @@ async def list_order_work_items(
             )
         ).all()
         return await _views(session, items, now)
+
+
+@dataclass(frozen=True)
+class WorkItemFilters:
+    """What `list_work_items` narrows by; every field is optional."""
+
+    tenant_id: UUID | None = None
+    statuses: tuple[WorkItemStatus, ...] = ()
+    kinds: tuple[WorkItemKind, ...] = ()
+    claimed_by: UUID | None = None
+    order_id: UUID | None = None
+    at_risk: bool | None = None
+    breached: bool | None = None
+    limit: int = 50
+    cursor: str | None = None
+
+
+async def list_work_items(
+    db: Database, actor: Actor, filters: WorkItemFilters, *, now: dt.datetime | None = None
+) -> WorkItemPage:
+    """A page of the actor's tenants' items, newest first, by keyset (never OFFSET).
+
+    `at_risk` and `breached` compare the running clock with now (paused clocks are
+    breached when their banked time reached the target, and never at risk).
+    Raises PermissionDenied (not staff), NotFound (tenant outside reach),
+    ValidationFailed (limit, cursor).
+    """
+    _require_staff(actor)
+    if not 1 <= filters.limit <= 200:
+        raise ValidationFailed([FieldError("limit", "must be between 1 and 200")])
+    now = now or utcnow()
+    tenant_ids = actor.tenant_ids
+    if filters.tenant_id is not None:
+        if filters.tenant_id not in actor.tenant_ids:
+            raise NotFound("Tenant")
+        tenant_ids = frozenset({filters.tenant_id})
+    query = select(WorkItem).where(WorkItem.tenant_id.in_(tenant_ids))
+    if filters.statuses:
+        query = query.where(WorkItem.status.in_(filters.statuses))
+    if filters.kinds:
+        query = query.where(WorkItem.kind.in_(filters.kinds))
+    if filters.claimed_by is not None:
+        query = query.where(WorkItem.claimed_by == filters.claimed_by, WorkItem.status == S.CLAIMED)
+    if filters.order_id is not None:
+        query = query.where(WorkItem.order_id == filters.order_id)
+    running = WorkItem.sla_running_since.is_not(None)
+    breached = and_(
+        WorkItem.status.in_(ACTIVE),
+        or_(
+            and_(running, WorkItem.due_at <= now),
+            and_(~running, WorkItem.sla_consumed_seconds >= WorkItem.sla_target_seconds),
+        ),
+    )
+    at_risk = and_(WorkItem.status.in_(ACTIVE), running, WorkItem.at_risk_at <= now, WorkItem.due_at > now)
+    if filters.breached is not None:
+        query = query.where(breached if filters.breached else ~breached)
+    if filters.at_risk is not None:
+        query = query.where(at_risk if filters.at_risk else ~at_risk)
+    if filters.cursor:
+        created_at, item_id = decode_cursor(filters.cursor)
+        query = query.where(func.row(WorkItem.created_at, WorkItem.id) < func.row(created_at, item_id))
+    query = query.order_by(WorkItem.created_at.desc(), WorkItem.id.desc()).limit(filters.limit + 1)
+    async with db.transaction(actor.scope) as session:
+        rows = list((await session.scalars(query)).all())
+        page, more = rows[: filters.limit], len(rows) > filters.limit
+        items = await _views(session, page, now)
+    next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if more else None
+    return WorkItemPage(items=items, next_cursor=next_cursor)
 
 
 # The agent (`:agent_id`) is assigned to the item's tenant with the skills the item needs:
@@ -691,12 +790,44 @@ WHERE w.tenant_id = d.tenant_id AND w.id = d.id
 """
 )
 
-# The documented priority order (policies.priority_key), matching ix_work_items_queue.
+# Get next also puts back expired leases and wakes due snoozes of the agent's tenants,
+# at most once per RETURN_DUE_EVERY per process and set of tenants (the worker's sweep
+# does it every 15 s regardless). Doing it on every call cost more than the claim:
+# PostgreSQL keeps planning that statement afresh, since its custom plan (nothing due)
+# always looks cheaper than a generic one. A clock that jumps (tests pass `now`) runs it.
+RETURN_DUE_EVERY = dt.timedelta(seconds=5)
+_returned_due_at: dict[frozenset[UUID], dt.datetime] = {}
+
+
+def _return_due_now(tenant_ids: frozenset[UUID], now: dt.datetime) -> bool:
+    last = _returned_due_at.get(tenant_ids)
+    if last is not None and abs(now - last) < RETURN_DUE_EVERY:
+        return False
+    if len(_returned_due_at) > 10_000:
+        _returned_due_at.clear()
+    _returned_due_at[tenant_ids] = now
+    return True
+
+
+# The item the agent already holds gets its lease renewed; else the most urgent open item
+# they may take, in the documented priority order (policies.priority_key, matching
+# ix_work_items_queue), is claimed and its claim recorded. Answers the whole row.
 _CLAIM = """
-WITH candidate AS (
+WITH held AS (
+    SELECT tenant_id, id FROM work_items
+    WHERE status = 'claimed' AND claimed_by = :agent_id AND tenant_id = ANY (CAST(:tenant_ids AS uuid[]))
+    ORDER BY claimed_at
+    LIMIT 1
+), renewed AS (
+    UPDATE work_items w SET lease_expires_at = :lease, updated_at = :now
+    FROM held h
+    WHERE w.tenant_id = h.tenant_id AND w.id = h.id
+    RETURNING w.*
+), candidate AS (
     SELECT work_items.tenant_id, work_items.id FROM work_items
     WHERE work_items.status = 'open'
       AND work_items.tenant_id = ANY (CAST(:tenant_ids AS uuid[]))
+      AND NOT EXISTS (SELECT 1 FROM held)
       AND {skills}
     ORDER BY work_items.due_at, work_items.priority DESC, work_items.value_minor DESC,
              work_items.client_tier, work_items.created_at, work_items.id
@@ -708,15 +839,46 @@ WITH candidate AS (
         cause_resolved_at = NULL, updated_at = :now, version = w.version + 1
     FROM candidate c
     WHERE w.tenant_id = c.tenant_id AND w.id = c.id
-    RETURNING w.tenant_id, w.id
+    RETURNING w.*
 ), history AS (
     INSERT INTO work_claims (tenant_id, id, work_item_id, agent_id, claimed_at, via)
     SELECT tenant_id, :claim_id, id, :agent_id, :now, 'get_next' FROM claimed
 )
-SELECT tenant_id, id FROM claimed
+SELECT answer.*, t.name AS tenant_name
+FROM (SELECT * FROM claimed UNION ALL SELECT * FROM renewed) answer
+JOIN tenants t ON t.id = answer.tenant_id
 """
 _CLAIM_WITH_SKILLS = text(_CLAIM.format(skills=_SKILLS_SQL))
 _CLAIM_ANY = text(_CLAIM.format(skills="true"))
+
+
+# Get next and the holder's release run on the driver's connection (`Database.driver_transaction`):
+# the same statements, with asyncpg's `$n` parameters.
+def _numbered(sql: str) -> tuple[str, tuple[str, ...]]:
+    """`sql` with each `:name` turned into `$n`, and the names in parameter order."""
+    names: list[str] = []
+
+    def number(match: re.Match) -> str:
+        if match.group(1) not in names:
+            names.append(match.group(1))
+        return f"${names.index(match.group(1)) + 1}"
+
+    return re.sub(r"(?<![:\w]):([a-z_]+)", number, sql), tuple(names)
+
+
+async def _fetchrow(driver: Any, statement: tuple[str, tuple[str, ...]], params: dict[str, Any]) -> Any:
+    sql, names = statement
+    return await driver.fetchrow(sql, *(params[name] for name in names))
+
+
+def _tenant_uuids(tenant_ids: Iterable[UUID]) -> list[UUID]:
+    return sorted(tenant_ids)
+
+
+_CLAIM_WITH_SKILLS_DRIVER = _numbered(_CLAIM.format(skills=_SKILLS_SQL))
+_CLAIM_ANY_DRIVER = _numbered(_CLAIM.format(skills="true"))
+_RETURN_EXPIRED_DRIVER = _numbered(_RETURN_EXPIRED.text)
+_WAKE_SNOOZED_DRIVER = _numbered(_WAKE_SNOOZED.text)
 
 
 def _tenant_array(tenant_ids: Iterable[UUID]) -> list[str]:
@@ -745,46 +907,31 @@ async def claim_next_work_item(
     if actor.kind is ActorKind.SYSTEM:
         raise PermissionDenied("Only a person can claim work")
     now = now or utcnow()
-    async with db.transaction(actor.scope) as session:
-        # One Get next per agent at a time (a double click must not claim two items).
-        await session.execute(
-            text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"), {"key": f"work-agent:{actor.id}"}
-        )
-        await return_due_items(session, actor.tenant_ids, now)
-        held = await session.scalar(
-            select(WorkItem)
-            .where(
-                WorkItem.tenant_id.in_(actor.tenant_ids),
-                WorkItem.claimed_by == actor.id,
-                WorkItem.status == S.CLAIMED,
-            )
-            .order_by(WorkItem.claimed_at)
-            .limit(1)
-        )
-        if held is not None:
-            held.lease_expires_at = now + LEASE
-            held.updated_at = now
-            return (await _views(session, [held], now))[0]
-        statement = _CLAIM_ANY if actor.is_admin else _CLAIM_WITH_SKILLS
+    tenant_ids = _tenant_uuids(actor.tenant_ids)
+    # One Get next per agent at a time, so a double click cannot claim two items: the lock
+    # is taken with the scope, and the claim statement after it runs on a new snapshot, so
+    # it sees what a previous call of the same agent committed.
+    async with db.driver_transaction(actor.scope, advisory_lock=f"work-agent:{actor.id}") as driver:
+        if _return_due_now(actor.tenant_ids, now):
+            due = {"now": now, "tenant_ids": tenant_ids, "batch": SWEEP_BATCH}
+            await _fetchrow(driver, _RETURN_EXPIRED_DRIVER, due)
+            await _fetchrow(driver, _WAKE_SNOOZED_DRIVER, due)
+        claim = _CLAIM_ANY_DRIVER if actor.is_admin else _CLAIM_WITH_SKILLS_DRIVER
+        params = {
+            "tenant_ids": tenant_ids,
+            "agent_id": actor.id,
+            "now": now,
+            "lease": now + LEASE,
+            "claim_id": new_id(),
+        }
         try:
-            picked = (
-                await session.execute(
-                    statement,
-                    {
-                        "tenant_ids": _tenant_array(actor.tenant_ids),
-                        "agent_id": actor.id,
-                        "now": now,
-                        "lease": now + LEASE,
-                        "claim_id": new_id(),
-                    },
-                )
-            ).first()
-        except IntegrityError as exc:
+            picked = await _fetchrow(driver, claim, params)
+        except asyncpg.UniqueViolationError as exc:
             raise Conflict("That item was just claimed by someone else; press Get next again") from exc
-        if picked is None:
-            return None
-        item = await session.get(WorkItem, (picked.tenant_id, picked.id), populate_existing=True)
-        return (await _views(session, [item], now))[0]
+    if picked is None:
+        return None
+    row = dict(picked)
+    return _view_from_row(row, now, row.pop("tenant_name"), actor.display_name)
 
 
 async def renew_lease(
@@ -841,12 +988,72 @@ def _touch(item: WorkItem, now: dt.datetime) -> None:
     item.version += 1
 
 
+# The holder finishing or handing back their item, in one round trip: the row changes only
+# if the agent still holds it; otherwise the caller takes the general path, which says why.
+_RELEASE_HELD = text(
+    """
+WITH item AS (
+    UPDATE work_items w SET
+        status = CAST(:status AS work_item_status), outcome = CAST(:outcome AS work_outcome),
+        outcome_note = :note, finished_at = :finished_at, finished_by = :finished_by,
+        claimed_by = NULL, claimed_at = NULL, lease_expires_at = NULL, snoozed_until = NULL,
+        updated_at = :now, version = w.version + 1
+    WHERE w.id = :item_id AND w.tenant_id = ANY (CAST(:tenant_ids AS uuid[]))
+      AND w.status = 'claimed' AND w.claimed_by = :agent_id
+    RETURNING w.*
+), released AS (
+    UPDATE work_claims c SET released_at = :now, release_reason = :reason
+    FROM item
+    WHERE c.tenant_id = item.tenant_id AND c.work_item_id = item.id AND c.released_at IS NULL
+)
+SELECT item.*, t.name AS tenant_name FROM item JOIN tenants t ON t.id = item.tenant_id
+"""
+)
+_RELEASE_HELD_DRIVER = _numbered(_RELEASE_HELD.text)
+
+
+async def _release_held(
+    db: Database,
+    actor: Actor,
+    item_id: UUID,
+    status: WorkItemStatus,
+    reason: str,
+    now: dt.datetime,
+    *,
+    outcome: WorkOutcome | None = None,
+    note: str | None = None,
+) -> WorkItemView | None:
+    """Release an item the actor holds (the common case, fast); None, changing nothing, when
+    they do not hold it (the caller's general path then says why, or lets a lead act)."""
+    finished = status not in ACTIVE
+    params = {
+        "status": status.value,
+        "outcome": outcome.value if outcome else None,
+        "note": note,
+        "finished_at": now if finished else None,
+        "finished_by": actor.display_name[:200] if finished else None,
+        "now": now,
+        "item_id": item_id,
+        "tenant_ids": _tenant_uuids(actor.tenant_ids),
+        "agent_id": actor.id,
+        "reason": reason,
+    }
+    async with db.driver_transaction(actor.scope) as driver:
+        picked = await _fetchrow(driver, _RELEASE_HELD_DRIVER, params)
+    if picked is None:
+        return None
+    row = dict(picked)
+    return _view_from_row(row, now, row.pop("tenant_name"))
+
+
 async def hand_back_work_item(
     db: Database, actor: Actor, item_id: UUID, *, now: dt.datetime | None = None
 ) -> WorkItemView:
     """Put a held item back in the queue for anyone. Raises NotFound, Conflict, InvalidTransition."""
     _require_staff(actor)
     now = now or utcnow()
+    if (fast := await _release_held(db, actor, item_id, S.OPEN, "hand_back", now)) is not None:
+        return fast
     async with db.transaction(actor.scope) as session:
         item = await _find_item(session, actor, item_id, lock=True)
         _require_holder(actor, item)
@@ -963,14 +1170,20 @@ async def complete_work_item(
     if note is not None and len(note) > 500:
         raise ValidationFailed([FieldError("note", "must be at most 500 characters")])
     now = now or utcnow()
+    action = WorkAction.CANCEL if outcome is WorkOutcome.WITHDRAWN else WorkAction.COMPLETE
+    note = (note or "").strip() or None
+    finished = S.DONE if action is WorkAction.COMPLETE else S.CANCELLED
+    reason = "done" if action is WorkAction.COMPLETE else "cancelled"
+    fast = await _release_held(db, actor, item_id, finished, reason, now, outcome=outcome, note=note)
+    if fast is not None:
+        return fast
     async with db.transaction(actor.scope) as session:
         item = await _find_item(session, actor, item_id, lock=True)
         if item.status in ACTIVE:
             _require_holder(actor, item)
-        action = WorkAction.CANCEL if outcome is WorkOutcome.WITHDRAWN else WorkAction.COMPLETE
         item.status = _transition(item, action)
         item.outcome = outcome
-        item.outcome_note = (note or "").strip() or None
+        item.outcome_note = note
         item.finished_at = now
         item.finished_by = actor.display_name
         item.snoozed_until = None
@@ -1206,7 +1419,95 @@ async def sweep_work_queue(
             .values(escalated_at=now, updated_at=now)
             .execution_options(synchronize_session=False)
         )
+        await session.execute(_NOTIFY_SLA, {"now": now, "tenant_ids": _tenant_array(scope_tenants)})
         return escalated.rowcount
+
+
+# SLA notices, written by the sweep. Items whose clock runs (open, claimed, snoozed) and
+# that reached their at-risk time: the agent holding one is told it is at risk (or has
+# breached); once breached, the client's leads and administrators are told too. The
+# unique index (item, kind, person, due time) makes a repeated or concurrent sweep a
+# no-op, and a new due time (a changed policy, a resumed clock) a new notice.
+_NOTIFY_SLA = text(
+    """
+WITH risky AS (
+    SELECT tenant_id, id, title, due_at, status, claimed_by,
+           CASE WHEN due_at <= :now THEN 'breached' ELSE 'at_risk' END AS kind
+    FROM work_items
+    WHERE tenant_id = ANY (CAST(:tenant_ids AS uuid[]))
+      AND status IN ('open', 'claimed', 'snoozed')
+      AND sla_running_since IS NOT NULL
+      AND at_risk_at <= :now
+), recipients AS (
+    SELECT tenant_id, id, title, due_at, kind, claimed_by AS recipient_id
+    FROM risky WHERE status = 'claimed' AND claimed_by IS NOT NULL
+    UNION
+    SELECT r.tenant_id, r.id, r.title, r.due_at, r.kind, u.id
+    FROM risky r
+    JOIN agent_assignments a ON a.tenant_id = r.tenant_id
+    JOIN users u ON u.id = a.user_id
+    WHERE r.kind = 'breached' AND u.is_active AND u.kind = 'staff' AND u.staff_role IN ('lead', 'admin')
+)
+INSERT INTO work_notifications (tenant_id, id, work_item_id, recipient_id, kind, due_at, title, created_at)
+SELECT tenant_id, gen_random_uuid(), id, recipient_id, kind, due_at, title, :now FROM recipients
+ON CONFLICT DO NOTHING
+"""
+)
+
+
+async def list_my_notifications(
+    db: Database, actor: Actor, *, unread_only: bool = True, limit: int = 50
+) -> list[WorkNotificationView]:
+    """The actor's SLA notices in their tenants, newest first. Raises PermissionDenied (not staff)."""
+    _require_staff(actor)
+    async with db.transaction(actor.scope) as session:
+        query = (
+            select(WorkNotification, Tenant.name)
+            .join(Tenant, Tenant.id == WorkNotification.tenant_id)
+            .where(
+                WorkNotification.tenant_id.in_(actor.tenant_ids),
+                WorkNotification.recipient_id == actor.id,
+            )
+            .order_by(WorkNotification.created_at.desc(), WorkNotification.id)
+            .limit(limit)
+        )
+        if unread_only:
+            query = query.where(WorkNotification.read_at.is_(None))
+        rows = (await session.execute(query)).all()
+        return [
+            WorkNotificationView.model_validate(n).model_copy(update={"tenant_name": name})
+            for n, name in rows
+        ]
+
+
+async def mark_notification_read(
+    db: Database, actor: Actor, notification_id: UUID, *, now: dt.datetime | None = None
+) -> WorkNotificationView:
+    """Mark one of the actor's notices read (again is harmless).
+
+    Raises NotFound (not theirs, another tenant's, or missing), PermissionDenied (not staff).
+    """
+    _require_staff(actor)
+    now = now or utcnow()
+    async with db.transaction(actor.scope) as session:
+        row = (
+            await session.execute(
+                select(WorkNotification, Tenant.name)
+                .join(Tenant, Tenant.id == WorkNotification.tenant_id)
+                .where(
+                    WorkNotification.id == notification_id,
+                    WorkNotification.tenant_id.in_(actor.tenant_ids),
+                    WorkNotification.recipient_id == actor.id,
+                )
+                .with_for_update(of=WorkNotification)
+            )
+        ).first()
+        if row is None:
+            raise NotFound("Notification")
+        notification, name = row
+        if notification.read_at is None:
+            notification.read_at = now
+        return WorkNotificationView.model_validate(notification).model_copy(update={"tenant_name": name})
 
 
 def priority_order_columns():

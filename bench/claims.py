@@ -1,0 +1,794 @@
+"""Get next under load: the claim service against its bare SKIP LOCKED statement.
+
+    uv run python bench/claims.py                          # 100,000 items, 50 agents, 60 s phases
+    uv run python bench/claims.py --duration 120 --json /tmp/claims.json
+    uv run python bench/claims.py --items 20000 --duration 20 --profile /tmp/claims.prof
+
+What one run does, on a fresh database of its own (`--server-url`):
+
+1. Makes `--tenants` tenants, `--agents` agents (each assigned to 3 tenants with a
+   random set of languages, channels and, for half of them, task kinds) and
+   `--items` open work items of mixed tenants, kinds, languages, channels,
+   priorities, values and due times (written with one INSERT … SELECT).
+2. Runs phases of `--duration` seconds, each from the same starting queue (claims
+   are undone and `work_claims` emptied between phases). In every phase each of
+   the 50 agents loops: claim the next item, then finish it (80 %) or hand it
+   back (20 %, so items are claimed more than once), on its own connection.
+   - **raw SQL**: asyncpg, 50 connections as the application role: BEGIN, the
+     tenant scope, the very claim statement of `services.claim_next_work_item`
+     (the SKIP LOCKED sub-query, the update, the history insert), COMMIT; then
+     one statement that finishes or hands back the item and closes its claim.
+   - **OrderDesk**: `services.claim_next_work_item` then `complete_work_item` or
+     `hand_back_work_item`, what `POST /api/v1/work-items/next` and the item
+     endpoints call (the HTTP layer is not part of this run).
+   Order: raw, OrderDesk, raw again (drift on a shared machine), then OrderDesk
+   and raw again with a **long report** beside the queue: a REPEATABLE READ
+   transaction opened before the phase and held to its end, which keeps every
+   row version of the phase from being vacuumed.
+3. Checks, per phase, from the recorded history: no item held by two agents at
+   once (client-side intervals, from the claim's answer to the release's start,
+   and `work_claims`: at most one open claim per item, every client-seen claim a
+   distinct row), no agent holding two items, and for every `--sample-every`-th
+   claim, right after it, how many items the agent could take were more urgent
+   and still open (the claim is "within the N most urgent" when that is < N).
+
+Rates are claim-and-release cycles per second; latencies are the claim call alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import cProfile
+import itertools
+import json
+import os
+import platform
+import random
+import secrets
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+KINDS = ("order_entry", "verification", "exception", "customer_message", "tracking_follow_up", "return")
+LANGUAGES = ("en", "de", "fr", "es")
+CHANNELS = ("email", "phone", "chat")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--items", type=int, default=100_000, help="Open items at the start of each phase.")
+    parser.add_argument("--tenants", type=int, default=8)
+    parser.add_argument("--agents", type=int, default=50, help="Concurrent agents (one connection each).")
+    parser.add_argument("--duration", type=float, default=60, help="Seconds per phase.")
+    parser.add_argument(
+        "--sample-every", type=int, default=50, help="Check the urgency rank of every n-th claim."
+    )
+    parser.add_argument("--hand-back-share", type=float, default=0.2)
+    parser.add_argument(
+        "--phases",
+        default="raw,app,raw,app-noping,app+report,raw+report,app+idle-report",
+        help="raw / app (OrderDesk) / app-noping (without the pool's pre-ping); +report: a snapshot"
+        " held all phase by a session without a timeout; +idle-report: a transaction left idle by"
+        " the application role, which its idle_in_transaction_session_timeout ends (phase 2x long).",
+    )
+    parser.add_argument(
+        "--vacuum-every",
+        type=float,
+        default=10,
+        help="Seconds between VACUUMs of the queue tables during a phase, standing in for autovacuum"
+        " (off on the shared development server); 0 leaves it to the server.",
+    )
+    parser.add_argument(
+        "--no-pre-ping",
+        action="store_true",
+        help="OrderDesk phases without the pool's pre-ping (a round trip per transaction), to measure it.",
+    )
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument(
+        "--server-url",
+        default=os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
+        help="PostgreSQL server (a superuser: the checks read past row-level security);"
+        " env BENCH_DATABASE_URL.",
+    )
+    parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"))
+    parser.add_argument("--json", type=Path, help="Also write the results here.")
+    parser.add_argument("--profile", type=Path, help="cProfile the OrderDesk phases into this file.")
+    parser.add_argument("--keep", action="store_true", help="Keep the database (its name is printed).")
+    return parser.parse_args(argv)
+
+
+def _plain(url) -> str:
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+@dataclass
+class Agent:
+    index: int
+    id: uuid.UUID
+    tenant_ids: list[uuid.UUID]
+
+
+@dataclass
+class Phase:
+    name: str
+    seconds: float = 0.0
+    cycles: int = 0
+    empty: int = 0
+    latencies: list[float] = field(default_factory=list)
+    # (agent, tenant, item, seq when the claim answered, seq when the release began)
+    holds: list[tuple[int, uuid.UUID, uuid.UUID, int, int]] = field(default_factory=list)
+    ranks: list[int] = field(default_factory=list)
+    checks: dict = field(default_factory=dict)
+    dead_rows: dict = field(default_factory=dict)
+    # CPU seconds of this process (the agents' Python side) during the phase.
+    client_cpu: float = 0.0
+    # CPU seconds of the PostgreSQL backends serving this database (the agents' connections).
+    db_cpu: float = 0.0
+    finished_at: list[float] = field(default_factory=list)
+    report_ended_after: float | None = None
+    started: float = 0.0
+
+    @property
+    def rate(self) -> float:
+        return self.cycles / self.seconds if self.seconds else 0.0
+
+    def percentile(self, p: float) -> float:
+        if not self.latencies:
+            return float("nan")
+        ordered = sorted(self.latencies)
+        return ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1000
+
+
+# ------------------------------------------------------------------ setup
+
+
+async def setup(args, owner_dsn: str, settings) -> list[Agent]:
+    import asyncpg
+
+    from orderdesk.core.db import Database, make_engine
+    from orderdesk.tenants import services as tenant_services
+
+    db = Database(make_engine(settings.app_url, pool_size=2))
+    try:
+        system = await tenant_services.system_actor(db)
+        tenant_ids = []
+        for n in range(args.tenants):
+            tenant = await tenant_services.create_tenant(
+                db, system, slug=f"bench-{n}-{secrets.token_hex(3)}", name=f"Bench client {n}"
+            )
+            tenant_ids.append(tenant.id)
+    finally:
+        await db.dispose()
+    rng = random.Random(args.seed)
+    agents = []
+    conn = await asyncpg.connect(owner_dsn)
+    try:
+        for index in range(args.agents):
+            agent = Agent(index, uuid.uuid4(), rng.sample(tenant_ids, min(3, len(tenant_ids))))
+            agents.append(agent)
+            await conn.execute(
+                "INSERT INTO users (id, email, display_name, password_hash, kind, staff_role)"
+                " VALUES ($1, $2, $3, 'unusable', 'staff', 'agent')",
+                agent.id,
+                f"agent{index}@bench.example",
+                f"Agent {index}",
+            )
+            for tenant_id in agent.tenant_ids:
+                kinds = [] if rng.random() < 0.5 else rng.sample(KINDS, rng.randint(3, 5))
+                await conn.execute(
+                    "INSERT INTO agent_assignments (tenant_id, user_id, languages, channels, task_kinds)"
+                    " VALUES ($1, $2, $3, $4, $5)",
+                    tenant_id,
+                    agent.id,
+                    rng.sample(LANGUAGES, rng.randint(2, 3)),
+                    rng.sample(CHANNELS, rng.randint(2, 3)),
+                    kinds,
+                )
+        # Due times from two hours ago (breached) to two days ahead; half the items need a
+        # language, half a channel; values and priorities spread.
+        await conn.execute(
+            """
+            INSERT INTO work_items (tenant_id, id, kind, status, title, cause, language, channel, priority,
+                value_minor, currency, client_tier, sla_target_seconds, sla_consumed_seconds,
+                sla_running_since, due_at, at_risk_at, created_by, created_at, updated_at)
+            SELECT t.ids[1 + (g % cardinality(t.ids))], gen_random_uuid(),
+                (ARRAY['order_entry','verification','exception','customer_message',
+                       'tracking_follow_up','return'])[1 + (g * 7 % 6)]::work_item_kind,
+                'open', 'Bench item ' || g, 'manual:bench',
+                CASE WHEN g % 2 = 0 THEN (ARRAY['en','de','fr','es'])[1 + (g / 2 % 4)] END,
+                CASE WHEN g % 3 = 0 THEN (ARRAY['email','phone','chat'])[1 + (g / 3 % 3)] END,
+                (ARRAY['normal','normal','normal','high','urgent'])[1 + (g * 13 % 5)]::order_priority,
+                (g * 7919) % 500000, 'EUR', 1 + g % 3, 14400, 0, now() - interval '1 hour',
+                now() + ((g::bigint * 104729) % 180000 - 7200) * interval '1 second',
+                now() + ((g::bigint * 104729) % 180000 - 7200) * interval '1 second' - interval '48 minutes',
+                'bench', now() - (g % 3600) * interval '1 second', now()
+            FROM generate_series(1, $1) AS g, (SELECT $2::uuid[] AS ids) AS t
+            """,
+            args.items,
+            tenant_ids,
+        )
+        await conn.execute("VACUUM ANALYZE work_items")
+        await conn.execute("VACUUM ANALYZE agent_assignments")
+    finally:
+        await conn.close()
+    return agents
+
+
+RESET = [
+    """UPDATE work_items SET status = 'open', outcome = NULL, finished_at = NULL, finished_by = NULL,
+        claimed_by = NULL, claimed_at = NULL, lease_expires_at = NULL, version = 1
+       WHERE status <> 'open'""",
+    "TRUNCATE work_claims",
+    "VACUUM ANALYZE work_items",
+    "VACUUM ANALYZE work_claims",
+]
+
+
+async def reset(owner_dsn: str) -> None:
+    import asyncpg
+
+    conn = await asyncpg.connect(owner_dsn)
+    try:
+        for statement in RESET:
+            await conn.execute(statement)
+    finally:
+        await conn.close()
+
+
+async def backend_pids(owner_dsn: str) -> list[int]:
+    """The server processes of every session on the bench database (the agents' pools are open)."""
+    import asyncpg
+
+    conn = await asyncpg.connect(owner_dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        return [r["pid"] for r in rows]
+    finally:
+        await conn.close()
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU of these processes from /proc (0 for those gone or unreadable)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / ticks
+
+
+async def table_stats(owner_dsn: str) -> dict:
+    import asyncpg
+
+    conn = await asyncpg.connect(owner_dsn)
+    try:
+        row = await conn.fetchrow(
+            "SELECT n_live_tup, n_dead_tup, autovacuum_count, n_tup_upd, n_tup_hot_upd"
+            " FROM pg_stat_user_tables WHERE relname = 'work_items'"
+        )
+        return dict(row)
+    finally:
+        await conn.close()
+
+
+# ------------------------------------------------------------------ the two claimers
+
+
+# The bare claim: pick the most urgent open item the agent may take with SKIP LOCKED in a
+# sub-query, mark it claimed, record the claim. Nothing else (no lease sweep, no
+# one-item-at-a-time rule, no answer beyond the ids).
+RAW_CLAIM = """
+WITH candidate AS (
+    SELECT w.tenant_id, w.id FROM work_items w
+    WHERE w.status = 'open'
+      AND w.tenant_id = ANY ($1::uuid[])
+      AND EXISTS (SELECT 1 FROM agent_assignments a
+                  WHERE a.tenant_id = w.tenant_id AND a.user_id = $2
+                    AND (cardinality(a.task_kinds) = 0 OR w.kind::text = ANY (a.task_kinds))
+                    AND (w.language IS NULL OR w.language = ANY (a.languages))
+                    AND (w.channel IS NULL OR w.channel = ANY (a.channels)))
+    ORDER BY w.due_at, w.priority DESC, w.value_minor DESC, w.client_tier, w.created_at, w.id
+    LIMIT 1
+    FOR UPDATE OF w SKIP LOCKED
+), claimed AS (
+    UPDATE work_items w SET
+        status = 'claimed', claimed_by = $2, claimed_at = $3, lease_expires_at = $4,
+        updated_at = $3, version = w.version + 1
+    FROM candidate c
+    WHERE w.tenant_id = c.tenant_id AND w.id = c.id
+    RETURNING w.tenant_id, w.id
+), history AS (
+    INSERT INTO work_claims (tenant_id, id, work_item_id, agent_id, claimed_at, via)
+    SELECT tenant_id, $5, id, $2, $3, 'get_next' FROM claimed
+)
+SELECT tenant_id, id FROM claimed
+"""
+
+
+RELEASE = """
+WITH item AS (
+    UPDATE work_items SET
+        status = $4::work_item_status,
+        outcome = CASE WHEN $4 = 'done' THEN 'resolved'::work_outcome END,
+        finished_at = CASE WHEN $4 = 'done' THEN $3::timestamptz END,
+        finished_by = CASE WHEN $4 = 'done' THEN 'bench' END,
+        claimed_by = NULL, claimed_at = NULL, lease_expires_at = NULL,
+        updated_at = $3, version = version + 1
+    WHERE tenant_id = $1 AND id = $2 AND status = 'claimed'
+    RETURNING tenant_id, id
+)
+UPDATE work_claims c SET released_at = $3, release_reason = $5
+FROM item WHERE c.tenant_id = item.tenant_id AND c.work_item_id = item.id AND c.released_at IS NULL
+"""
+
+
+class RawClaimer:
+    def __init__(self, app_dsn: str, agents: int) -> None:
+        self.app_dsn = app_dsn
+        self.size = agents
+        self.sql = RAW_CLAIM
+
+    async def __aenter__(self):
+        import asyncpg
+
+        self.pool = await asyncpg.create_pool(self.app_dsn, min_size=self.size, max_size=self.size)
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.pool.close()
+
+    def worker(self, agent: Agent):
+        import datetime as dt
+
+        tenants = "{" + ",".join(str(t) for t in agent.tenant_ids) + "}"
+        pool = self.pool
+        sql = self.sql
+
+        class Worker:
+            async def __aenter__(w):
+                w.conn = await pool.acquire()
+                w.claim_stmt = await w.conn.prepare(sql)
+                w.release_stmt = await w.conn.prepare(RELEASE)
+                return w
+
+            async def __aexit__(w, *exc):
+                await pool.release(w.conn)
+
+            async def claim(w):
+                now = dt.datetime.now(dt.UTC)
+                async with w.conn.transaction():
+                    await w.conn.execute("SELECT set_config('orderdesk.tenant_ids', $1, true)", tenants)
+                    row = await w.claim_stmt.fetchrow(
+                        agent.tenant_ids, agent.id, now, now + dt.timedelta(minutes=10), uuid.uuid4()
+                    )
+                return (row["tenant_id"], row["id"]) if row else None
+
+            async def release(w, tenant_id, item_id, hand_back: bool):
+                now = dt.datetime.now(dt.UTC)
+                async with w.conn.transaction():
+                    await w.conn.execute("SELECT set_config('orderdesk.tenant_ids', $1, true)", tenants)
+                    await w.release_stmt.fetch(
+                        tenant_id,
+                        item_id,
+                        now,
+                        "open" if hand_back else "done",
+                        "hand_back" if hand_back else "done",
+                    )
+
+        return Worker()
+
+
+class AppClaimer:
+    def __init__(self, settings, agents: int, pre_ping: bool = True) -> None:
+        self.settings = settings
+        self.size = agents
+        self.pre_ping = pre_ping
+
+    async def __aenter__(self):
+        from orderdesk.core.db import Database, make_engine
+
+        engine = make_engine(self.settings.app_url, pool_size=self.size)
+        if not self.pre_ping:
+            engine.sync_engine.pool._pre_ping = False
+        self.db = Database(engine)
+        # Open every connection before the clock starts.
+        conns = [await self.db.engine.connect() for _ in range(self.size)]
+        for c in conns:
+            await c.close()
+        return self
+
+    async def __aexit__(self, *exc):
+        await self.db.dispose()
+
+    def worker(self, agent: Agent):
+        from orderdesk.accounts.actors import Actor, ActorKind
+        from orderdesk.accounts.models import StaffRole
+        from orderdesk.workqueue import services
+        from orderdesk.workqueue.states import WorkOutcome
+
+        actor = Actor(
+            kind=ActorKind.STAFF,
+            id=agent.id,
+            display_name=f"Agent {agent.index}",
+            tenant_ids=frozenset(agent.tenant_ids),
+            staff_role=StaffRole.AGENT,
+        )
+        db = self.db
+
+        class Worker:
+            async def __aenter__(w):
+                return w
+
+            async def __aexit__(w, *exc):
+                return None
+
+            async def claim(w):
+                item = await services.claim_next_work_item(db, actor)
+                return (item.tenant_id, item.id) if item else None
+
+            async def release(w, tenant_id, item_id, hand_back: bool):
+                if hand_back:
+                    await services.hand_back_work_item(db, actor, item_id)
+                else:
+                    await services.complete_work_item(db, actor, item_id, WorkOutcome.RESOLVED)
+
+        return Worker()
+
+
+# ------------------------------------------------------------------ checks
+
+
+RANK = """
+SELECT id FROM (
+    (SELECT w.id, w.due_at, w.priority, w.value_minor, w.client_tier, w.created_at FROM work_items w
+     WHERE w.status = 'open' AND w.tenant_id = ANY ($1::uuid[])
+       AND EXISTS (SELECT 1 FROM agent_assignments a
+                   WHERE a.tenant_id = w.tenant_id AND a.user_id = $2
+                     AND (cardinality(a.task_kinds) = 0 OR w.kind::text = ANY (a.task_kinds))
+                     AND (w.language IS NULL OR w.language = ANY (a.languages))
+                     AND (w.channel IS NULL OR w.channel = ANY (a.channels)))
+     ORDER BY w.due_at, w.priority DESC, w.value_minor DESC, w.client_tier, w.created_at, w.id
+     LIMIT $5)
+    UNION ALL
+    SELECT id, due_at, priority, value_minor, client_tier, created_at FROM work_items
+    WHERE tenant_id = $3 AND id = $4
+) s
+ORDER BY due_at, priority DESC, value_minor DESC, client_tier, created_at, id
+"""
+
+
+async def rank_of(checker, agent: Agent, tenant_id, item_id, limit: int) -> int:
+    """How many items the agent could take, still open, come before the one just claimed."""
+    async with checker.acquire() as conn:
+        rows = await conn.fetch(RANK, agent.tenant_ids, agent.id, tenant_id, item_id, limit)
+    ids = [r["id"] for r in rows]
+    return ids.index(item_id)
+
+
+async def history_checks(owner_dsn: str, phase: Phase) -> dict:
+    import asyncpg
+
+    # Client side: per item, the holding intervals must not overlap.
+    by_item: dict[uuid.UUID, list[tuple[int, int, int]]] = {}
+    for agent, _tenant, item, start, end in phase.holds:
+        by_item.setdefault(item, []).append((start, end, agent))
+    overlaps = 0
+    for intervals in by_item.values():
+        intervals.sort()
+        for (_s1, e1, a1), (s2, _e2, a2) in itertools.pairwise(intervals):
+            if s2 < e1 and a1 != a2:
+                overlaps += 1
+    # Per agent: one item at a time.
+    by_agent: dict[int, list[tuple[int, int]]] = {}
+    for agent, _tenant, _item, start, end in phase.holds:
+        by_agent.setdefault(agent, []).append((start, end))
+    agent_overlaps = sum(
+        1
+        for intervals in by_agent.values()
+        for (s1, e1), (s2, _e2) in itertools.pairwise(sorted(intervals))
+        if s2 < e1
+    )
+    conn = await asyncpg.connect(owner_dsn)
+    try:
+        db = await conn.fetchrow(
+            """SELECT count(*) AS claims,
+                      count(DISTINCT work_item_id) AS items,
+                      count(*) FILTER (WHERE released_at IS NULL) AS still_open,
+                      (SELECT count(*) FROM (SELECT work_item_id FROM work_claims WHERE released_at IS NULL
+                        GROUP BY tenant_id, work_item_id HAVING count(*) > 1) d) AS items_with_two_open_claims
+               FROM work_claims"""
+        )
+        claimed_now = await conn.fetchval("SELECT count(*) FROM work_items WHERE status = 'claimed'")
+    finally:
+        await conn.close()
+    return {
+        "client_claims": len(phase.holds),
+        "db_claims": db["claims"],
+        "distinct_items": db["items"],
+        "items_claimed_more_than_once": sum(1 for v in by_item.values() if len(v) > 1),
+        "double_assignment_client_side": overlaps,
+        "agent_holding_two": agent_overlaps,
+        "items_with_two_open_claims": db["items_with_two_open_claims"],
+        "open_claims_left": db["still_open"],
+        "items_left_claimed": claimed_now,
+    }
+
+
+# ------------------------------------------------------------------ a phase
+
+
+async def run_phase(
+    args, name: str, claimer, agents: list[Agent], checker, owner_dsn: str, app_dsn: str
+) -> Phase:
+    import asyncpg
+
+    phase = Phase(name)
+    seq = itertools.count()
+    claims_seen = itertools.count(1)
+    stop_at = 0.0
+    rng = random.Random(args.seed)
+    hand_backs = [rng.random() < args.hand_back_share for _ in range(997)]
+
+    async def agent_loop(agent: Agent) -> None:
+        n = agent.index
+        async with claimer.worker(agent) as worker:
+            while time.perf_counter() < stop_at:
+                started = time.perf_counter()
+                got = await worker.claim()
+                took = time.perf_counter() - started
+                if got is None:
+                    phase.empty += 1
+                    await asyncio.sleep(0.05)
+                    continue
+                claimed_seq = next(seq)
+                phase.latencies.append(took)
+                tenant_id, item_id = got
+                if next(claims_seen) % args.sample_every == 0:
+                    phase.ranks.append(await rank_of(checker, agent, tenant_id, item_id, 1000))
+                n += 1
+                hand_back = hand_backs[n % len(hand_backs)]
+                phase.holds.append((agent.index, tenant_id, item_id, claimed_seq, next(seq)))
+                await worker.release(tenant_id, item_id, hand_back)
+                phase.cycles += 1
+                phase.finished_at.append(time.perf_counter())
+
+    report = None
+    duration = args.duration
+    if name.endswith("+report"):
+        # The long report: a snapshot held for the whole phase by a session the
+        # application role's idle timeout does not govern (the owner's).
+        report = await asyncpg.connect(owner_dsn)
+        await report.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        await report.fetchval("SELECT count(*) FROM work_items")
+    elif name.endswith("+idle-report"):
+        # A report of the application role left idle in its transaction (a crashed request):
+        # its idle_in_transaction_session_timeout (migration 0010) should end it.
+        duration = max(2 * args.duration, 120)
+        report = await asyncpg.connect(app_dsn)
+        await report.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+        await report.execute(
+            "SELECT set_config('orderdesk.tenant_ids', $1, true)",
+            "{" + ",".join(sorted({str(t) for a in agents for t in a.tenant_ids})) + "}",
+        )
+        await report.fetchval("SELECT count(*) FROM work_items")
+    before = await table_stats(owner_dsn)
+    vacuums: list[float] = []
+    backends = await backend_pids(owner_dsn)
+    db_cpu_before = cpu_seconds(backends)
+
+    async def vacuum_loop() -> None:
+        conn = await asyncpg.connect(owner_dsn)
+        try:
+            while time.perf_counter() < stop_at:
+                await asyncio.sleep(args.vacuum_every)
+                began = time.perf_counter()
+                await conn.execute("VACUUM work_items")
+                await conn.execute("VACUUM work_claims")
+                vacuums.append(time.perf_counter() - began)
+        finally:
+            await conn.close()
+
+    profiler = cProfile.Profile() if args.profile and name.startswith("app") else None
+    if profiler:
+        profiler.enable()
+    started = time.perf_counter()
+    phase.started = started
+    cpu_started = time.process_time()
+    stop_at = started + duration
+    background = [asyncio.create_task(vacuum_loop())] if args.vacuum_every else []
+
+    async def watch_report() -> None:
+        # The server ends the session with an error and closes the socket; asyncpg sees it.
+        while time.perf_counter() < stop_at and not report.is_closed():  # noqa: ASYNC110 (asyncpg has no event)
+            await asyncio.sleep(0.5)
+        if report.is_closed():
+            phase.report_ended_after = time.perf_counter() - started
+
+    if name.endswith("+idle-report"):
+        background.append(asyncio.create_task(watch_report()))
+    await asyncio.gather(*(agent_loop(a) for a in agents))
+    phase.seconds = time.perf_counter() - started
+    phase.client_cpu = time.process_time() - cpu_started
+    phase.db_cpu = cpu_seconds(backends) - db_cpu_before
+    if profiler:
+        profiler.disable()
+        profiler.dump_stats(str(args.profile))
+    for task in background:
+        task.cancel()
+    await asyncio.gather(*background, return_exceptions=True)
+    phase.dead_rows = {
+        "before": before,
+        "after": await table_stats(owner_dsn),
+        "vacuums": len(vacuums),
+        "vacuum_seconds_max": round(max(vacuums), 2) if vacuums else None,
+    }
+    if report is not None and not report.is_closed():
+        try:
+            await report.fetchval("SELECT count(*) FROM work_items")  # still the same snapshot
+            await report.execute("COMMIT")
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, ConnectionError):
+            phase.report_ended_after = phase.report_ended_after or phase.seconds
+        await report.close()
+    phase.checks = await history_checks(owner_dsn, phase)
+    return phase
+
+
+async def run(args) -> dict:
+    import asyncpg
+    from sqlalchemy.engine import make_url
+
+    from orderdesk.core.migrations import upgrade
+    from orderdesk.settings import load_settings
+    from orderdesk.workqueue import services  # noqa: F401  (loaded before anything is timed)
+
+    name = f"orderdesk_bench_{secrets.token_hex(4)}"
+    server = make_url(args.server_url)
+    conn = await asyncpg.connect(_plain(server))
+    await conn.execute(f'CREATE DATABASE "{name}"')
+    await conn.close()
+    owner_dsn = _plain(server.set(database=name))
+    phases: list[Phase] = []
+    try:
+        await asyncio.to_thread(upgrade, owner_dsn)
+        settings = load_settings(
+            {
+                "DATABASE_URL": owner_dsn,
+                "REDIS_URL": args.redis_url,
+                "ORDERDESK_SECRET_KEY": "bench-" + secrets.token_hex(24),
+                "ORDERDESK_LOG_LEVEL": "WARNING",
+            }
+        )
+        print(f"setting up {args.items:,} items, {args.tenants} tenants, {args.agents} agents …", flush=True)
+        agents = await setup(args, owner_dsn, settings)
+        checker = await asyncpg.create_pool(owner_dsn, min_size=2, max_size=4)
+        try:
+            for phase_name in args.phases.split(","):
+                await reset(owner_dsn)
+                if phase_name.startswith("raw"):
+                    claimer = RawClaimer(_plain(settings.app_url), args.agents)
+                else:
+                    pre_ping = not args.no_pre_ping and "noping" not in phase_name
+                    claimer = AppClaimer(settings, args.agents, pre_ping=pre_ping)
+                async with claimer:
+                    phase = await run_phase(
+                        args, phase_name, claimer, agents, checker, owner_dsn, _plain(settings.app_url)
+                    )
+                phases.append(phase)
+                print(
+                    f"  {phase.name:<12} {phase.rate:8.1f} cycles/s  p50 {phase.percentile(0.5):6.1f} ms"
+                    f"  p99 {phase.percentile(0.99):7.1f} ms  claims {phase.cycles:,}"
+                    f"  cpu/cycle {phase.client_cpu / max(phase.cycles, 1) * 1000:.2f} ms"
+                    f" db/cycle {phase.db_cpu / max(phase.cycles, 1) * 1000:.2f} ms"
+                    f"  double {phase.checks['double_assignment_client_side']}"
+                    f"/{phase.checks['items_with_two_open_claims']}",
+                    flush=True,
+                )
+        finally:
+            await checker.close()
+    finally:
+        if not args.keep:
+            conn = await asyncpg.connect(_plain(server))
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await conn.close()
+        else:
+            print(f"kept database {name}")
+    return summarise(args, phases)
+
+
+def summarise(args, phases: list[Phase]) -> dict:
+    def mean_rate(prefix: str) -> float | None:
+        rates = [p.rate for p in phases if p.name == prefix]
+        return sum(rates) / len(rates) if rates else None
+
+    raw, app = mean_rate("raw"), mean_rate("app")
+
+    def cpu_per_cycle(prefix: str) -> float | None:
+        chosen = [p for p in phases if p.name == prefix and p.cycles]
+        if not chosen:
+            return None
+        return sum(p.client_cpu + p.db_cpu for p in chosen) / sum(p.cycles for p in chosen)
+
+    raw_cpu, app_cpu = cpu_per_cycle("raw"), cpu_per_cycle("app")
+    raw_report, app_report = mean_rate("raw+report"), mean_rate("app+report")
+    app_idle_report, app_noping = mean_rate("app+idle-report"), mean_rate("app-noping")
+    within = [r for p in phases for r in p.ranks]
+    return {
+        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load": os.getloadavg()},
+        "params": {
+            "items": args.items,
+            "tenants": args.tenants,
+            "agents": args.agents,
+            "duration_s": args.duration,
+            "hand_back_share": args.hand_back_share,
+            "sample_every": args.sample_every,
+            "vacuum_every_s": args.vacuum_every,
+            "pre_ping": not args.no_pre_ping,
+        },
+        "phases": [
+            {
+                "name": p.name,
+                "seconds": round(p.seconds, 1),
+                "claims": p.cycles,
+                "cycles_per_s": round(p.rate, 1),
+                "claim_p50_ms": round(p.percentile(0.5), 2),
+                "claim_p99_ms": round(p.percentile(0.99), 2),
+                "empty_answers": p.empty,
+                "client_cpu_ms_per_cycle": round(p.client_cpu / max(p.cycles, 1) * 1000, 3),
+                "db_cpu_ms_per_cycle": round(p.db_cpu / max(p.cycles, 1) * 1000, 3),
+                "rank_samples": len(p.ranks),
+                "rank_max": max(p.ranks) if p.ranks else None,
+                "rank_within_50": sum(1 for r in p.ranks if r < 50),
+                "report_ended_after_s": round(p.report_ended_after, 1) if p.report_ended_after else None,
+                "rate_by_20s": [
+                    sum(1 for t in p.finished_at if p.started + a <= t < p.started + a + 20) / 20
+                    for a in range(0, int(p.seconds), 20)
+                ],
+                "checks": p.checks,
+                "work_items_stats": p.dead_rows,
+            }
+            for p in phases
+        ],
+        "app_over_raw": round(app / raw, 3) if raw and app else None,
+        # What the rate ratio would be where CPU is the only limit: raw CPU per cycle over
+        # OrderDesk's (client process + the database's backends), less swayed by neighbours.
+        "cpu_cost_ratio": round(raw_cpu / app_cpu, 3) if raw_cpu and app_cpu else None,
+        "app_report_over_app": round(app_report / app, 3) if app and app_report else None,
+        "raw_report_over_raw": round(raw_report / raw, 3) if raw and raw_report else None,
+        "app_idle_report_over_app": round(app_idle_report / app, 3) if app and app_idle_report else None,
+        "app_noping_over_raw": round(app_noping / raw, 3) if raw and app_noping else None,
+        "total_claims": sum(p.cycles for p in phases),
+        "rank_samples": len(within),
+        "rank_within_50": sum(1 for r in within if r < 50),
+        "double_assignments": sum(
+            p.checks["double_assignment_client_side"]
+            + p.checks["items_with_two_open_claims"]
+            + p.checks["agent_holding_two"]
+            + abs(p.checks["db_claims"] - p.checks["client_claims"])
+            for p in phases
+        ),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    result = asyncio.run(run(args))
+    print()
+    print(json.dumps({k: v for k, v in result.items() if k != "phases"}, indent=2, default=str))
+    if args.json:
+        args.json.write_text(json.dumps(result, indent=2, default=str))
+    return 1 if result["double_assignments"] else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

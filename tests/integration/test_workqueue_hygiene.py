@@ -1,0 +1,66 @@
+"""An abandoned transaction cannot keep an item from the queue for long."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+
+import asyncpg
+
+from orderdesk.workqueue import services as work
+from tests.integration import test_workqueue
+from tests.integration.test_workqueue import capture, items_of
+
+team = test_workqueue.team  # the work queue tests' fixture: one tenant, two agents, a lead
+
+
+async def test_an_abandoned_transaction_is_ended_and_its_item_comes_back(db, team, settings):
+    await capture(db, team.tenant)
+    [item] = await items_of(db, team.tenant)
+    abandoned = await asyncpg.connect(settings.app_url.set(drivername="postgresql").render_as_string(False))
+    try:
+        # The application role's setting in this database (migration 0010) ...
+        assert await abandoned.fetchval("SHOW idle_in_transaction_session_timeout") == "1min"
+        # ... shortened for this one session, so that the test need not wait a minute.
+        await abandoned.execute("SET idle_in_transaction_session_timeout = '1s'")
+        await abandoned.execute("BEGIN")
+        await abandoned.execute(
+            "SELECT set_config('orderdesk.tenant_ids', $1, true)", f"{{{team.tenant.id}}}"
+        )
+        locked = await abandoned.fetchval(
+            "SELECT id FROM work_items WHERE tenant_id = $1 AND id = $2 FOR UPDATE", team.tenant.id, item.id
+        )
+        assert locked == item.id
+        # While the lock is held, Get next skips the item rather than wait.
+        assert await work.claim_next_work_item(db, team.agent1) is None
+        await asyncio.sleep(2.5)
+        claimed = await work.claim_next_work_item(db, team.agent1)
+        assert claimed is not None and claimed.id == item.id
+        assert abandoned.is_closed() or not await _alive(abandoned)
+    finally:
+        with contextlib.suppress(Exception):
+            await abandoned.close()
+
+
+async def _alive(connection) -> bool:
+    try:
+        await connection.fetchval("SELECT 1")
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, ConnectionError):
+        return False
+    return True
+
+
+async def test_the_driver_path_is_scoped_like_any_transaction(db, team):
+    """Get next runs on the driver's connection: row-level security must hold there too."""
+    from orderdesk.core.tenancy import Scope
+
+    await capture(db, team.tenant)
+    await capture(db, team.other)
+    async with db.driver_transaction(Scope(tenant_ids=frozenset({team.other.id}))) as driver:
+        tenants = await driver.fetch("SELECT DISTINCT tenant_id FROM work_items")  # no filter on purpose
+    assert [r["tenant_id"] for r in tenants] == [team.other.id]
+    async with db.driver_transaction(Scope()) as driver:
+        assert await driver.fetchval("SELECT count(*) FROM work_items") == 0
+    # The outsider (an agent of the other tenant only) never gets the team's item.
+    claimed = await work.claim_next_work_item(db, team.outsider)
+    assert claimed is not None and claimed.tenant_id == team.other.id
