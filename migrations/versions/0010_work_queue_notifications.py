@@ -12,7 +12,7 @@
   pauses for both, since every claim leaves a dead row version in each.
 
 Revision ID: 0010
-Revises: 0006
+Revises: 0009
 Create Date: 2026-11-26 10:15:00.000000
 """
 
@@ -24,7 +24,7 @@ from alembic import op
 from orderdesk.core import rls
 
 revision: str = "0010"
-down_revision: str | None = "0006"
+down_revision: str | None = '0009'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,7 +1,7 @@
 """Outbound communication: email templates, agent macros, chat channels, platform notices.
 
 Revision ID: 0013
-Revises: 0007
+Revises: 0010
 Create Date: 2026-11-26 10:30:00
 """
 
@@ -16,7 +16,7 @@ from orderdesk.core import rls
 TENANT_TABLES = ('email_templates', 'agent_macros', 'comms_outbound_settings', 'chat_threads', 'platform_notices')
 
 revision: str = '0013'
-down_revision: str | None = '0007'
+down_revision: str | None = '0010'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

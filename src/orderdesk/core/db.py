@@ -13,8 +13,10 @@ from contextlib import asynccontextmanager
 from typing import Any
 from uuid import UUID
 
+import asyncpg
 from sqlalchemy import DateTime, MetaData, Uuid, func
 from sqlalchemy.engine import URL
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -51,12 +53,20 @@ def created_at_column() -> Mapped[dt.datetime]:
     return mapped_column(DateTime(timezone=True), server_default=func.now(), nullable=False)
 
 
+# A pooled connection older than this is replaced before use (a server or proxy may drop
+# long-lived connections on its own).
+POOL_RECYCLE_SECONDS = 1800
+
+
 def make_engine(url: URL, *, pool_size: int = 10, application_name: str = "orderdesk") -> AsyncEngine:
+    # No pre-ping: with asyncpg it costs round trips before every transaction (measured in
+    # bench/claims.py). The scope statement that opens every transaction is the check
+    # instead; see Database.transaction.
     return create_async_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
-        pool_pre_ping=True,
+        pool_recycle=POOL_RECYCLE_SECONDS,
         connect_args={"server_settings": {"application_name": application_name}},
     )
 
@@ -75,11 +85,35 @@ class Database:
         The scope is set with transaction-local settings before any statement runs, so
         row-level security sees exactly the tenants the caller may touch.
         """
-        async with self.sessionmaker() as session, session.begin():
-            await apply_scope(session, scope)
+        session = await self._open(scope)
+        try:
             yield session
             # Side effects of what the body recorded commit with it, or not at all.
             await events.dispatch(session)
+            await session.commit()
+        finally:
+            await session.close()  # rolls back whatever did not commit
+
+    async def _open(self, scope: Scope) -> AsyncSession:
+        """A session in a new transaction with `scope` applied.
+
+        Pooled connections are not pinged before use. If the scope statement, the first of
+        every transaction, meets a connection the server has dropped (a restart, a
+        failover), SQLAlchemy invalidates the pool's older connections and the transaction
+        starts once more on a fresh one: nothing of the caller's has run yet.
+        """
+        for attempt in (1, 2):
+            session = self.sessionmaker()
+            try:
+                await session.begin()
+                await apply_scope(session, scope)
+            except DBAPIError as error:
+                await session.close()
+                if error.connection_invalidated and attempt == 1:
+                    continue
+                raise
+            return session
+        raise AssertionError("unreachable: the second attempt returns or raises")
 
     @asynccontextmanager
     async def driver_transaction(
@@ -94,18 +128,48 @@ class Database:
         `advisory_lock` takes that transaction-level advisory lock (by name) in the same
         round trip, before any statement of the body runs.
         """
-        async with self.engine.connect() as connection:
-            driver = (await connection.get_raw_connection()).driver_connection
-            async with driver.transaction():
-                if advisory_lock is None:
-                    await driver.execute(_SCOPE_SQL, *scope_settings(scope))
-                else:
-                    await driver.execute(_SCOPE_AND_LOCK_SQL, *scope_settings(scope), advisory_lock)
-                yield driver
+        settings = scope_settings(scope)
+        sql, arguments = (
+            (_SCOPE_SQL, settings)
+            if advisory_lock is None
+            else (_SCOPE_AND_LOCK_SQL, (*settings, advisory_lock))
+        )
+        for attempt in (1, 2):
+            async with self.engine.connect() as connection:
+                driver = (await connection.get_raw_connection()).driver_connection
+                transaction = driver.transaction()
+                try:
+                    # As in `transaction`: a dropped pooled connection shows here, before
+                    # anything of the caller's has run, and is replaced once.
+                    await transaction.start()
+                    await driver.execute(sql, *arguments)
+                except _DROPPED_CONNECTION:
+                    await connection.invalidate()
+                    if attempt == 1:
+                        # What SQLAlchemy does on a disconnect it sees itself: the pool's
+                        # other idle connections are as dead as this one, so start a new pool.
+                        await self.engine.dispose(close=False)
+                        continue
+                    raise
+                try:
+                    yield driver
+                except BaseException:
+                    await transaction.rollback()
+                    raise
+                await transaction.commit()
+                return
 
     async def dispose(self) -> None:
         await self.engine.dispose()
 
+
+# How asyncpg reports a connection the server closed while it sat in the pool: a closed
+# socket, a closed connection, or the server's goodbye read as a protocol-state clash.
+_DROPPED_CONNECTION = (
+    OSError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.InternalClientError,
+)
 
 _SCOPE_SQL = (
     f"SELECT set_config('{TENANTS_SETTING}', $1, true), set_config('{USER_SETTING}', $2, true),"

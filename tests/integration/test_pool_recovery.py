@@ -1,0 +1,51 @@
+"""Pooled connections are not pinged before use: a connection the server dropped is
+replaced when a transaction opens, before anything of the caller's runs."""
+
+from __future__ import annotations
+
+from sqlalchemy import text
+
+from orderdesk.core.tenancy import Scope
+
+
+async def drop_application_connections(owner_connection) -> int:
+    """What a server restart or a failover does to every pooled connection of the app role."""
+    return await owner_connection.fetchval(
+        "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+        " WHERE datname = current_database() AND usename <> current_user AND pid <> pg_backend_pid()"
+    )
+
+
+async def test_a_transaction_after_the_server_dropped_the_pool_succeeds(db, owner_connection, world):
+    scope = Scope(tenant_ids=frozenset({world.a.id}))
+    async with db.transaction(scope) as session:
+        assert await session.scalar(text("SELECT 1")) == 1
+    assert await drop_application_connections(owner_connection) >= 1
+
+    async with db.transaction(scope) as session:
+        tenants = await session.scalar(text("SELECT current_setting('orderdesk.tenant_ids')"))
+    assert str(world.a.id) in tenants
+
+
+async def test_a_driver_transaction_after_the_server_dropped_the_pool_succeeds(db, owner_connection, world):
+    scope = Scope(tenant_ids=frozenset({world.b.id}))
+    async with db.driver_transaction(scope) as driver:
+        assert await driver.fetchval("SELECT 1") == 1
+    assert await drop_application_connections(owner_connection) >= 1
+
+    async with db.driver_transaction(scope, advisory_lock="pool-recovery") as driver:
+        tenants = await driver.fetchval("SELECT current_setting('orderdesk.tenant_ids')")
+    assert str(world.b.id) in tenants
+
+
+async def test_an_error_in_the_body_is_not_retried_and_rolls_back(db, owner_connection, world):
+    scope = Scope(tenant_ids=frozenset({world.a.id}))
+    attempts = 0
+    try:
+        async with db.transaction(scope) as session:
+            attempts += 1
+            await session.execute(text("CREATE TEMP TABLE pool_probe (x int) ON COMMIT DROP"))
+            await session.execute(text("SELECT 1 / 0"))
+    except Exception as error:  # noqa: BLE001 - the division error, whatever wraps it
+        assert "division by zero" in str(error)
+    assert attempts == 1
