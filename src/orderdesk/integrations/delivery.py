@@ -25,7 +25,8 @@ from uuid import UUID
 
 import httpx
 import structlog
-from sqlalchemy import select, text, update
+from sqlalchemy import func, insert, select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from orderdesk.core.db import Database
 from orderdesk.core.ids import new_id
@@ -48,6 +49,7 @@ RESPONSE_EXCERPT = 500
 JITTER = 0.1  # ±10 % on every retry delay, so failing endpoints are not hit in waves
 MAX_RETRY_AFTER = dt.timedelta(hours=24)
 BLOCKED_RECHECK_SECONDS = 0.1
+FAN_OUT_BATCH = 500  # events per fan-out
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,53 +98,71 @@ class Outcome:
 # ---------------------------------------------------------------- fan-out
 
 
-async def fan_out(db: Database, scope: Scope, limit: int = 500) -> int:
+async def fan_out(db: Database, scope: Scope, limit: int = FAN_OUT_BATCH) -> int:
     """Create a delivery for every enabled endpoint whose filter matches each new event."""
     async with db.transaction(scope) as session:
-        events = (
-            await session.scalars(
-                select(OutboxEvent)
-                .where(OutboxEvent.fanned_out_at.is_(None), OutboxEvent.tenant_id.in_(scope.tenant_ids))
-                .order_by(OutboxEvent.created_at)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
+        return await _fan_out(session, scope, limit)
+
+
+async def _fan_out(session: AsyncSession, scope: Scope, limit: int) -> int:
+    # Only the columns fan-out needs: loading whole events would decode every payload.
+    events = (
+        await session.execute(
+            select(
+                OutboxEvent.tenant_id,
+                OutboxEvent.id,
+                OutboxEvent.event_type,
+                OutboxEvent.order_id,
+                OutboxEvent.order_seq,
             )
-        ).all()
-        if not events:
-            return 0
-        tenant_ids = {e.tenant_id for e in events}
-        endpoints = (
-            await session.scalars(
-                select(WebhookEndpoint).where(
-                    WebhookEndpoint.tenant_id.in_(tenant_ids), WebhookEndpoint.enabled
-                )
+            .where(OutboxEvent.fanned_out_at.is_(None), OutboxEvent.tenant_id.in_(scope.tenant_ids))
+            .order_by(OutboxEvent.created_at)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+    ).all()
+    if not events:
+        return 0
+    tenant_ids = {e.tenant_id for e in events}
+    endpoints = (
+        await session.execute(
+            select(WebhookEndpoint.tenant_id, WebhookEndpoint.id, WebhookEndpoint.event_types).where(
+                WebhookEndpoint.tenant_id.in_(tenant_ids), WebhookEndpoint.enabled
             )
-        ).all()
-        now = dt.datetime.now(dt.UTC)
-        created = 0
-        for event in events:
-            for endpoint in endpoints:
-                if endpoint.tenant_id != event.tenant_id:
-                    continue
-                if endpoint.event_types and event.event_type not in endpoint.event_types:
-                    continue
-                session.add(
-                    WebhookDelivery(
-                        tenant_id=event.tenant_id,
-                        id=new_id(),
-                        endpoint_id=endpoint.id,
-                        event_id=event.id,
-                        order_id=event.order_id,
-                        order_seq=event.order_seq,
-                        status=DeliveryStatus.PENDING,
-                        attempts=0,
-                        next_attempt_at=now,
-                        created_at=now,
-                    )
-                )
-                created += 1
-            event.fanned_out_at = now
-    return created
+        )
+    ).all()
+    now = dt.datetime.now(dt.UTC)
+    deliveries = [
+        {
+            "tenant_id": event.tenant_id,
+            "id": new_id(),
+            "endpoint_id": endpoint.id,
+            "event_id": event.id,
+            "order_id": event.order_id,
+            "order_seq": event.order_seq,
+            "status": DeliveryStatus.PENDING,
+            "attempts": 0,
+            "created_at": now,
+        }
+        for event in events
+        for endpoint in endpoints
+        if endpoint.tenant_id == event.tenant_id
+        and (not endpoint.event_types or event.event_type in endpoint.event_types)
+    ]
+    # Set-based statements: one INSERT for every delivery, one UPDATE for every event. Due at
+    # the database's now(), which the claim compares with: a claim in this same transaction
+    # takes them (with the application's clock they would be due a moment "later").
+    if deliveries:
+        await session.execute(insert(WebhookDelivery).values(next_attempt_at=func.now()), deliveries)
+    await session.execute(
+        text(
+            "UPDATE outbox_events o SET fanned_out_at = :now"
+            " FROM unnest(CAST(:tenant_ids AS uuid[]), CAST(:ids AS uuid[])) AS f(tenant_id, id)"
+            " WHERE o.tenant_id = f.tenant_id AND o.id = f.id"
+        ),
+        {"now": now, "tenant_ids": [e.tenant_id for e in events], "ids": [e.id for e in events]},
+    )
+    return len(deliveries)
 
 
 # ---------------------------------------------------------------- claiming
@@ -184,26 +204,38 @@ CLAIM_SQL = text(
 async def claim_due(db: Database, scope: Scope, limit: int, lease: dt.timedelta = LEASE) -> list[Claim]:
     """Lease up to `limit` due deliveries for this worker."""
     async with db.transaction(scope) as session:
-        rows = (
+        return await _claim_due(session, scope, limit, lease)
+
+
+async def _claim_due(session: AsyncSession, scope: Scope, limit: int, lease: dt.timedelta) -> list[Claim]:
+    rows = (
+        await session.execute(
+            CLAIM_SQL,
+            {"tenants": list(scope.tenant_ids), "limit": limit, "lease": lease.total_seconds()},
+        )
+    ).all()
+    if not rows:
+        return []
+    tenant_ids = {r.tenant_id for r in rows}
+    event_ids = {r.event_id for r in rows}
+    endpoint_ids = {r.endpoint_id for r in rows}
+    payloads = dict(
+        (
             await session.execute(
-                CLAIM_SQL,
-                {"tenants": list(scope.tenant_ids), "limit": limit, "lease": lease.total_seconds()},
+                select(OutboxEvent.id, OutboxEvent.payload).where(
+                    OutboxEvent.tenant_id.in_(tenant_ids), OutboxEvent.id.in_(event_ids)
+                )
             )
         ).all()
-        if not rows:
-            return []
-        event_ids = {r.event_id for r in rows}
-        endpoint_ids = {r.endpoint_id for r in rows}
-        payloads = {
-            e.id: e.payload
-            for e in await session.scalars(select(OutboxEvent).where(OutboxEvent.id.in_(event_ids)))
-        }
-        endpoints = {
-            e.id: e
-            for e in await session.scalars(
-                select(WebhookEndpoint).where(WebhookEndpoint.id.in_(endpoint_ids))
+    )
+    endpoints = {
+        e.id: e
+        for e in await session.scalars(
+            select(WebhookEndpoint).where(
+                WebhookEndpoint.tenant_id.in_(tenant_ids), WebhookEndpoint.id.in_(endpoint_ids)
             )
-        }
+        )
+    }
     return [
         Claim(
             tenant_id=r.tenant_id,
@@ -290,70 +322,99 @@ def next_delay(attempts_made: int, policy: DeliveryPolicy, outcome: Outcome) -> 
     return delay
 
 
-async def record(db: Database, claim: Claim, outcome: Outcome, policy: DeliveryPolicy) -> DeliveryStatus:
-    """Store the attempt and move the delivery (and maybe the endpoint) on."""
-    now = dt.datetime.now(dt.UTC)
-    attempts = claim.attempts + 1
-    scope = Scope(tenant_ids=frozenset({claim.tenant_id}))
-    async with db.transaction(scope) as session:
-        session.add(
-            WebhookAttempt(
-                tenant_id=claim.tenant_id,
-                delivery_id=claim.delivery_id,
-                endpoint_id=claim.endpoint.id,
-                event_id=claim.event_id,
-                order_id=claim.order_id,
-                attempted_at=now,
-                status_code=outcome.status_code,
-                latency_ms=outcome.latency_ms,
-                response_excerpt=outcome.excerpt,
-                error=outcome.error,
-            )
-        )
-        values: dict = {
-            "attempts": attempts,
-            "last_status_code": outcome.status_code,
-            "last_error": outcome.error,
-            "leased_until": None,
-        }
-        endpoint_changes: dict = {}
-        if outcome.succeeded:
-            status = DeliveryStatus.SUCCEEDED
-            values.update(status=status, finished_at=now)
-            if claim.endpoint.failing_since is not None:
-                endpoint_changes["failing_since"] = None
-        elif outcome.status_code == 410:
+def _settle(
+    claim: Claim, outcome: Outcome, policy: DeliveryPolicy, now: dt.datetime
+) -> tuple[DeliveryStatus, dict, dict]:
+    """What an attempt changes: the delivery's new status, its columns, the endpoint's columns."""
+    values: dict = {
+        "attempts": claim.attempts + 1,
+        "last_status_code": outcome.status_code,
+        "last_error": outcome.error,
+        "leased_until": None,
+    }
+    endpoint_changes: dict = {}
+    if outcome.succeeded:
+        status = DeliveryStatus.SUCCEEDED
+        values.update(status=status, finished_at=now)
+        if claim.endpoint.failing_since is not None:
+            endpoint_changes["failing_since"] = None
+    elif outcome.status_code == 410:
+        status = DeliveryStatus.DEAD
+        values.update(status=status, finished_at=now)
+        endpoint_changes.update(enabled=False, disabled_reason="the receiver answered 410 Gone")
+    else:
+        delay = next_delay(claim.attempts + 1, policy, outcome)
+        if delay is None:
             status = DeliveryStatus.DEAD
             values.update(status=status, finished_at=now)
-            endpoint_changes.update(enabled=False, disabled_reason="the receiver answered 410 Gone")
         else:
-            delay = next_delay(attempts, policy, outcome)
-            if delay is None:
-                status = DeliveryStatus.DEAD
-                values.update(status=status, finished_at=now)
-            else:
-                status = DeliveryStatus.PENDING
-                values.update(next_attempt_at=now + delay)
-            failing_since = claim.endpoint.failing_since or now
-            endpoint_changes["failing_since"] = failing_since
-            if now - failing_since >= policy.disable_after:
-                endpoint_changes.update(
-                    enabled=False,
-                    disabled_reason=f"failing without a success since {failing_since:%Y-%m-%d %H:%M} UTC",
-                )
-        await session.execute(
-            update(WebhookDelivery)
-            .where(WebhookDelivery.tenant_id == claim.tenant_id, WebhookDelivery.id == claim.delivery_id)
-            .values(**values)
-        )
-        if endpoint_changes:
-            # Only the first failure sets failing_since; later ones must not move it forward.
-            query = update(WebhookEndpoint).where(
-                WebhookEndpoint.tenant_id == claim.tenant_id, WebhookEndpoint.id == claim.endpoint.id
+            status = DeliveryStatus.PENDING
+            values.update(next_attempt_at=now + delay)
+        failing_since = claim.endpoint.failing_since or now
+        endpoint_changes["failing_since"] = failing_since
+        if now - failing_since >= policy.disable_after:
+            endpoint_changes.update(
+                enabled=False,
+                disabled_reason=f"failing without a success since {failing_since:%Y-%m-%d %H:%M} UTC",
             )
-            if endpoint_changes.get("failing_since") is not None and "enabled" not in endpoint_changes:
-                query = query.where(WebhookEndpoint.failing_since.is_(None))
-            await session.execute(query.values(**endpoint_changes, updated_at=now))
+    return status, values, endpoint_changes
+
+
+async def record_many(
+    db: Database, attempts: list[tuple[Claim, Outcome]], policy: DeliveryPolicy
+) -> list[DeliveryStatus]:
+    """Store the attempts and move their deliveries (and maybe endpoints) on, in one transaction.
+
+    The same changes as recording each attempt on its own, in the same order; only the
+    round trips are shared (one INSERT for the attempts, one batch of UPDATEs for the
+    deliveries)."""
+    if not attempts:
+        return []
+    async with db.transaction(Scope(tenant_ids=frozenset(c.tenant_id for c, _ in attempts))) as session:
+        return await _record(session, attempts, policy)
+
+
+async def _record(
+    session: AsyncSession, attempts: list[tuple[Claim, Outcome]], policy: DeliveryPolicy
+) -> list[DeliveryStatus]:
+    now = dt.datetime.now(dt.UTC)
+    settled = [_settle(claim, outcome, policy, now) for claim, outcome in attempts]
+    await session.execute(
+        insert(WebhookAttempt),
+        [
+            {
+                "tenant_id": claim.tenant_id,
+                "delivery_id": claim.delivery_id,
+                "endpoint_id": claim.endpoint.id,
+                "event_id": claim.event_id,
+                "order_id": claim.order_id,
+                "attempted_at": now,
+                "status_code": outcome.status_code,
+                "latency_ms": outcome.latency_ms,
+                "response_excerpt": outcome.excerpt,
+                "error": outcome.error,
+            }
+            for claim, outcome in attempts
+        ],
+    )
+    # By primary key; rows with the same columns to set go out as one executemany.
+    await session.execute(
+        update(WebhookDelivery),
+        [
+            {"tenant_id": claim.tenant_id, "id": claim.delivery_id, **values}
+            for (claim, _), (_, values, _) in zip(attempts, settled, strict=True)
+        ],
+    )
+    for (claim, _), (_, _, endpoint_changes) in zip(attempts, settled, strict=True):
+        if not endpoint_changes:
+            continue
+        # Only the first failure sets failing_since; later ones must not move it forward.
+        query = update(WebhookEndpoint).where(
+            WebhookEndpoint.tenant_id == claim.tenant_id, WebhookEndpoint.id == claim.endpoint.id
+        )
+        if endpoint_changes.get("failing_since") is not None and "enabled" not in endpoint_changes:
+            query = query.where(WebhookEndpoint.failing_since.is_(None))
+        await session.execute(query.values(**endpoint_changes, updated_at=now))
         if endpoint_changes.get("enabled") is False:
             log.warning(
                 "webhook_endpoint_disabled",
@@ -361,6 +422,12 @@ async def record(db: Database, claim: Claim, outcome: Outcome, policy: DeliveryP
                 endpoint=str(claim.endpoint.id),
                 reason=endpoint_changes["disabled_reason"],
             )
+    return [status for status, _, _ in settled]
+
+
+async def record(db: Database, claim: Claim, outcome: Outcome, policy: DeliveryPolicy) -> DeliveryStatus:
+    """Store the attempt and move the delivery (and maybe the endpoint) on."""
+    [status] = await record_many(db, [(claim, outcome)], policy)
     return status
 
 
@@ -384,19 +451,101 @@ class RateGate:
 
 
 async def next_due_in(db: Database, scope: Scope) -> float | None:
-    """Seconds until the earliest pending delivery is due (None when there is none)."""
+    """Seconds until the earliest pending delivery is due and not leased (None when there is none).
+
+    A delivery another dispatch holds counts from its lease's end: its holder settles it
+    (and goes on to what it unblocks), so waiting for it would only keep idle dispatches
+    polling; it is ours to take only if the holder dies."""
     async with db.transaction(scope) as session:
-        earliest = await session.scalar(
-            text(
-                "SELECT min(d.next_attempt_at) FROM webhook_deliveries d "
-                "JOIN webhook_endpoints e ON e.tenant_id = d.tenant_id AND e.id = d.endpoint_id "
-                "WHERE d.status = 'pending' AND e.enabled AND d.tenant_id = ANY (:tenants)"
-            ),
-            {"tenants": list(scope.tenant_ids)},
-        )
+        return await _next_due_in(session, scope)
+
+
+async def _next_due_in(session: AsyncSession, scope: Scope) -> float | None:
+    earliest = await session.scalar(
+        text(
+            "SELECT min(GREATEST(d.next_attempt_at, d.leased_until)) FROM webhook_deliveries d "
+            "JOIN webhook_endpoints e ON e.tenant_id = d.tenant_id AND e.id = d.endpoint_id "
+            "WHERE d.status = 'pending' AND e.enabled AND d.tenant_id = ANY (:tenants)"
+        ),
+        {"tenants": list(scope.tenant_ids)},
+    )
     if earliest is None:
         return None
     return max(0.0, (earliest - dt.datetime.now(dt.UTC)).total_seconds())
+
+
+async def _turn(
+    db: Database, scope: Scope, policy: DeliveryPolicy, finished: list[tuple[Claim, Outcome]], limit: int
+) -> tuple[int, list[Claim], float | None]:
+    """One turn of the dispatch loop, in one transaction: record the attempts that finished,
+    fan out new events, claim up to `limit` due deliveries and, when none is, find how
+    long until one will be. (The fixed cost of a transaction was most of a turn's, when
+    each of these steps, and each attempt, had one of its own.)"""
+    async with db.transaction(scope) as session:
+        if finished:
+            await _record(session, finished, policy)
+        if limit <= 0:
+            return 0, [], None
+        fanned = await _fan_out(session, scope, FAN_OUT_BATCH)
+        claims = await _claim_due(session, scope, limit, policy.lease)
+        wait = None if claims else await _next_due_in(session, scope)
+    return fanned, claims, wait
+
+
+# The outbox trigger (migration 0004) NOTIFYs this channel when events commit.
+OUTBOX_CHANNEL = "orderdesk_outbox"
+# Events keep arriving when two fan-outs are at most this far apart; a dispatch then
+# stays this long after its last work, listening for more.
+LINGER_SECONDS = 1.0
+# Dispatches of this process listening right now: one is enough, since every NOTIFY
+# would wake each of them to race for the same events.
+_lingering = 0
+# When this process last fanned events out (time.monotonic()).
+_last_fan_out = float("-inf")
+
+
+class _OutboxListener:
+    """LISTEN on one pooled connection, so that a lingering dispatch wakes on new events."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+        self.notified = asyncio.Event()
+        self._connection = None
+        self._driver = None
+
+    async def open(self) -> _OutboxListener:
+        global _lingering
+        self._connection = await self.db.engine.connect()
+        try:
+            raw = await self._connection.get_raw_connection()
+            self._driver = raw.driver_connection
+            await self._driver.add_listener(OUTBOX_CHANNEL, self._on_notify)
+        except BaseException:
+            await self._connection.invalidate()
+            await self._connection.close()
+            raise
+        _lingering += 1
+        return self
+
+    def _on_notify(self, *_args) -> None:
+        self.notified.set()
+
+    async def wait(self, seconds: float) -> bool:
+        """True when events committed since the last `notified.clear()`, within `seconds`."""
+        try:
+            await asyncio.wait_for(self.notified.wait(), timeout=max(seconds, 0.0))
+        except TimeoutError:
+            return False
+        return True
+
+    async def close(self) -> None:
+        global _lingering
+        _lingering -= 1
+        try:
+            await self._driver.remove_listener(OUTBOX_CHANNEL, self._on_notify)
+        except Exception:
+            await self._connection.invalidate()  # never hand a listening connection back
+        await self._connection.close()
 
 
 async def dispatch(
@@ -409,45 +558,152 @@ async def dispatch(
     concurrency: int = 32,
     gate: RateGate | None = None,
     idle_wait_seconds: float = 2.0,
+    linger_seconds: float = LINGER_SECONDS,
 ) -> int:
     """Fan out and deliver until nothing is due (waiting briefly for soon-due retries)
-    or the budget is spent. Returns how many attempts were made."""
-    deadline = time.monotonic() + budget_seconds
-    attempts = 0
-    semaphore = asyncio.Semaphore(concurrency)
+    or the budget is spent. Returns how many deliveries it claimed.
 
-    unsettled: dict[UUID, Claim] = {}
+    Up to `concurrency` posts are in flight. Whenever some finish (or new events commit),
+    one transaction records them and claims as many due deliveries as there is room for,
+    so posting never waits for a whole batch and the database sees one transaction per
+    turn rather than several per delivery.
+
+    While events keep arriving (this process fanned some out less than `linger_seconds`
+    before), a dispatch stays up to `linger_seconds` after its last work, woken by the
+    outbox NOTIFY, so a steady flow is delivered by one running loop instead of one
+    queued job (and its polling delay) per event. One dispatch per process lingers at
+    a time."""
+    global _last_fan_out
+    deadline = time.monotonic() + budget_seconds
+    claimed = 0
+    in_flight: set[asyncio.Task] = set()
+    finished: list[tuple[Claim, Outcome]] = []  # posted, not yet recorded
+    unsettled: dict[UUID, Claim] = {}  # claimed, not yet recorded or postponed
+    listener: _OutboxListener | None = None
+    look = True  # whether a turn may find something new to claim
+    wait: float | None = None
+    last_work = time.monotonic()
 
     async def deliver(claim: Claim) -> None:
-        async with semaphore:
-            if gate is not None and not await gate.admit(claim.endpoint):
-                await _postpone(db, claim, dt.timedelta(seconds=1))
-            else:
-                outcome = await post(http, claim, policy)
-                await record(db, claim, outcome, policy)
+        if gate is not None and not await gate.admit(claim.endpoint):
+            await _postpone(db, claim, dt.timedelta(seconds=1))
             unsettled.pop(claim.delivery_id, None)
+        else:
+            finished.append((claim, await post(http, claim, policy)))
 
-    while time.monotonic() < deadline:
-        await fan_out(db, scope)
-        claims = await claim_due(db, scope, limit=concurrency * 2, lease=policy.lease)
-        if not claims:
-            wait = await next_due_in(db, scope)
-            if wait is None or wait > idle_wait_seconds or time.monotonic() + wait > deadline:
-                break
-            # Due but not claimable (leased elsewhere, or waiting behind an earlier event of its
-            # order): look again shortly rather than spinning.
-            await asyncio.sleep(max(wait, BLOCKED_RECHECK_SECONDS))
-            continue
-        unsettled.update((c.delivery_id, c) for c in claims)
+    async def pause(seconds: float) -> bool:
+        """Sleep, or until new events commit when listening. False: nothing came."""
+        if listener is None:
+            await asyncio.sleep(seconds)
+            return False
+        return await listener.wait(seconds)
+
+    async def progress(room: int) -> int:
+        """Until a post finishes, or (with room for more, when listening) events commit.
+        Returns how many deliveries finished."""
+        waiting: set[asyncio.Future] = set(in_flight)
+        notified = None
+        if listener is not None and room > 0:
+            notified = asyncio.ensure_future(listener.notified.wait())
+            waiting.add(notified)
         try:
-            await asyncio.gather(*(deliver(c) for c in claims))
-        except asyncio.CancelledError:
-            # Shutting down (SIGTERM): hand back what was not attempted, for another worker now
-            # rather than after the lease.
-            await asyncio.shield(release(db, scope, list(unsettled.values())))
-            raise
-        attempts += len(claims)
-    return attempts
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.sleep(0)  # answers already read finish too, and share the next turn
+        finally:
+            if notified is not None:
+                notified.cancel()
+        done = [t for t in in_flight if t.done()]
+        for task in done:
+            in_flight.discard(task)
+            task.result()  # a post never raises; a failing rate gate or postpone does
+        return len(done)
+
+    try:
+        while True:
+            accepting = time.monotonic() < deadline
+            room = concurrency - len(in_flight) if accepting else 0
+            if finished or (room > 0 and look):
+                outcomes, finished[:] = finished[:], []
+                if listener is not None:
+                    listener.notified.clear()  # from here on, a commit wakes the next wait
+                try:
+                    fanned, claims, wait = await _turn(db, scope, policy, outcomes, room)
+                except BaseException:
+                    finished[:0] = outcomes  # not recorded: the wind-up below tries again
+                    raise
+                for claim, _ in outcomes:
+                    unsettled.pop(claim.delivery_id, None)
+                for claim in claims:
+                    unsettled[claim.delivery_id] = claim
+                    in_flight.add(asyncio.create_task(deliver(claim)))
+                claimed += len(claims)
+                if fanned or claims or outcomes:
+                    last_work = time.monotonic()
+                # A full claim, or a full fan-out, may have left more behind.
+                look = (room > 0 and len(claims) == room) or fanned >= FAN_OUT_BATCH
+                if fanned:
+                    streaming = last_work - _last_fan_out <= linger_seconds
+                    _last_fan_out = last_work
+                    if streaming and listener is None and _lingering == 0 and linger_seconds > 0:
+                        try:
+                            listener = await _OutboxListener(db).open()
+                        except Exception as exc:
+                            log.warning("outbox_listen_failed", error=str(exc))
+                            linger_seconds = 0.0
+                        else:
+                            look = True  # once more, for commits made before LISTEN
+            if in_flight:
+                done = await progress(concurrency - len(in_flight) if accepting else 0)
+                look = look or done > 0 or (listener is not None and listener.notified.is_set())
+                continue
+            if finished:
+                continue
+            if not accepting:
+                break
+            if look:
+                continue
+            now = time.monotonic()
+            if wait is not None and wait <= idle_wait_seconds and now + wait <= deadline:
+                # Due but not claimable (waiting behind an earlier event of its order, or a
+                # retry due shortly): look again shortly rather than spinning.
+                await pause(max(wait, BLOCKED_RECHECK_SECONDS))
+            elif listener is None or not await pause(min(last_work + linger_seconds, deadline) - now):
+                break
+            look = True
+    except BaseException:
+        # Shutting down (SIGTERM) or failing: stop posting, record what was sent, and hand
+        # back what was not, for another dispatch now rather than after the lease.
+        for task in in_flight:
+            task.cancel()
+        await asyncio.shield(_wind_up(db, scope, policy, in_flight, finished, unsettled))
+        raise
+    finally:
+        if listener is not None:
+            await listener.close()
+    return claimed
+
+
+async def _wind_up(
+    db: Database,
+    scope: Scope,
+    policy: DeliveryPolicy,
+    in_flight: set[asyncio.Task],
+    finished: list[tuple[Claim, Outcome]],
+    unsettled: dict[UUID, Claim],
+) -> None:
+    """Best effort, after the loop stopped on an error or a cancellation (which is what
+    gets raised): whatever is left here is delivered again once its lease ends."""
+    await asyncio.gather(*in_flight, return_exceptions=True)
+    try:
+        await record_many(db, finished, policy)
+        for claim, _ in finished:
+            unsettled.pop(claim.delivery_id, None)
+    except Exception as exc:
+        log.warning("webhook_attempts_not_recorded", error=str(exc), attempts=len(finished))
+    try:
+        await release(db, scope, list(unsettled.values()))
+    except Exception as exc:
+        log.warning("webhook_claims_not_released", error=str(exc), claims=len(unsettled))
 
 
 async def _postpone(db: Database, claim: Claim, delay: dt.timedelta) -> None:
