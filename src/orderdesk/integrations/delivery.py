@@ -324,24 +324,20 @@ def next_delay(attempts_made: int, policy: DeliveryPolicy, outcome: Outcome) -> 
 
 def _settle(
     claim: Claim, outcome: Outcome, policy: DeliveryPolicy, now: dt.datetime
-) -> tuple[DeliveryStatus, dict, dict]:
-    """What an attempt changes: the delivery's new status, its columns, the endpoint's columns."""
+) -> tuple[DeliveryStatus, dict]:
+    """What an attempt changes: the delivery's new status and its columns."""
     values: dict = {
         "attempts": claim.attempts + 1,
         "last_status_code": outcome.status_code,
         "last_error": outcome.error,
         "leased_until": None,
     }
-    endpoint_changes: dict = {}
     if outcome.succeeded:
         status = DeliveryStatus.SUCCEEDED
         values.update(status=status, finished_at=now)
-        if claim.endpoint.failing_since is not None:
-            endpoint_changes["failing_since"] = None
     elif outcome.status_code == 410:
         status = DeliveryStatus.DEAD
         values.update(status=status, finished_at=now)
-        endpoint_changes.update(enabled=False, disabled_reason="the receiver answered 410 Gone")
     else:
         delay = next_delay(claim.attempts + 1, policy, outcome)
         if delay is None:
@@ -350,14 +346,62 @@ def _settle(
         else:
             status = DeliveryStatus.PENDING
             values.update(next_attempt_at=now + delay)
-        failing_since = claim.endpoint.failing_since or now
-        endpoint_changes["failing_since"] = failing_since
-        if now - failing_since >= policy.disable_after:
-            endpoint_changes.update(
-                enabled=False,
-                disabled_reason=f"failing without a success since {failing_since:%Y-%m-%d %H:%M} UTC",
+    return status, values
+
+
+async def _settle_endpoint(
+    session: AsyncSession,
+    endpoint: WebhookEndpoint,
+    outcomes: list[Outcome],
+    policy: DeliveryPolicy,
+    now: dt.datetime,
+) -> None:
+    """What a batch of attempts (in the order they finished) changes on their endpoint, in
+    at most one statement: the same end state as applying them one by one.
+
+    `failing_since` is the time of the first failure after the last success: a success
+    clears it, a failure sets it only when it is not set. A 410 disables the endpoint;
+    so does failing since longer than `disable_after`. `endpoint` is as it was when the
+    deliveries were claimed."""
+    failing = [not o.succeeded and o.status_code != 410 for o in outcomes]
+    last_success = max((i for i, o in enumerate(outcomes) if o.succeeded), default=-1)
+    failed_after_success = any(failing[last_success + 1 :])
+    values: dict = {}
+    condition = None
+    if last_success >= 0 and not failed_after_success:
+        if endpoint.failing_since is not None or any(failing[:last_success]):
+            values["failing_since"] = None
+            condition = WebhookEndpoint.failing_since.is_not(None)
+    elif failed_after_success:
+        if last_success >= 0:
+            since = now  # the success in this batch cleared it
+            values["failing_since"] = now
+        else:
+            since = endpoint.failing_since or now
+            # Later failures must not move it forward.
+            values["failing_since"] = func.coalesce(WebhookEndpoint.failing_since, now)
+            condition = WebhookEndpoint.failing_since.is_(None)
+        if now - since >= policy.disable_after:
+            values.update(
+                enabled=False, disabled_reason=f"failing without a success since {since:%Y-%m-%d %H:%M} UTC"
             )
-    return status, values, endpoint_changes
+    if any(o.status_code == 410 for o in outcomes):
+        values.update(enabled=False, disabled_reason="the receiver answered 410 Gone")
+    if not values:
+        return
+    query = update(WebhookEndpoint).where(
+        WebhookEndpoint.tenant_id == endpoint.tenant_id, WebhookEndpoint.id == endpoint.id
+    )
+    if condition is not None and "enabled" not in values:
+        query = query.where(condition)
+    await session.execute(query.values(**values, updated_at=now))
+    if values.get("enabled") is False:
+        log.warning(
+            "webhook_endpoint_disabled",
+            tenant=str(endpoint.tenant_id),
+            endpoint=str(endpoint.id),
+            reason=values["disabled_reason"],
+        )
 
 
 async def record_many(
@@ -365,9 +409,9 @@ async def record_many(
 ) -> list[DeliveryStatus]:
     """Store the attempts and move their deliveries (and maybe endpoints) on, in one transaction.
 
-    The same changes as recording each attempt on its own, in the same order; only the
-    round trips are shared (one INSERT for the attempts, one batch of UPDATEs for the
-    deliveries)."""
+    The same end state as recording each attempt on its own, in the order given; only
+    the round trips are shared (one INSERT for the attempts, one batch of UPDATEs for the
+    deliveries, at most one UPDATE per endpoint)."""
     if not attempts:
         return []
     async with db.transaction(Scope(tenant_ids=frozenset(c.tenant_id for c, _ in attempts))) as session:
@@ -402,27 +446,19 @@ async def _record(
         update(WebhookDelivery),
         [
             {"tenant_id": claim.tenant_id, "id": claim.delivery_id, **values}
-            for (claim, _), (_, values, _) in zip(attempts, settled, strict=True)
+            for (claim, _), (_, values) in zip(attempts, settled, strict=True)
         ],
     )
-    for (claim, _), (_, _, endpoint_changes) in zip(attempts, settled, strict=True):
-        if not endpoint_changes:
-            continue
-        # Only the first failure sets failing_since; later ones must not move it forward.
-        query = update(WebhookEndpoint).where(
-            WebhookEndpoint.tenant_id == claim.tenant_id, WebhookEndpoint.id == claim.endpoint.id
-        )
-        if endpoint_changes.get("failing_since") is not None and "enabled" not in endpoint_changes:
-            query = query.where(WebhookEndpoint.failing_since.is_(None))
-        await session.execute(query.values(**endpoint_changes, updated_at=now))
-        if endpoint_changes.get("enabled") is False:
-            log.warning(
-                "webhook_endpoint_disabled",
-                tenant=str(claim.tenant_id),
-                endpoint=str(claim.endpoint.id),
-                reason=endpoint_changes["disabled_reason"],
-            )
-    return [status for status, _, _ in settled]
+    by_endpoint: dict[tuple[UUID, UUID], tuple[WebhookEndpoint, list[Outcome]]] = {}
+    for claim, outcome in attempts:
+        key = (claim.tenant_id, claim.endpoint.id)
+        by_endpoint.setdefault(key, (claim.endpoint, []))[1].append(outcome)
+    # In key order, so that two workers settling the same endpoints never wait on each other
+    # in opposite orders.
+    for key in sorted(by_endpoint):
+        endpoint, outcomes = by_endpoint[key]
+        await _settle_endpoint(session, endpoint, outcomes, policy, now)
+    return [status for status, _ in settled]
 
 
 async def record(db: Database, claim: Claim, outcome: Outcome, policy: DeliveryPolicy) -> DeliveryStatus:
@@ -492,62 +528,6 @@ async def _turn(
     return fanned, claims, wait
 
 
-# The outbox trigger (migration 0004) NOTIFYs this channel when events commit.
-OUTBOX_CHANNEL = "orderdesk_outbox"
-# Events keep arriving when two fan-outs are at most this far apart; a dispatch then
-# stays this long after its last work, listening for more.
-LINGER_SECONDS = 1.0
-# Dispatches of this process listening right now: one is enough, since every NOTIFY
-# would wake each of them to race for the same events.
-_lingering = 0
-# When this process last fanned events out (time.monotonic()).
-_last_fan_out = float("-inf")
-
-
-class _OutboxListener:
-    """LISTEN on one pooled connection, so that a lingering dispatch wakes on new events."""
-
-    def __init__(self, db: Database) -> None:
-        self.db = db
-        self.notified = asyncio.Event()
-        self._connection = None
-        self._driver = None
-
-    async def open(self) -> _OutboxListener:
-        global _lingering
-        self._connection = await self.db.engine.connect()
-        try:
-            raw = await self._connection.get_raw_connection()
-            self._driver = raw.driver_connection
-            await self._driver.add_listener(OUTBOX_CHANNEL, self._on_notify)
-        except BaseException:
-            await self._connection.invalidate()
-            await self._connection.close()
-            raise
-        _lingering += 1
-        return self
-
-    def _on_notify(self, *_args) -> None:
-        self.notified.set()
-
-    async def wait(self, seconds: float) -> bool:
-        """True when events committed since the last `notified.clear()`, within `seconds`."""
-        try:
-            await asyncio.wait_for(self.notified.wait(), timeout=max(seconds, 0.0))
-        except TimeoutError:
-            return False
-        return True
-
-    async def close(self) -> None:
-        global _lingering
-        _lingering -= 1
-        try:
-            await self._driver.remove_listener(OUTBOX_CHANNEL, self._on_notify)
-        except Exception:
-            await self._connection.invalidate()  # never hand a listening connection back
-        await self._connection.close()
-
-
 async def dispatch(
     db: Database,
     http: httpx.AsyncClient,
@@ -558,28 +538,27 @@ async def dispatch(
     concurrency: int = 32,
     gate: RateGate | None = None,
     idle_wait_seconds: float = 2.0,
-    linger_seconds: float = LINGER_SECONDS,
+    wake: asyncio.Event | None = None,
+    linger_seconds: float = 0.0,
 ) -> int:
     """Fan out and deliver until nothing is due (waiting briefly for soon-due retries)
     or the budget is spent. Returns how many deliveries it claimed.
 
-    Up to `concurrency` posts are in flight. Whenever some finish (or new events commit),
-    one transaction records them and claims as many due deliveries as there is room for,
-    so posting never waits for a whole batch and the database sees one transaction per
-    turn rather than several per delivery.
+    Up to `concurrency` posts are in flight. Whenever some finish (or `wake` is set),
+    one transaction records them and claims as many due deliveries as there is room
+    for, so posting never waits for a whole batch and the database sees one
+    transaction per turn rather than several per delivery.
 
-    While events keep arriving (this process fanned some out less than `linger_seconds`
-    before), a dispatch stays up to `linger_seconds` after its last work, woken by the
-    outbox NOTIFY, so a steady flow is delivered by one running loop instead of one
-    queued job (and its polling delay) per event. One dispatch per process lingers at
-    a time."""
-    global _last_fan_out
+    `wake` is set by whoever hears the outbox NOTIFY (the worker's listener): with it,
+    new events are taken as they commit, even while posts are in flight, and an idle
+    dispatch stays `linger_seconds` after its last work, so a steady flow is delivered
+    by one running loop. Raises whatever the database raises; before that, and on
+    cancellation, it records what was posted and hands back what was not."""
     deadline = time.monotonic() + budget_seconds
     claimed = 0
     in_flight: set[asyncio.Task] = set()
     finished: list[tuple[Claim, Outcome]] = []  # posted, not yet recorded
     unsettled: dict[UUID, Claim] = {}  # claimed, not yet recorded or postponed
-    listener: _OutboxListener | None = None
     look = True  # whether a turn may find something new to claim
     wait: float | None = None
     last_work = time.monotonic()
@@ -592,26 +571,30 @@ async def dispatch(
             finished.append((claim, await post(http, claim, policy)))
 
     async def pause(seconds: float) -> bool:
-        """Sleep, or until new events commit when listening. False: nothing came."""
-        if listener is None:
+        """Sleep, or until `wake` is set. True when woken."""
+        if wake is None:
             await asyncio.sleep(seconds)
             return False
-        return await listener.wait(seconds)
+        try:
+            await asyncio.wait_for(wake.wait(), timeout=max(seconds, 0.0))
+        except TimeoutError:
+            return False
+        return True
 
     async def progress(room: int) -> int:
-        """Until a post finishes, or (with room for more, when listening) events commit.
+        """Until a post finishes, or (with room for more) `wake` is set.
         Returns how many deliveries finished."""
         waiting: set[asyncio.Future] = set(in_flight)
-        notified = None
-        if listener is not None and room > 0:
-            notified = asyncio.ensure_future(listener.notified.wait())
-            waiting.add(notified)
+        woken = None
+        if wake is not None and room > 0:
+            woken = asyncio.ensure_future(wake.wait())
+            waiting.add(woken)
         try:
             await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
             await asyncio.sleep(0)  # answers already read finish too, and share the next turn
         finally:
-            if notified is not None:
-                notified.cancel()
+            if woken is not None:
+                woken.cancel()
         done = [t for t in in_flight if t.done()]
         for task in done:
             in_flight.discard(task)
@@ -624,8 +607,8 @@ async def dispatch(
             room = concurrency - len(in_flight) if accepting else 0
             if finished or (room > 0 and look):
                 outcomes, finished[:] = finished[:], []
-                if listener is not None:
-                    listener.notified.clear()  # from here on, a commit wakes the next wait
+                if wake is not None and room > 0:
+                    wake.clear()  # this turn sees every commit so far; later ones set it again
                 try:
                     fanned, claims, wait = await _turn(db, scope, policy, outcomes, room)
                 except BaseException:
@@ -641,20 +624,9 @@ async def dispatch(
                     last_work = time.monotonic()
                 # A full claim, or a full fan-out, may have left more behind.
                 look = (room > 0 and len(claims) == room) or fanned >= FAN_OUT_BATCH
-                if fanned:
-                    streaming = last_work - _last_fan_out <= linger_seconds
-                    _last_fan_out = last_work
-                    if streaming and listener is None and _lingering == 0 and linger_seconds > 0:
-                        try:
-                            listener = await _OutboxListener(db).open()
-                        except Exception as exc:
-                            log.warning("outbox_listen_failed", error=str(exc))
-                            linger_seconds = 0.0
-                        else:
-                            look = True  # once more, for commits made before LISTEN
             if in_flight:
                 done = await progress(concurrency - len(in_flight) if accepting else 0)
-                look = look or done > 0 or (listener is not None and listener.notified.is_set())
+                look = look or done > 0 or (wake is not None and wake.is_set())
                 continue
             if finished:
                 continue
@@ -667,7 +639,7 @@ async def dispatch(
                 # Due but not claimable (waiting behind an earlier event of its order, or a
                 # retry due shortly): look again shortly rather than spinning.
                 await pause(max(wait, BLOCKED_RECHECK_SECONDS))
-            elif listener is None or not await pause(min(last_work + linger_seconds, deadline) - now):
+            elif wake is None or not await pause(min(last_work + linger_seconds, deadline) - now):
                 break
             look = True
     except BaseException:
@@ -677,9 +649,6 @@ async def dispatch(
             task.cancel()
         await asyncio.shield(_wind_up(db, scope, policy, in_flight, finished, unsettled))
         raise
-    finally:
-        if listener is not None:
-            await listener.close()
     return claimed
 
 
