@@ -25,17 +25,15 @@ from uuid import UUID
 
 import httpx
 import structlog
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import func, insert, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from orderdesk.core.db import Database
-from orderdesk.core.ids import new_id
 from orderdesk.core.tenancy import Scope
 from orderdesk.integrations import signing
 from orderdesk.integrations.endpoints import signing_secrets
 from orderdesk.integrations.models import (
     DeliveryStatus,
-    OutboxEvent,
     WebhookAttempt,
     WebhookDelivery,
     WebhookEndpoint,
@@ -99,70 +97,54 @@ class Outcome:
 
 
 async def fan_out(db: Database, scope: Scope, limit: int = FAN_OUT_BATCH) -> int:
-    """Create a delivery for every enabled endpoint whose filter matches each new event."""
+    """Create a delivery for every enabled endpoint whose filter matches each new event.
+    Returns how many deliveries it created."""
     async with db.transaction(scope) as session:
-        return await _fan_out(session, scope, limit)
+        return (await _fan_out(session, scope, limit))[1]
 
 
-async def _fan_out(session: AsyncSession, scope: Scope, limit: int) -> int:
-    # Only the columns fan-out needs: loading whole events would decode every payload.
-    events = (
-        await session.execute(
-            select(
-                OutboxEvent.tenant_id,
-                OutboxEvent.id,
-                OutboxEvent.event_type,
-                OutboxEvent.order_id,
-                OutboxEvent.order_seq,
-            )
-            .where(OutboxEvent.fanned_out_at.is_(None), OutboxEvent.tenant_id.in_(scope.tenant_ids))
-            .order_by(OutboxEvent.created_at)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-    ).all()
-    if not events:
-        return 0
-    tenant_ids = {e.tenant_id for e in events}
-    endpoints = (
-        await session.execute(
-            select(WebhookEndpoint.tenant_id, WebhookEndpoint.id, WebhookEndpoint.event_types).where(
-                WebhookEndpoint.tenant_id.in_(tenant_ids), WebhookEndpoint.enabled
-            )
-        )
-    ).all()
-    now = dt.datetime.now(dt.UTC)
-    deliveries = [
-        {
-            "tenant_id": event.tenant_id,
-            "id": new_id(),
-            "endpoint_id": endpoint.id,
-            "event_id": event.id,
-            "order_id": event.order_id,
-            "order_seq": event.order_seq,
-            "status": DeliveryStatus.PENDING,
-            "attempts": 0,
-            "created_at": now,
-        }
-        for event in events
-        for endpoint in endpoints
-        if endpoint.tenant_id == event.tenant_id
-        and (not endpoint.event_types or event.event_type in endpoint.event_types)
-    ]
-    # Set-based statements: one INSERT for every delivery, one UPDATE for every event. Due at
-    # the database's now(), which the claim compares with: a claim in this same transaction
-    # takes them (with the application's clock they would be due a moment "later").
-    if deliveries:
-        await session.execute(insert(WebhookDelivery).values(next_attempt_at=func.now()), deliveries)
-    await session.execute(
-        text(
-            "UPDATE outbox_events o SET fanned_out_at = :now"
-            " FROM unnest(CAST(:tenant_ids AS uuid[]), CAST(:ids AS uuid[])) AS f(tenant_id, id)"
-            " WHERE o.tenant_id = f.tenant_id AND o.id = f.id"
-        ),
-        {"now": now, "tenant_ids": [e.tenant_id for e in events], "ids": [e.id for e in events]},
+# One statement, one round trip: lock a batch of new events (skipping those another
+# fan-out holds), create their deliveries, mark them fanned out. The deliveries are due
+# at the transaction's now(), which the claim compares with: a claim in the same
+# transaction takes them. Delivery ids are version 7 UUIDs, as core/ids.py makes them,
+# from the database's clock.
+FAN_OUT_SQL = text(
+    """
+    WITH events AS (
+        SELECT tenant_id, id, event_type, order_id, order_seq
+        FROM outbox_events
+        WHERE fanned_out_at IS NULL AND tenant_id = ANY (:tenants)
+        ORDER BY created_at
+        LIMIT :limit
+        FOR UPDATE SKIP LOCKED
+    ), marked AS (
+        UPDATE outbox_events o SET fanned_out_at = now()
+        FROM events
+        WHERE o.tenant_id = events.tenant_id AND o.id = events.id
+        RETURNING 1
+    ), created AS (
+        INSERT INTO webhook_deliveries (tenant_id, id, endpoint_id, event_id, order_id, order_seq,
+                                        status, attempts, next_attempt_at, created_at)
+        SELECT ev.tenant_id,
+               encode(set_bit(set_bit(overlay(uuid_send(gen_random_uuid()) PLACING
+                   substring(int8send(floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint)
+                   FROM 3) FROM 1 FOR 6), 52, 1), 53, 1), 'hex')::uuid,
+               ep.id, ev.id, ev.order_id, ev.order_seq,
+               'pending', 0, now(), clock_timestamp()
+        FROM events ev
+        JOIN webhook_endpoints ep ON ep.tenant_id = ev.tenant_id AND ep.enabled
+         AND (coalesce(cardinality(ep.event_types), 0) = 0 OR ev.event_type = ANY (ep.event_types))
+        RETURNING 1
     )
-    return len(deliveries)
+    SELECT (SELECT count(*) FROM marked) AS events, (SELECT count(*) FROM created) AS deliveries
+    """
+)
+
+
+async def _fan_out(session: AsyncSession, scope: Scope, limit: int) -> tuple[int, int]:
+    """(events fanned out, deliveries created)."""
+    row = (await session.execute(FAN_OUT_SQL, {"tenants": list(scope.tenant_ids), "limit": limit})).one()
+    return row.events, row.deliveries
 
 
 # ---------------------------------------------------------------- claiming
@@ -194,9 +176,13 @@ CLAIM_SQL = text(
     )
     UPDATE webhook_deliveries w
     SET leased_until = now() + make_interval(secs => :lease)
-    FROM due
+    FROM due, outbox_events o, webhook_endpoints e
     WHERE w.tenant_id = due.tenant_id AND w.id = due.id
-    RETURNING w.tenant_id, w.id, w.event_id, w.endpoint_id, w.order_id, w.attempts
+      AND o.tenant_id = w.tenant_id AND o.id = w.event_id
+      AND e.tenant_id = w.tenant_id AND e.id = w.endpoint_id
+    RETURNING w.tenant_id, w.id, w.event_id, w.order_id, w.attempts, o.payload::text AS payload,
+              e.id AS endpoint_id, e.url, e.secret, e.previous_secret, e.previous_secret_expires_at,
+              e.failing_since, e.rate_limit_per_second
     """
 )
 
@@ -214,28 +200,20 @@ async def _claim_due(session: AsyncSession, scope: Scope, limit: int, lease: dt.
             {"tenants": list(scope.tenant_ids), "limit": limit, "lease": lease.total_seconds()},
         )
     ).all()
-    if not rows:
-        return []
-    tenant_ids = {r.tenant_id for r in rows}
-    event_ids = {r.event_id for r in rows}
-    endpoint_ids = {r.endpoint_id for r in rows}
-    payloads = dict(
-        (
-            await session.execute(
-                select(OutboxEvent.id, OutboxEvent.payload).where(
-                    OutboxEvent.tenant_id.in_(tenant_ids), OutboxEvent.id.in_(event_ids)
-                )
+    endpoints: dict[UUID, WebhookEndpoint] = {}
+    for r in rows:
+        if r.endpoint_id not in endpoints:
+            # Detached: only read (URL, secrets, rate limit, failing_since as claimed).
+            endpoints[r.endpoint_id] = WebhookEndpoint(
+                tenant_id=r.tenant_id,
+                id=r.endpoint_id,
+                url=r.url,
+                secret=r.secret,
+                previous_secret=r.previous_secret,
+                previous_secret_expires_at=r.previous_secret_expires_at,
+                failing_since=r.failing_since,
+                rate_limit_per_second=r.rate_limit_per_second,
             )
-        ).all()
-    )
-    endpoints = {
-        e.id: e
-        for e in await session.scalars(
-            select(WebhookEndpoint).where(
-                WebhookEndpoint.tenant_id.in_(tenant_ids), WebhookEndpoint.id.in_(endpoint_ids)
-            )
-        )
-    }
     return [
         Claim(
             tenant_id=r.tenant_id,
@@ -244,7 +222,8 @@ async def _claim_due(session: AsyncSession, scope: Scope, limit: int, lease: dt.
             order_id=r.order_id,
             attempts=r.attempts,
             endpoint=endpoints[r.endpoint_id],
-            body=json.dumps(payloads[r.event_id], separators=(",", ":"), sort_keys=True).encode(),
+            # The body every attempt sends: the same bytes for the same event.
+            body=json.dumps(json.loads(r.payload), separators=(",", ":"), sort_keys=True).encode(),
         )
         for r in rows
     ]
@@ -522,7 +501,7 @@ async def _turn(
             await _record(session, finished, policy)
         if limit <= 0:
             return 0, [], None
-        fanned = await _fan_out(session, scope, FAN_OUT_BATCH)
+        fanned, _ = await _fan_out(session, scope, FAN_OUT_BATCH)
         claims = await _claim_due(session, scope, limit, policy.lease)
         wait = None if claims else await _next_due_in(session, scope)
     return fanned, claims, wait
