@@ -115,6 +115,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="Order changes per second through the services in the second latency run; 0 for none.",
     )
     parser.add_argument("--service-seconds", type=float, default=15.0, help="Measured seconds of that run.")
+    parser.add_argument(
+        "--ordered", action="store_true", help="Latency runs on an ordered endpoint (FIFO per order)."
+    )
     parser.add_argument("--skip-latency", action="store_true", help="Throughput only.")
     parser.add_argument(
         "--server-url",
@@ -792,6 +795,7 @@ async def run_latency(ctx: Ctx, changes, events_per_second: float, seconds: floa
     fan_out_to_ack = sorted((acks[e] - fanned[e]) * 1000 for e in fanned if e in acks)
     return {
         "changes": changes.kind,
+        "ordered": args.ordered,
         "events_per_change": changes.events_per_change,
         "rate_events": round(events_per_second, 1),
         "achieved_rate_events": round(len(committed) / (sent_until - start), 1),
@@ -923,6 +927,9 @@ async def main(args: argparse.Namespace) -> dict:
             }
 
             if not args.skip_latency:
+                await owner.execute(
+                    "UPDATE webhook_endpoints SET ordered = $1 WHERE id = $2", args.ordered, bench.endpoint_id
+                )
                 results["latency"] = []
                 rate = args.rate or args.latency_fraction * ours
                 runs_to_make = [(SqlChanges(ctx, None), rate, args.latency_seconds)]
@@ -987,7 +994,8 @@ def report(results: dict) -> None:
     for lat in results.get("latency", []):
         print(
             f"\nlatency, commit -> receiver's receipt: {lat['changes']}, {lat['events_per_change']} event(s)"
-            f" each, {lat['rate_events']} events/s (achieved {lat['achieved_rate_events']})"
+            f" each, {lat['rate_events']} events/s (achieved {lat['achieved_rate_events']}),"
+            f" {'ordered' if lat['ordered'] else 'unordered'} endpoint"
         )
         print(
             f"  p50 {lat['p50_ms']} ms, p90 {lat['p90_ms']} ms, p99 {lat['p99_ms']} ms, "
