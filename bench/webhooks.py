@@ -587,12 +587,14 @@ async def run_worker_batch(ctx: Ctx, events: int) -> dict:
 
 
 async def wait_idle(ctx: Ctx, within: float = 60) -> None:
-    """Until every delivery has succeeded (polling the database, bounded)."""
+    """Until every event is fanned out and every delivery has succeeded; raises if not within."""
     deadline = time.monotonic() + within
-    while time.monotonic() < deadline:
-        if not await ctx.unsettled():
-            return
-        await asyncio.sleep(0.1)
+    left = await ctx.unsettled()
+    while left and time.monotonic() < deadline:
+        await asyncio.sleep(0.1)  # polling the database is the point: it is what is checked
+        left = await ctx.unsettled()
+    if left:
+        raise RuntimeError(f"{left} events or deliveries still unsettled after {within:.0f} s")
 
 
 class SqlChanges:
