@@ -78,6 +78,7 @@ class Claim:
     attempts: int
     endpoint: WebhookEndpoint
     body: bytes
+    ordered: bool = False  # on an ordered endpoint: settling it may let the order's next event go
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,7 +183,7 @@ CLAIM_SQL = text(
       AND e.tenant_id = w.tenant_id AND e.id = w.endpoint_id
     RETURNING w.tenant_id, w.id, w.event_id, w.order_id, w.attempts, o.payload::text AS payload,
               e.id AS endpoint_id, e.url, e.secret, e.previous_secret, e.previous_secret_expires_at,
-              e.failing_since, e.rate_limit_per_second
+              e.failing_since, e.rate_limit_per_second, e.ordered
     """
 )
 
@@ -224,6 +225,7 @@ async def _claim_due(session: AsyncSession, scope: Scope, limit: int, lease: dt.
             endpoint=endpoints[r.endpoint_id],
             # The body every attempt sends: the same bytes for the same event.
             body=json.dumps(json.loads(r.payload), separators=(",", ":"), sort_keys=True).encode(),
+            ordered=r.ordered and r.order_id is not None,
         )
         for r in rows
     ]
@@ -539,13 +541,16 @@ async def dispatch(
     finished: list[tuple[Claim, Outcome]] = []  # posted, not yet recorded
     unsettled: dict[UUID, Claim] = {}  # claimed, not yet recorded or postponed
     look = True  # whether a turn may find something new to claim
+    postponed = False  # a rate-limited delivery was put off: it is due again shortly
     wait: float | None = None
     last_work = time.monotonic()
 
     async def deliver(claim: Claim) -> None:
+        nonlocal postponed
         if gate is not None and not await gate.admit(claim.endpoint):
             await _postpone(db, claim, dt.timedelta(seconds=1))
             unsettled.pop(claim.delivery_id, None)
+            postponed = True
         else:
             finished.append((claim, await post(http, claim, policy)))
 
@@ -584,12 +589,15 @@ async def dispatch(
         while True:
             accepting = time.monotonic() < deadline
             room = concurrency - len(in_flight) if accepting else 0
-            if finished or (room > 0 and look):
+            looking = room > 0 and look
+            if finished or looking:
                 outcomes, finished[:] = finished[:], []
-                if wake is not None and room > 0:
+                if wake is not None and looking:
                     wake.clear()  # this turn sees every commit so far; later ones set it again
                 try:
-                    fanned, claims, wait = await _turn(db, scope, policy, outcomes, room)
+                    fanned, claims, turn_wait = await _turn(
+                        db, scope, policy, outcomes, room if looking else 0
+                    )
                 except BaseException:
                     finished[:0] = outcomes  # not recorded: the wind-up below tries again
                     raise
@@ -601,11 +609,26 @@ async def dispatch(
                 claimed += len(claims)
                 if fanned or claims or outcomes:
                     last_work = time.monotonic()
-                # A full claim, or a full fan-out, may have left more behind.
-                look = (room > 0 and len(claims) == room) or fanned >= FAN_OUT_BATCH
+                if looking:
+                    wait = turn_wait
+                    # A full claim, or a full fan-out, may have left more behind.
+                    look = len(claims) == room or fanned >= FAN_OUT_BATCH
             if in_flight:
+                full = accepting and len(in_flight) >= concurrency
                 done = await progress(concurrency - len(in_flight) if accepting else 0)
-                look = look or done > 0 or (wake is not None and wake.is_set())
+                # A finished post is worth a look for more when it freed the only room, may
+                # let its order's next event go (ordered endpoint), failed (a retry may be
+                # due at once) or was put off; a success with room to spare changes nothing
+                # claimable, and is recorded without one (a turn with fewer statements).
+                look = (
+                    look
+                    or (
+                        done > 0
+                        and (full or postponed or any(c.ordered or not o.succeeded for c, o in finished))
+                    )
+                    or (wake is not None and wake.is_set())
+                )
+                postponed = False
                 continue
             if finished:
                 continue
