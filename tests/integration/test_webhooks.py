@@ -401,11 +401,14 @@ async def test_a_cancelled_dispatch_hands_back_what_it_did_not_post(
     at once rather than when its lease ends."""
     tenant, headers = tenant_key
     answered = 0
+    two_answered = asyncio.Event()
 
     async def slow(request, count):
         nonlocal answered
         await asyncio.sleep(0.3)
         answered += 1
+        if answered >= 2:
+            two_answered.set()
         return 200, {}
 
     receiver = await Receiver(respond=slow).start()
@@ -416,8 +419,7 @@ async def test_a_cancelled_dispatch_hands_back_what_it_did_not_post(
         for _ in range(6):
             await wh_client.post("/api/v1/orders", json=order_body(), headers=headers)
         task = asyncio.create_task(run_dispatch(db, http, policy, tenant, concurrency=2))
-        while answered < 2:
-            await asyncio.sleep(0.02)
+        await asyncio.wait_for(two_answered.wait(), timeout=30)
         await asyncio.sleep(0.05)
         task.cancel()
         with pytest.raises(asyncio.CancelledError):
