@@ -230,3 +230,23 @@ async def test_flaky_receiver_with_two_workers(db, owner_connection, workers):
         assert dead == 0
     finally:
         await receiver.stop()
+
+
+async def test_a_running_worker_delivers_a_change_as_it_commits(db, owner_connection, workers):
+    """The NOTIFY wakes the worker's dispatch loop: no waiting for the 5 s sweep."""
+    receiver = await Receiver().start()
+    try:
+        tenant, actor = await setup_tenant(db, receiver)
+        workers.start()
+        await create_orders(db, actor, 1)
+
+        async def all_delivered():
+            return delivered_ids(receiver) == await committed_event_ids(owner_connection, tenant)
+
+        await wait_until(all_delivered, 60, "the first order's events (the worker is up)")
+        for _ in range(3):
+            await asyncio.sleep(2.5)  # an idle worker, its loop past lingering
+            await create_orders(db, actor, 1)
+            await wait_until(all_delivered, 2, "a new order's events, well before the next sweep")
+    finally:
+        await receiver.stop()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import datetime as dt
 
 import httpx
@@ -300,3 +301,142 @@ async def test_outbox_rows_commit_with_the_change_or_not_at_all(wh_client, db, o
         "SELECT count(*) FROM outbox_events WHERE tenant_id = $1", tenant.id
     )
     assert after - before == 2  # created + verification_needed; nothing for the refused requests
+
+
+async def endpoint_state(owner_connection, endpoint_id: str):
+    return await owner_connection.fetchrow(
+        "SELECT enabled, failing_since, disabled_reason FROM webhook_endpoints WHERE id = $1::uuid",
+        endpoint_id,
+    )
+
+
+async def test_failing_since_marks_the_first_failure_until_a_success(
+    wh_client, db, http, owner_connection, receiver, tenant_key
+):
+    tenant, headers = tenant_key
+    healthy = False
+
+    async def down(request, count):
+        return (200, {}) if healthy else (500, {})
+
+    receiver.respond = down
+    endpoint = await register(wh_client, headers, receiver.url, event_types=["order.created"])
+    # One attempt per dispatch: the retry is due long after the dispatch ends.
+    slow = delivery.DeliveryPolicy(
+        retry_schedule=(3600, 3600), timeout_seconds=2, disable_after=dt.timedelta(days=5), allow_private=True
+    )
+    await wh_client.post("/api/v1/orders", json=order_body(), headers=headers)
+    await run_dispatch(db, http, slow, tenant)
+    first = (await endpoint_state(owner_connection, endpoint["id"]))["failing_since"]
+    assert first is not None and len(receiver.received) == 1
+    # A later failure (another order's event) leaves the mark where the first one put it.
+    await wh_client.post("/api/v1/orders", json=order_body(), headers=headers)
+    await run_dispatch(db, http, slow, tenant)
+    assert len(receiver.received) == 2
+    assert (await endpoint_state(owner_connection, endpoint["id"]))["failing_since"] == first
+    healthy = True
+    await wh_client.post("/api/v1/orders", json=order_body(), headers=headers)
+    await run_dispatch(db, http, slow, tenant)
+    state = await endpoint_state(owner_connection, endpoint["id"])
+    assert state["failing_since"] is None and state["enabled"] is True
+
+
+async def test_an_endpoint_failing_for_days_is_disabled(
+    wh_client, db, http, policy, owner_connection, receiver, tenant_key
+):
+    tenant, headers = tenant_key
+
+    async def down(request, count):
+        return 500, {}
+
+    receiver.respond = down
+    endpoint = await register(wh_client, headers, receiver.url, event_types=["order.created"])
+    six_days_ago = dt.datetime.now(dt.UTC) - dt.timedelta(days=6)
+    await owner_connection.execute(
+        "UPDATE webhook_endpoints SET failing_since = $2 WHERE id = $1::uuid", endpoint["id"], six_days_ago
+    )
+    await wh_client.post("/api/v1/orders", json=order_body(), headers=headers)
+    await run_dispatch(db, http, policy, tenant)
+    state = await endpoint_state(owner_connection, endpoint["id"])
+    assert state["enabled"] is False
+    assert state["failing_since"] == six_days_ago
+    assert f"failing without a success since {six_days_ago:%Y-%m-%d %H:%M}" in state["disabled_reason"]
+    assert len(receiver.received) == 1  # a disabled endpoint gets nothing more
+
+
+async def test_attempts_finishing_together_settle_the_endpoint_in_their_order(
+    db, http, policy, owner_connection, receiver, tenant_key, wh_client
+):
+    """Recording a batch of attempts ends where recording them one by one would."""
+    tenant, headers = tenant_key
+    endpoint = await register(wh_client, headers, receiver.url, event_types=["order.created"])
+    await wh_client.post("/api/v1/orders", json=order_body(), headers=headers)
+    await wh_client.post("/api/v1/orders", json=order_body(), headers=headers)
+    scope = Scope(tenant_ids=frozenset({tenant.id}))
+    await delivery.fan_out(db, scope)
+    first, second = await delivery.claim_due(db, scope, limit=2)
+    failed = delivery.Outcome(500, 3, None, None)
+    succeeded = delivery.Outcome(200, 3, None, None)
+    await delivery.record_many(db, [(first, failed), (second, succeeded)], policy)
+    assert (await endpoint_state(owner_connection, endpoint["id"]))["failing_since"] is None
+    await wh_client.post("/api/v1/orders", json=order_body(), headers=headers)
+    await wh_client.post("/api/v1/orders", json=order_body(), headers=headers)
+    await delivery.fan_out(db, scope)
+    claims = await delivery.claim_due(db, scope, limit=4)
+    fresh = [c for c in claims if c.delivery_id != first.delivery_id][:2]
+    before = dt.datetime.now(dt.UTC)
+    await delivery.record_many(db, [(fresh[0], succeeded), (fresh[1], failed)], policy)
+    failing_since = (await endpoint_state(owner_connection, endpoint["id"]))["failing_since"]
+    assert failing_since is not None and failing_since >= before - dt.timedelta(seconds=1)
+    attempts = await owner_connection.fetchval(
+        "SELECT count(*) FROM webhook_attempts WHERE endpoint_id = $1::uuid", endpoint["id"]
+    )
+    assert attempts == 4
+
+
+async def test_a_cancelled_dispatch_hands_back_what_it_did_not_post(
+    wh_client, db, http, policy, owner_connection, tenant_key
+):
+    """SIGTERM cancels the worker's dispatch: what was posted is recorded, the rest is released
+    at once rather than when its lease ends."""
+    tenant, headers = tenant_key
+    answered = 0
+    two_answered = asyncio.Event()
+
+    async def slow(request, count):
+        nonlocal answered
+        await asyncio.sleep(0.3)
+        answered += 1
+        if answered >= 2:
+            two_answered.set()
+        return 200, {}
+
+    receiver = await Receiver(respond=slow).start()
+    try:
+        endpoint = await register(
+            wh_client, headers, receiver.url, event_types=["order.created"], ordered=False
+        )
+        for _ in range(6):
+            await wh_client.post("/api/v1/orders", json=order_body(), headers=headers)
+        task = asyncio.create_task(run_dispatch(db, http, policy, tenant, concurrency=2))
+        await asyncio.wait_for(two_answered.wait(), timeout=30)
+        await asyncio.sleep(0.05)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        rows = await owner_connection.fetch(
+            "SELECT status, attempts, leased_until FROM webhook_deliveries WHERE endpoint_id = $1::uuid",
+            endpoint["id"],
+        )
+        assert len(rows) == 6
+        assert all(r["leased_until"] is None for r in rows), "a cancelled dispatch kept leases"
+        succeeded = [r for r in rows if r["status"] == "succeeded"]
+        assert len(succeeded) >= 2 and all(r["attempts"] == 1 for r in succeeded)
+        # The next dispatch (not the lease's end, 30 s away) delivers the rest.
+        await run_dispatch(db, http, policy, tenant)
+        statuses = await owner_connection.fetch(
+            "SELECT status FROM webhook_deliveries WHERE endpoint_id = $1::uuid", endpoint["id"]
+        )
+        assert {r["status"] for r in statuses} == {"succeeded"}
+    finally:
+        await receiver.stop()

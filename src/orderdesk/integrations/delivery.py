@@ -25,16 +25,15 @@ from uuid import UUID
 
 import httpx
 import structlog
-from sqlalchemy import select, text, update
+from sqlalchemy import func, insert, text, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from orderdesk.core.db import Database
-from orderdesk.core.ids import new_id
 from orderdesk.core.tenancy import Scope
 from orderdesk.integrations import signing
 from orderdesk.integrations.endpoints import signing_secrets
 from orderdesk.integrations.models import (
     DeliveryStatus,
-    OutboxEvent,
     WebhookAttempt,
     WebhookDelivery,
     WebhookEndpoint,
@@ -48,6 +47,7 @@ RESPONSE_EXCERPT = 500
 JITTER = 0.1  # ±10 % on every retry delay, so failing endpoints are not hit in waves
 MAX_RETRY_AFTER = dt.timedelta(hours=24)
 BLOCKED_RECHECK_SECONDS = 0.1
+FAN_OUT_BATCH = 500  # events per fan-out
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +78,7 @@ class Claim:
     attempts: int
     endpoint: WebhookEndpoint
     body: bytes
+    ordered: bool = False  # on an ordered endpoint: settling it may let the order's next event go
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,53 +97,55 @@ class Outcome:
 # ---------------------------------------------------------------- fan-out
 
 
-async def fan_out(db: Database, scope: Scope, limit: int = 500) -> int:
-    """Create a delivery for every enabled endpoint whose filter matches each new event."""
+async def fan_out(db: Database, scope: Scope, limit: int = FAN_OUT_BATCH) -> int:
+    """Create a delivery for every enabled endpoint whose filter matches each new event.
+    Returns how many deliveries it created."""
     async with db.transaction(scope) as session:
-        events = (
-            await session.scalars(
-                select(OutboxEvent)
-                .where(OutboxEvent.fanned_out_at.is_(None), OutboxEvent.tenant_id.in_(scope.tenant_ids))
-                .order_by(OutboxEvent.created_at)
-                .limit(limit)
-                .with_for_update(skip_locked=True)
-            )
-        ).all()
-        if not events:
-            return 0
-        tenant_ids = {e.tenant_id for e in events}
-        endpoints = (
-            await session.scalars(
-                select(WebhookEndpoint).where(
-                    WebhookEndpoint.tenant_id.in_(tenant_ids), WebhookEndpoint.enabled
-                )
-            )
-        ).all()
-        now = dt.datetime.now(dt.UTC)
-        created = 0
-        for event in events:
-            for endpoint in endpoints:
-                if endpoint.tenant_id != event.tenant_id:
-                    continue
-                if endpoint.event_types and event.event_type not in endpoint.event_types:
-                    continue
-                session.add(
-                    WebhookDelivery(
-                        tenant_id=event.tenant_id,
-                        id=new_id(),
-                        endpoint_id=endpoint.id,
-                        event_id=event.id,
-                        order_id=event.order_id,
-                        order_seq=event.order_seq,
-                        status=DeliveryStatus.PENDING,
-                        attempts=0,
-                        next_attempt_at=now,
-                        created_at=now,
-                    )
-                )
-                created += 1
-            event.fanned_out_at = now
-    return created
+        return (await _fan_out(session, scope, limit))[1]
+
+
+# One statement, one round trip: lock a batch of new events (skipping those another
+# fan-out holds), create their deliveries, mark them fanned out. The deliveries are due
+# at the transaction's now(), which the claim compares with: a claim in the same
+# transaction takes them. Delivery ids are version 7 UUIDs, as core/ids.py makes them,
+# from the database's clock.
+FAN_OUT_SQL = text(
+    """
+    WITH events AS (
+        SELECT tenant_id, id, event_type, order_id, order_seq
+        FROM outbox_events
+        WHERE fanned_out_at IS NULL AND tenant_id = ANY (:tenants)
+        ORDER BY created_at
+        LIMIT :limit
+        FOR UPDATE SKIP LOCKED
+    ), marked AS (
+        UPDATE outbox_events o SET fanned_out_at = now()
+        FROM events
+        WHERE o.tenant_id = events.tenant_id AND o.id = events.id
+        RETURNING 1
+    ), created AS (
+        INSERT INTO webhook_deliveries (tenant_id, id, endpoint_id, event_id, order_id, order_seq,
+                                        status, attempts, next_attempt_at, created_at)
+        SELECT ev.tenant_id,
+               encode(set_bit(set_bit(overlay(uuid_send(gen_random_uuid()) PLACING
+                   substring(int8send(floor(extract(epoch FROM clock_timestamp()) * 1000)::bigint)
+                   FROM 3) FROM 1 FOR 6), 52, 1), 53, 1), 'hex')::uuid,
+               ep.id, ev.id, ev.order_id, ev.order_seq,
+               'pending', 0, now(), clock_timestamp()
+        FROM events ev
+        JOIN webhook_endpoints ep ON ep.tenant_id = ev.tenant_id AND ep.enabled
+         AND (coalesce(cardinality(ep.event_types), 0) = 0 OR ev.event_type = ANY (ep.event_types))
+        RETURNING 1
+    )
+    SELECT (SELECT count(*) FROM marked) AS events, (SELECT count(*) FROM created) AS deliveries
+    """
+)
+
+
+async def _fan_out(session: AsyncSession, scope: Scope, limit: int) -> tuple[int, int]:
+    """(events fanned out, deliveries created)."""
+    row = (await session.execute(FAN_OUT_SQL, {"tenants": list(scope.tenant_ids), "limit": limit})).one()
+    return row.events, row.deliveries
 
 
 # ---------------------------------------------------------------- claiming
@@ -174,9 +177,13 @@ CLAIM_SQL = text(
     )
     UPDATE webhook_deliveries w
     SET leased_until = now() + make_interval(secs => :lease)
-    FROM due
+    FROM due, outbox_events o, webhook_endpoints e
     WHERE w.tenant_id = due.tenant_id AND w.id = due.id
-    RETURNING w.tenant_id, w.id, w.event_id, w.endpoint_id, w.order_id, w.attempts
+      AND o.tenant_id = w.tenant_id AND o.id = w.event_id
+      AND e.tenant_id = w.tenant_id AND e.id = w.endpoint_id
+    RETURNING w.tenant_id, w.id, w.event_id, w.order_id, w.attempts, o.payload::text AS payload,
+              e.id AS endpoint_id, e.url, e.secret, e.previous_secret, e.previous_secret_expires_at,
+              e.failing_since, e.rate_limit_per_second, e.ordered
     """
 )
 
@@ -184,26 +191,30 @@ CLAIM_SQL = text(
 async def claim_due(db: Database, scope: Scope, limit: int, lease: dt.timedelta = LEASE) -> list[Claim]:
     """Lease up to `limit` due deliveries for this worker."""
     async with db.transaction(scope) as session:
-        rows = (
-            await session.execute(
-                CLAIM_SQL,
-                {"tenants": list(scope.tenant_ids), "limit": limit, "lease": lease.total_seconds()},
+        return await _claim_due(session, scope, limit, lease)
+
+
+async def _claim_due(session: AsyncSession, scope: Scope, limit: int, lease: dt.timedelta) -> list[Claim]:
+    rows = (
+        await session.execute(
+            CLAIM_SQL,
+            {"tenants": list(scope.tenant_ids), "limit": limit, "lease": lease.total_seconds()},
+        )
+    ).all()
+    endpoints: dict[UUID, WebhookEndpoint] = {}
+    for r in rows:
+        if r.endpoint_id not in endpoints:
+            # Detached: only read (URL, secrets, rate limit, failing_since as claimed).
+            endpoints[r.endpoint_id] = WebhookEndpoint(
+                tenant_id=r.tenant_id,
+                id=r.endpoint_id,
+                url=r.url,
+                secret=r.secret,
+                previous_secret=r.previous_secret,
+                previous_secret_expires_at=r.previous_secret_expires_at,
+                failing_since=r.failing_since,
+                rate_limit_per_second=r.rate_limit_per_second,
             )
-        ).all()
-        if not rows:
-            return []
-        event_ids = {r.event_id for r in rows}
-        endpoint_ids = {r.endpoint_id for r in rows}
-        payloads = {
-            e.id: e.payload
-            for e in await session.scalars(select(OutboxEvent).where(OutboxEvent.id.in_(event_ids)))
-        }
-        endpoints = {
-            e.id: e
-            for e in await session.scalars(
-                select(WebhookEndpoint).where(WebhookEndpoint.id.in_(endpoint_ids))
-            )
-        }
     return [
         Claim(
             tenant_id=r.tenant_id,
@@ -212,7 +223,9 @@ async def claim_due(db: Database, scope: Scope, limit: int, lease: dt.timedelta 
             order_id=r.order_id,
             attempts=r.attempts,
             endpoint=endpoints[r.endpoint_id],
-            body=json.dumps(payloads[r.event_id], separators=(",", ":"), sort_keys=True).encode(),
+            # The body every attempt sends: the same bytes for the same event.
+            body=json.dumps(json.loads(r.payload), separators=(",", ":"), sort_keys=True).encode(),
+            ordered=r.ordered and r.order_id is not None,
         )
         for r in rows
     ]
@@ -290,87 +303,158 @@ def next_delay(attempts_made: int, policy: DeliveryPolicy, outcome: Outcome) -> 
     return delay
 
 
-async def record(db: Database, claim: Claim, outcome: Outcome, policy: DeliveryPolicy) -> DeliveryStatus:
-    """Store the attempt and move the delivery (and maybe the endpoint) on."""
-    now = dt.datetime.now(dt.UTC)
-    attempts = claim.attempts + 1
-    scope = Scope(tenant_ids=frozenset({claim.tenant_id}))
-    async with db.transaction(scope) as session:
-        session.add(
-            WebhookAttempt(
-                tenant_id=claim.tenant_id,
-                delivery_id=claim.delivery_id,
-                endpoint_id=claim.endpoint.id,
-                event_id=claim.event_id,
-                order_id=claim.order_id,
-                attempted_at=now,
-                status_code=outcome.status_code,
-                latency_ms=outcome.latency_ms,
-                response_excerpt=outcome.excerpt,
-                error=outcome.error,
-            )
-        )
-        values: dict = {
-            "attempts": attempts,
-            "last_status_code": outcome.status_code,
-            "last_error": outcome.error,
-            "leased_until": None,
-        }
-        endpoint_changes: dict = {}
-        if outcome.succeeded:
-            status = DeliveryStatus.SUCCEEDED
-            values.update(status=status, finished_at=now)
-            if claim.endpoint.failing_since is not None:
-                endpoint_changes["failing_since"] = None
-        elif outcome.status_code == 410:
+def _settle(
+    claim: Claim, outcome: Outcome, policy: DeliveryPolicy, now: dt.datetime
+) -> tuple[DeliveryStatus, dict]:
+    """What an attempt changes: the delivery's new status and its columns."""
+    values: dict = {
+        "attempts": claim.attempts + 1,
+        "last_status_code": outcome.status_code,
+        "last_error": outcome.error,
+        "leased_until": None,
+    }
+    if outcome.succeeded:
+        status = DeliveryStatus.SUCCEEDED
+        values.update(status=status, finished_at=now)
+    elif outcome.status_code == 410:
+        status = DeliveryStatus.DEAD
+        values.update(status=status, finished_at=now)
+    else:
+        delay = next_delay(claim.attempts + 1, policy, outcome)
+        if delay is None:
             status = DeliveryStatus.DEAD
             values.update(status=status, finished_at=now)
-            endpoint_changes.update(enabled=False, disabled_reason="the receiver answered 410 Gone")
         else:
-            delay = next_delay(attempts, policy, outcome)
-            if delay is None:
-                status = DeliveryStatus.DEAD
-                values.update(status=status, finished_at=now)
-            else:
-                status = DeliveryStatus.PENDING
-                values.update(next_attempt_at=now + delay)
-            failing_since = claim.endpoint.failing_since or now
-            endpoint_changes["failing_since"] = failing_since
-            if now - failing_since >= policy.disable_after:
-                endpoint_changes.update(
-                    enabled=False,
-                    disabled_reason=f"failing without a success since {failing_since:%Y-%m-%d %H:%M} UTC",
-                )
-        await session.execute(
-            update(WebhookDelivery)
-            .where(WebhookDelivery.tenant_id == claim.tenant_id, WebhookDelivery.id == claim.delivery_id)
-            .values(**values)
-        )
-        if endpoint_changes:
-            # Only the first failure sets failing_since; later ones must not move it forward.
-            query = update(WebhookEndpoint).where(
-                WebhookEndpoint.tenant_id == claim.tenant_id, WebhookEndpoint.id == claim.endpoint.id
-            )
-            if endpoint_changes.get("failing_since") is not None and "enabled" not in endpoint_changes:
-                query = query.where(WebhookEndpoint.failing_since.is_(None))
-            await session.execute(query.values(**endpoint_changes, updated_at=now))
-        if endpoint_changes.get("enabled") is False:
-            log.warning(
-                "webhook_endpoint_disabled",
-                tenant=str(claim.tenant_id),
-                endpoint=str(claim.endpoint.id),
-                reason=endpoint_changes["disabled_reason"],
-            )
-            # The tenant's client admins are told by email, committed with the change.
-            from orderdesk.comms import notices
+            status = DeliveryStatus.PENDING
+            values.update(next_attempt_at=now + delay)
+    return status, values
 
-            await notices.webhook_endpoint_disabled_in(
-                session,
-                claim.tenant_id,
-                endpoint_id=claim.endpoint.id,
-                url=claim.endpoint.url,
-                reason=endpoint_changes["disabled_reason"],
+
+async def _settle_endpoint(
+    session: AsyncSession,
+    endpoint: WebhookEndpoint,
+    outcomes: list[Outcome],
+    policy: DeliveryPolicy,
+    now: dt.datetime,
+) -> None:
+    """What a batch of attempts (in the order they finished) changes on their endpoint, in
+    at most one statement: the same end state as applying them one by one.
+
+    `failing_since` is the time of the first failure after the last success: a success
+    clears it, a failure sets it only when it is not set. A 410 disables the endpoint;
+    so does failing since longer than `disable_after`. `endpoint` is as it was when the
+    deliveries were claimed."""
+    failing = [not o.succeeded and o.status_code != 410 for o in outcomes]
+    last_success = max((i for i, o in enumerate(outcomes) if o.succeeded), default=-1)
+    failed_after_success = any(failing[last_success + 1 :])
+    values: dict = {}
+    condition = None
+    if last_success >= 0 and not failed_after_success:
+        if endpoint.failing_since is not None or any(failing[:last_success]):
+            values["failing_since"] = None
+            condition = WebhookEndpoint.failing_since.is_not(None)
+    elif failed_after_success:
+        if last_success >= 0:
+            since = now  # the success in this batch cleared it
+            values["failing_since"] = now
+        else:
+            since = endpoint.failing_since or now
+            # Later failures must not move it forward.
+            values["failing_since"] = func.coalesce(WebhookEndpoint.failing_since, now)
+            condition = WebhookEndpoint.failing_since.is_(None)
+        if now - since >= policy.disable_after:
+            values.update(
+                enabled=False, disabled_reason=f"failing without a success since {since:%Y-%m-%d %H:%M} UTC"
             )
+    if any(o.status_code == 410 for o in outcomes):
+        values.update(enabled=False, disabled_reason="the receiver answered 410 Gone")
+    if not values:
+        return
+    query = update(WebhookEndpoint).where(
+        WebhookEndpoint.tenant_id == endpoint.tenant_id, WebhookEndpoint.id == endpoint.id
+    )
+    if condition is not None and "enabled" not in values:
+        query = query.where(condition)
+    await session.execute(query.values(**values, updated_at=now))
+    if values.get("enabled") is False:
+        log.warning(
+            "webhook_endpoint_disabled",
+            tenant=str(endpoint.tenant_id),
+            endpoint=str(endpoint.id),
+            reason=values["disabled_reason"],
+        )
+        # The tenant's client admins are told by email, committed with the change.
+        from orderdesk.comms import notices
+
+        await notices.webhook_endpoint_disabled_in(
+            session,
+            endpoint.tenant_id,
+            endpoint_id=endpoint.id,
+            url=endpoint.url,
+            reason=values["disabled_reason"],
+        )
+
+
+async def record_many(
+    db: Database, attempts: list[tuple[Claim, Outcome]], policy: DeliveryPolicy
+) -> list[DeliveryStatus]:
+    """Store the attempts and move their deliveries (and maybe endpoints) on, in one transaction.
+
+    The same end state as recording each attempt on its own, in the order given; only
+    the round trips are shared (one INSERT for the attempts, one batch of UPDATEs for the
+    deliveries, at most one UPDATE per endpoint)."""
+    if not attempts:
+        return []
+    async with db.transaction(Scope(tenant_ids=frozenset(c.tenant_id for c, _ in attempts))) as session:
+        return await _record(session, attempts, policy)
+
+
+async def _record(
+    session: AsyncSession, attempts: list[tuple[Claim, Outcome]], policy: DeliveryPolicy
+) -> list[DeliveryStatus]:
+    now = dt.datetime.now(dt.UTC)
+    settled = [_settle(claim, outcome, policy, now) for claim, outcome in attempts]
+    await session.execute(
+        insert(WebhookAttempt),
+        [
+            {
+                "tenant_id": claim.tenant_id,
+                "delivery_id": claim.delivery_id,
+                "endpoint_id": claim.endpoint.id,
+                "event_id": claim.event_id,
+                "order_id": claim.order_id,
+                "attempted_at": now,
+                "status_code": outcome.status_code,
+                "latency_ms": outcome.latency_ms,
+                "response_excerpt": outcome.excerpt,
+                "error": outcome.error,
+            }
+            for claim, outcome in attempts
+        ],
+    )
+    # By primary key; rows with the same columns to set go out as one executemany.
+    await session.execute(
+        update(WebhookDelivery),
+        [
+            {"tenant_id": claim.tenant_id, "id": claim.delivery_id, **values}
+            for (claim, _), (_, values) in zip(attempts, settled, strict=True)
+        ],
+    )
+    by_endpoint: dict[tuple[UUID, UUID], tuple[WebhookEndpoint, list[Outcome]]] = {}
+    for claim, outcome in attempts:
+        key = (claim.tenant_id, claim.endpoint.id)
+        by_endpoint.setdefault(key, (claim.endpoint, []))[1].append(outcome)
+    # In key order, so that two workers settling the same endpoints never wait on each other
+    # in opposite orders.
+    for key in sorted(by_endpoint):
+        endpoint, outcomes = by_endpoint[key]
+        await _settle_endpoint(session, endpoint, outcomes, policy, now)
+    return [status for status, _ in settled]
+
+
+async def record(db: Database, claim: Claim, outcome: Outcome, policy: DeliveryPolicy) -> DeliveryStatus:
+    """Store the attempt and move the delivery (and maybe the endpoint) on."""
+    [status] = await record_many(db, [(claim, outcome)], policy)
     return status
 
 
@@ -394,19 +478,45 @@ class RateGate:
 
 
 async def next_due_in(db: Database, scope: Scope) -> float | None:
-    """Seconds until the earliest pending delivery is due (None when there is none)."""
+    """Seconds until the earliest pending delivery is due and not leased (None when there is none).
+
+    A delivery another dispatch holds counts from its lease's end: its holder settles it
+    (and goes on to what it unblocks), so waiting for it would only keep idle dispatches
+    polling; it is ours to take only if the holder dies."""
     async with db.transaction(scope) as session:
-        earliest = await session.scalar(
-            text(
-                "SELECT min(d.next_attempt_at) FROM webhook_deliveries d "
-                "JOIN webhook_endpoints e ON e.tenant_id = d.tenant_id AND e.id = d.endpoint_id "
-                "WHERE d.status = 'pending' AND e.enabled AND d.tenant_id = ANY (:tenants)"
-            ),
-            {"tenants": list(scope.tenant_ids)},
-        )
+        return await _next_due_in(session, scope)
+
+
+async def _next_due_in(session: AsyncSession, scope: Scope) -> float | None:
+    earliest = await session.scalar(
+        text(
+            "SELECT min(GREATEST(d.next_attempt_at, d.leased_until)) FROM webhook_deliveries d "
+            "JOIN webhook_endpoints e ON e.tenant_id = d.tenant_id AND e.id = d.endpoint_id "
+            "WHERE d.status = 'pending' AND e.enabled AND d.tenant_id = ANY (:tenants)"
+        ),
+        {"tenants": list(scope.tenant_ids)},
+    )
     if earliest is None:
         return None
     return max(0.0, (earliest - dt.datetime.now(dt.UTC)).total_seconds())
+
+
+async def _turn(
+    db: Database, scope: Scope, policy: DeliveryPolicy, finished: list[tuple[Claim, Outcome]], limit: int
+) -> tuple[int, list[Claim], float | None]:
+    """One turn of the dispatch loop, in one transaction: record the attempts that finished,
+    fan out new events, claim up to `limit` due deliveries and, when none is, find how
+    long until one will be. (The fixed cost of a transaction was most of a turn's, when
+    each of these steps, and each attempt, had one of its own.)"""
+    async with db.transaction(scope) as session:
+        if finished:
+            await _record(session, finished, policy)
+        if limit <= 0:
+            return 0, [], None
+        fanned, _ = await _fan_out(session, scope, FAN_OUT_BATCH)
+        claims = await _claim_due(session, scope, limit, policy.lease)
+        wait = None if claims else await _next_due_in(session, scope)
+    return fanned, claims, wait
 
 
 async def dispatch(
@@ -419,45 +529,162 @@ async def dispatch(
     concurrency: int = 32,
     gate: RateGate | None = None,
     idle_wait_seconds: float = 2.0,
+    wake: asyncio.Event | None = None,
+    linger_seconds: float = 0.0,
 ) -> int:
     """Fan out and deliver until nothing is due (waiting briefly for soon-due retries)
-    or the budget is spent. Returns how many attempts were made."""
-    deadline = time.monotonic() + budget_seconds
-    attempts = 0
-    semaphore = asyncio.Semaphore(concurrency)
+    or the budget is spent. Returns how many deliveries it claimed.
 
-    unsettled: dict[UUID, Claim] = {}
+    Up to `concurrency` posts are in flight. Whenever some finish (or `wake` is set),
+    one transaction records them and claims as many due deliveries as there is room
+    for, so posting never waits for a whole batch and the database sees one
+    transaction per turn rather than several per delivery.
+
+    `wake` is set by whoever hears the outbox NOTIFY (the worker's listener): with it,
+    new events are taken as they commit, even while posts are in flight, and an idle
+    dispatch stays `linger_seconds` after its last work, so a steady flow is delivered
+    by one running loop. Raises whatever the database raises; before that, and on
+    cancellation, it records what was posted and hands back what was not."""
+    deadline = time.monotonic() + budget_seconds
+    claimed = 0
+    in_flight: set[asyncio.Task] = set()
+    finished: list[tuple[Claim, Outcome]] = []  # posted, not yet recorded
+    unsettled: dict[UUID, Claim] = {}  # claimed, not yet recorded or postponed
+    look = True  # whether a turn may find something new to claim
+    postponed = False  # a rate-limited delivery was put off: it is due again shortly
+    wait: float | None = None
+    last_work = time.monotonic()
 
     async def deliver(claim: Claim) -> None:
-        async with semaphore:
-            if gate is not None and not await gate.admit(claim.endpoint):
-                await _postpone(db, claim, dt.timedelta(seconds=1))
-            else:
-                outcome = await post(http, claim, policy)
-                await record(db, claim, outcome, policy)
+        nonlocal postponed
+        if gate is not None and not await gate.admit(claim.endpoint):
+            await _postpone(db, claim, dt.timedelta(seconds=1))
             unsettled.pop(claim.delivery_id, None)
+            postponed = True
+        else:
+            finished.append((claim, await post(http, claim, policy)))
 
-    while time.monotonic() < deadline:
-        await fan_out(db, scope)
-        claims = await claim_due(db, scope, limit=concurrency * 2, lease=policy.lease)
-        if not claims:
-            wait = await next_due_in(db, scope)
-            if wait is None or wait > idle_wait_seconds or time.monotonic() + wait > deadline:
-                break
-            # Due but not claimable (leased elsewhere, or waiting behind an earlier event of its
-            # order): look again shortly rather than spinning.
-            await asyncio.sleep(max(wait, BLOCKED_RECHECK_SECONDS))
-            continue
-        unsettled.update((c.delivery_id, c) for c in claims)
+    async def pause(seconds: float) -> bool:
+        """Sleep, or until `wake` is set. True when woken."""
+        if wake is None:
+            await asyncio.sleep(seconds)
+            return False
         try:
-            await asyncio.gather(*(deliver(c) for c in claims))
-        except asyncio.CancelledError:
-            # Shutting down (SIGTERM): hand back what was not attempted, for another worker now
-            # rather than after the lease.
-            await asyncio.shield(release(db, scope, list(unsettled.values())))
-            raise
-        attempts += len(claims)
-    return attempts
+            await asyncio.wait_for(wake.wait(), timeout=max(seconds, 0.0))
+        except TimeoutError:
+            return False
+        return True
+
+    async def progress(room: int) -> int:
+        """Until a post finishes, or (with room for more) `wake` is set.
+        Returns how many deliveries finished."""
+        waiting: set[asyncio.Future] = set(in_flight)
+        woken = None
+        if wake is not None and room > 0:
+            woken = asyncio.ensure_future(wake.wait())
+            waiting.add(woken)
+        try:
+            await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.sleep(0)  # answers already read finish too, and share the next turn
+        finally:
+            if woken is not None:
+                woken.cancel()
+        done = [t for t in in_flight if t.done()]
+        for task in done:
+            in_flight.discard(task)
+            task.result()  # a post never raises; a failing rate gate or postpone does
+        return len(done)
+
+    try:
+        while True:
+            accepting = time.monotonic() < deadline
+            room = concurrency - len(in_flight) if accepting else 0
+            looking = room > 0 and look
+            if finished or looking:
+                outcomes, finished[:] = finished[:], []
+                if wake is not None and looking:
+                    wake.clear()  # this turn sees every commit so far; later ones set it again
+                try:
+                    fanned, claims, turn_wait = await _turn(
+                        db, scope, policy, outcomes, room if looking else 0
+                    )
+                except BaseException:
+                    finished[:0] = outcomes  # not recorded: the wind-up below tries again
+                    raise
+                for claim, _ in outcomes:
+                    unsettled.pop(claim.delivery_id, None)
+                for claim in claims:
+                    unsettled[claim.delivery_id] = claim
+                    in_flight.add(asyncio.create_task(deliver(claim)))
+                claimed += len(claims)
+                if fanned or claims or outcomes:
+                    last_work = time.monotonic()
+                if looking:
+                    wait = turn_wait
+                    # A full claim, or a full fan-out, may have left more behind.
+                    look = len(claims) == room or fanned >= FAN_OUT_BATCH
+            if in_flight:
+                full = accepting and len(in_flight) >= concurrency
+                done = await progress(concurrency - len(in_flight) if accepting else 0)
+                # A finished post is worth a look for more when it freed the only room, may
+                # let its order's next event go (ordered endpoint), failed (a retry may be
+                # due at once) or was put off; a success with room to spare changes nothing
+                # claimable, and is recorded without one (a turn with fewer statements).
+                look = (
+                    look
+                    or (
+                        done > 0
+                        and (full or postponed or any(c.ordered or not o.succeeded for c, o in finished))
+                    )
+                    or (wake is not None and wake.is_set())
+                )
+                postponed = False
+                continue
+            if finished:
+                continue
+            if not accepting:
+                break
+            if look:
+                continue
+            now = time.monotonic()
+            if wait is not None and wait <= idle_wait_seconds and now + wait <= deadline:
+                # Due but not claimable (waiting behind an earlier event of its order, or a
+                # retry due shortly): look again shortly rather than spinning.
+                await pause(max(wait, BLOCKED_RECHECK_SECONDS))
+            elif wake is None or not await pause(min(last_work + linger_seconds, deadline) - now):
+                break
+            look = True
+    except BaseException:
+        # Shutting down (SIGTERM) or failing: stop posting, record what was sent, and hand
+        # back what was not, for another dispatch now rather than after the lease.
+        for task in in_flight:
+            task.cancel()
+        await asyncio.shield(_wind_up(db, scope, policy, in_flight, finished, unsettled))
+        raise
+    return claimed
+
+
+async def _wind_up(
+    db: Database,
+    scope: Scope,
+    policy: DeliveryPolicy,
+    in_flight: set[asyncio.Task],
+    finished: list[tuple[Claim, Outcome]],
+    unsettled: dict[UUID, Claim],
+) -> None:
+    """Best effort, after the loop stopped on an error or a cancellation (which is what
+    gets raised): whatever is left here is delivered again once its lease ends."""
+    await asyncio.gather(*in_flight, return_exceptions=True)
+    try:
+        await record_many(db, finished, policy)
+        for claim, _ in finished:
+            unsettled.pop(claim.delivery_id, None)
+    except Exception as exc:
+        log.warning("webhook_attempts_not_recorded", error=str(exc), attempts=len(finished))
+    try:
+        await release(db, scope, list(unsettled.values()))
+    except Exception as exc:
+        log.warning("webhook_claims_not_released", error=str(exc), claims=len(unsettled))
 
 
 async def _postpone(db: Database, claim: Claim, delay: dt.timedelta) -> None:

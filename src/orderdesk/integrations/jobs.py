@@ -1,10 +1,12 @@
-"""Worker side of webhooks: the dispatch job, the periodic sweep and the NOTIFY listener.
+"""Worker side of webhooks: the NOTIFY listener, the dispatch job and the periodic sweep.
 
-Prompt: the outbox trigger NOTIFYs on commit; the worker's listener enqueues a
-dispatch at once. Safe: a cron sweep enqueues a dispatch every few seconds anyway,
-so a lost notification, a flushed Redis or a killed job only delays delivery.
-Several dispatch jobs may run at once (on one or many workers): claims use SKIP
-LOCKED and leases, so they never deliver the same row concurrently.
+Prompt: the outbox trigger NOTIFYs on commit; each worker's listener wakes that
+worker's running dispatch loop, which takes the new events at once, in the same
+process (no queue hop and no polling delay between a commit and its delivery).
+Safe: a cron sweep enqueues a dispatch job every few seconds anyway, so a lost
+notification, a broken listener, a flushed Redis or a killed job only delays
+delivery. Several dispatches may run at once (on one or many workers): claims use
+SKIP LOCKED and leases, so they never deliver the same row concurrently.
 """
 
 from __future__ import annotations
@@ -29,6 +31,10 @@ log = structlog.get_logger("orderdesk.webhooks")
 NOTIFY_CHANNEL = "orderdesk_outbox"
 DISPATCH_JOB = "dispatch_webhooks"
 SWEEP_EVERY_SECONDS = 5
+# After its last work, the notified dispatch loop stays this long for more events before
+# it ends (and looks up the tenants afresh when woken again).
+LINGER_SECONDS = 2.0
+NOTIFIED_BUDGET_SECONDS = 60.0
 
 
 def dispatch_job_id() -> str:
@@ -37,7 +43,13 @@ def dispatch_job_id() -> str:
 
 
 async def dispatch_webhooks(ctx: dict[str, Any]) -> int:
-    """Deliver whatever is due, for every tenant."""
+    """Deliver whatever is due, for every tenant: by waking this worker's dispatch loop
+    when it runs (a second loop beside it would only compete for the same rows), or
+    here."""
+    loop_task = ctx.get("notified_dispatch")
+    if loop_task is not None and not loop_task.done():
+        ctx["outbox_notified"].set()
+        return 0
     db = ctx["db"]
     scope = Scope(tenant_ids=await all_tenant_ids(db))
     if not scope.tenant_ids:
@@ -58,33 +70,63 @@ async def sweep_webhooks(ctx: dict[str, Any]) -> None:
 
 
 async def start(ctx: dict[str, Any], settings) -> None:
-    """Worker start-up: HTTP client, policy, and the LISTEN connection."""
+    """Worker start-up: HTTP client, policy, the LISTEN connection and the dispatch loop it wakes."""
     ctx["http"] = httpx.AsyncClient(
         limits=httpx.Limits(max_connections=100, max_keepalive_connections=50),
         follow_redirects=False,
     )
     ctx["delivery_policy"] = delivery.DeliveryPolicy.from_settings(settings)
+    ctx["outbox_notified"] = asyncio.Event()
+    ctx["notified_dispatch"] = asyncio.create_task(_dispatch_when_notified(ctx))
     ctx["listener"] = asyncio.create_task(_listen(ctx, settings.app_url))
 
 
 async def stop(ctx: dict[str, Any]) -> None:
-    if listener := ctx.get("listener"):
-        listener.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await listener
+    """Stop listening; the dispatch loop records what it posted and hands back the rest."""
+    for name in ("listener", "notified_dispatch"):
+        if task := ctx.get(name):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
     if http := ctx.get("http"):
         await http.aclose()
 
 
+async def _dispatch_when_notified(ctx: dict[str, Any]) -> None:
+    """Deliver in this process whenever events commit, and every few seconds anyway (retries
+    come due without a NOTIFY; and this way a worker sweeps even while Redis is down). One
+    loop per worker: each NOTIFY wakes the loop that is running (or starts the next one)."""
+    notified: asyncio.Event = ctx["outbox_notified"]
+    while True:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(notified.wait(), timeout=SWEEP_EVERY_SECONDS)
+        try:
+            scope = Scope(tenant_ids=await all_tenant_ids(ctx["db"]))
+            if scope.tenant_ids:
+                await delivery.dispatch(
+                    ctx["db"],
+                    ctx["http"],
+                    ctx["delivery_policy"],
+                    scope,
+                    gate=delivery.RateGate(ctx.get("redis")),
+                    budget_seconds=NOTIFIED_BUDGET_SECONDS,
+                    wake=notified,
+                    linger_seconds=LINGER_SECONDS,
+                )
+            else:
+                notified.clear()
+        except Exception as exc:
+            # The sweep's dispatch covers for us meanwhile.
+            log.warning("notified_dispatch_failed", error=str(exc))
+            await asyncio.sleep(1)
+
+
 async def _listen(ctx: dict[str, Any], url: URL) -> None:
     dsn = url.set(drivername="postgresql").render_as_string(hide_password=False)
-    loop = asyncio.get_running_loop()
-    pending: set[asyncio.Task] = set()
+    notified: asyncio.Event = ctx["outbox_notified"]
 
     def on_notify(*_args) -> None:
-        task = loop.create_task(_enqueue_dispatch(ctx))
-        pending.add(task)  # keep a reference until done, or the task may be collected
-        task.add_done_callback(pending.discard)
+        notified.set()
 
     connection: asyncpg.Connection | None = None
     while True:
@@ -92,7 +134,7 @@ async def _listen(ctx: dict[str, Any], url: URL) -> None:
             connection = await asyncpg.connect(dsn)
             await connection.add_listener(NOTIFY_CHANNEL, on_notify)
             # Anything committed while we were not listening.
-            await _enqueue_dispatch(ctx)
+            notified.set()
             while not connection.is_closed():
                 await asyncio.sleep(1)
         except asyncio.CancelledError:
@@ -103,10 +145,3 @@ async def _listen(ctx: dict[str, Any], url: URL) -> None:
         except Exception as exc:
             log.warning("outbox_listener_reconnecting", error=str(exc))
             await asyncio.sleep(1)
-
-
-async def _enqueue_dispatch(ctx: dict[str, Any]) -> None:
-    try:
-        await queue.enqueue(ctx["redis"], DISPATCH_JOB, job_id=dispatch_job_id())
-    except Exception as exc:
-        log.warning("dispatch_enqueue_failed", error=str(exc))
