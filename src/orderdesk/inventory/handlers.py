@@ -29,8 +29,10 @@ async def on_order_changed(session: AsyncSession, event: OrderChanged) -> None:
     kind = event.event.kind
     order = event.order
     if kind in ("verify", "verified"):
-        if order.status is OrderStatus.VERIFIED and await allocation.manages_stock(session, order.tenant_id):
-            await allocation.allocate_after_verification(session, order)
+        if order.status is OrderStatus.VERIFIED:
+            stock = await allocation.read_order_stock(session, order)
+            if stock.managed:
+                await allocation.allocate_after_verification(session, order, stock)
     elif kind == "cancel":
         await allocation.release_order(
             session,

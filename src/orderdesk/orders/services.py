@@ -1080,18 +1080,21 @@ async def apply_action(
     summary: str | None = None,
     changes: dict | None = None,
     channel: str | None = None,
+    active_holds: list[HoldReason] | None = None,
 ) -> OrderStatus:
     """Apply one lifecycle action to a locked `order` inside the caller's transaction.
 
     For features that move orders as a consequence of their own work (allocation,
     shipments, tracking, returns): same state machine, holds and timeline as
-    `perform_action`. Raises InvalidTransition.
+    `perform_action`. `active_holds` saves a read when the caller already has them
+    (read in this transaction, under the order's lock). Raises InvalidTransition.
     """
     if action in (Action.PLACE_HOLD, Action.RELEASE_HOLD):
         raise ValueError("holds go through perform_action")
-    holds = await _active_holds(session, order)
+    if active_holds is None:
+        active_holds = [h.reason for h in await _active_holds(session, order)]
     try:
-        after = states.next_status(order.status, action, [h.reason for h in holds])
+        after = states.next_status(order.status, action, active_holds)
     except states.TransitionRefused as exc:
         raise _refuse(exc) from None
     before = order.status
