@@ -34,6 +34,7 @@ EVENT_TYPE_OF_TIMELINE_KIND = {
     "verify": "order.verified",
     "allocate": "order.allocated",
     "backorder": "order.backordered",
+    "release_stock": "order.stock_released",
     "start_picking": "order.picking",
     "pack": "order.packed",
     "ship_partially": "order.partially_shipped",

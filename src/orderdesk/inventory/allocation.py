@@ -33,6 +33,14 @@ from orderdesk.orders.timeline import append_event
 # before planning under row locks, which cannot lose.
 OPTIMISTIC_ATTEMPTS = 3
 URGENCY = {Priority.NORMAL: 0, Priority.HIGH: 1, Priority.URGENT: 2}
+# Holds that may last long or end in a cancellation give the order's reserved stock
+# back, so other orders can ship meanwhile; the order is allocated anew when its last
+# hold ends. A wrong address or a short question keeps the stock set aside.
+STOCK_RELEASING_HOLDS = frozenset(
+    {HoldReason.AWAITING_PAYMENT, HoldReason.FRAUD_REVIEW, HoldReason.CUSTOMER_REQUEST}
+)
+# Orders in these statuses still wait for the warehouse to start: their stock can go back.
+RELEASABLE = frozenset({OrderStatus.ALLOCATED, OrderStatus.BACKORDERED})
 # Orders in these statuses may still receive stock for their backorders.
 FILLABLE = frozenset(
     {
@@ -264,6 +272,10 @@ async def read_order_stock(session: AsyncSession, order: Order, *, lock: bool = 
     With `lock`, every stock row of the order's SKUs is locked (in key order) so a plan
     made from these figures cannot lose a race.
     """
+    if session.new or session.dirty or session.deleted:
+        # The read goes to the driver: it must see what this transaction changed so far
+        # (a hold just released, lines just written).
+        await session.flush()
     params = {"tenant_id": order.tenant_id, "order_id": order.id}
     row = await (READ_ORDER_STOCK_LOCKED if lock else READ_ORDER_STOCK).fetchrow(session, params)
     sites = {}
@@ -663,6 +675,32 @@ async def release_order(session: AsyncSession, actor: Actor, order: Order, reaso
         delete(Backorder).where(Backorder.tenant_id == order.tenant_id, Backorder.order_id == order.id)
     )
     return sum(per_row.values())
+
+
+async def release_for_hold(session: AsyncSession, order: Order, reason: HoldReason) -> int:
+    """Give back an allocated or backordered order's stock when a hold that frees stock is placed.
+
+    The order goes back to verified (its allocation is on the timeline as given back)
+    and is allocated again when its last hold is released. Returns the units freed.
+    """
+    if reason not in STOCK_RELEASING_HOLDS or order.status not in RELEASABLE:
+        return 0
+    actor = system_actor_for(order.tenant_id)
+    units = await release_order(
+        session, actor, order, reason=f"order #{order.number} on hold: {reason.value.replace('_', ' ')}"
+    )
+    await orders.apply_action(
+        session,
+        actor,
+        order,
+        Action.RELEASE_STOCK,
+        summary=f"Reserved stock given back while on hold ({reason.value.replace('_', ' ')}): "
+        + (f"{units} units" if units != 1 else "1 unit")
+        + "; allocated again when the hold ends",
+        changes={"units_released": units, "hold": reason.value},
+        channel="system",
+    )
+    return units
 
 
 async def fill_from_arrivals(session: AsyncSession, tenant_id: UUID, keys: set[tuple[UUID, str]]) -> int:

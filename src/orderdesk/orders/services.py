@@ -862,6 +862,8 @@ EVENT_SUMMARIES = {
     Action.CLOSE: "Closed",
     Action.CANCEL: "Cancelled",
     Action.SUBMIT_FOR_VERIFICATION: "Sent for verification",
+    Action.RELEASE_STOCK: "Reserved stock given back",
+    Action.REOPEN_RETURNS: "Open for further returns",
 }
 
 
@@ -882,6 +884,10 @@ async def perform_action(
     """
     if actor.kind is ActorKind.CLIENT and action not in (Action.CANCEL, Action.REQUEST_RETURN):
         raise PermissionDenied("Client users can cancel orders and request returns; other steps are ours")
+    if action in states.PLATFORM_ACTIONS:
+        raise PermissionDenied(
+            f"{action.value.replace('_', ' ').capitalize()} follows from other steps; nobody takes it by hand"
+        )
     async with db.transaction(actor.scope) as session:
         order = await _find_order(session, actor, order_id, lock=True)
         holds = await _active_holds(session, order)
