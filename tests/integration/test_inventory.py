@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import uuid
 
 from sqlalchemy import func, select
@@ -576,3 +577,41 @@ async def test_a_backordered_order_on_fraud_review_waits_out_of_the_queue(client
     released = await hold(client, key, order, "fraud_review", release=True)
     assert released["status"] == "allocated"
     assert (await level(client, key, wh, "TENT"))["reserved"] == 3
+
+
+# ---------------------------------------------------------------- daily cut-off
+
+
+async def test_the_warehouse_cut_off_sets_the_dispatch_day_and_serves_ship_by_dates(
+    client, world: World, monkeypatch
+):
+    from orderdesk.inventory import allocation
+
+    # Thursday 26 November 2026, 16:00 in Berlin: past BER's 15:00 cut-off, before MUC's 18:00.
+    monkeypatch.setattr(allocation, "utcnow", lambda: dt.datetime(2026, 11, 26, 15, 0, tzinfo=dt.UTC))
+    key = world.key_a
+    ber = await make_warehouse(
+        client, key, "BER", region="Berlin", priority=1, time_zone="Europe/Berlin", cutoff_time="15:00:00"
+    )
+    muc = await make_warehouse(
+        client, key, "MUC", region="Bayern", priority=2, time_zone="Europe/Berlin", cutoff_time="18:00:00"
+    )
+    await put_stock(client, key, ber, TENT=5)
+    await put_stock(client, key, muc, TENT=5)
+
+    # No deadline: the nearest warehouse, which now dispatches on Friday.
+    relaxed = await verify(client, key, await new_order(client, key, region="Berlin", TENT=1))
+    event = (await timeline(client, key, relaxed))[-1]
+    assert event["summary"] == "Allocated to BER; BER dispatches Fri 27 Nov (cut-off 15:00 Europe/Berlin)"
+    assert event["changes"]["allocation"]["ships_on"] == {"BER": "2026-11-27"}
+
+    # Must ship today: Munich still makes today's dispatch, Berlin does not.
+    body = order_body(lines=lines(TENT=1), ship_by="2026-11-26T22:00:00Z")
+    body["shipping_address"] = {**body["shipping_address"], "region": "Berlin"}
+    created = await client.post("/api/v1/orders", json=body, headers=bearer(key))
+    assert created.status_code == 201, created.text
+    urgent = await verify(client, key, created.json())
+    assert [a["warehouse_code"] for a in (await allocation_of(client, key, urgent))["allocations"]] == ["MUC"]
+    assert (await timeline(client, key, urgent))[-1]["summary"] == (
+        "Allocated to MUC; MUC dispatches Thu 26 Nov (cut-off 18:00 Europe/Berlin)"
+    )

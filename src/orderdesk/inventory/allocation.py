@@ -60,6 +60,11 @@ def system_actor_for(tenant_id: UUID) -> Actor:
     )
 
 
+def utcnow() -> dt.datetime:
+    """The routing clock (dispatch days follow from it)."""
+    return dt.datetime.now(dt.UTC)
+
+
 class LostRace(Exception):
     """A planned reservation found fewer units than the plan read a moment before."""
 
@@ -113,7 +118,7 @@ class _DriverStatement:
 READ_ORDER_STOCK = _DriverStatement("""
 SELECT
   (SELECT coalesce(json_agg(json_build_array(w.id, w.code, w.country, w.region, w.priority, w.ships_to,
-                                             w.active)), '[]')
+                                             w.active, w.time_zone, w.cutoff_time)), '[]')
      FROM warehouses w WHERE w.tenant_id = :tenant_id) AS sites,
   (SELECT coalesce(json_agg(json_build_array(l.line_no, l.sku, l.quantity) ORDER BY l.line_no), '[]')
      FROM order_lines l WHERE l.tenant_id = :tenant_id AND l.order_id = :order_id) AS lines,
@@ -136,7 +141,7 @@ SELECT
 READ_ORDER_STOCK_LOCKED = _DriverStatement("""
 SELECT
   (SELECT coalesce(json_agg(json_build_array(w.id, w.code, w.country, w.region, w.priority, w.ships_to,
-                                             w.active)), '[]')
+                                             w.active, w.time_zone, w.cutoff_time)), '[]')
      FROM warehouses w WHERE w.tenant_id = :tenant_id) AS sites,
   (SELECT coalesce(json_agg(json_build_array(l.line_no, l.sku, l.quantity) ORDER BY l.line_no), '[]')
      FROM order_lines l WHERE l.tenant_id = :tenant_id AND l.order_id = :order_id) AS lines,
@@ -279,7 +284,9 @@ async def read_order_stock(session: AsyncSession, order: Order, *, lock: bool = 
     params = {"tenant_id": order.tenant_id, "order_id": order.id}
     row = await (READ_ORDER_STOCK_LOCKED if lock else READ_ORDER_STOCK).fetchrow(session, params)
     sites = {}
-    for wid, code, country, region, priority, ships_to, active in _json(row["sites"]):
+    now = utcnow()
+    for wid, code, country, region, priority, ships_to, active, zone, cutoff in _json(row["sites"]):
+        cutoff = dt.time.fromisoformat(cutoff) if cutoff else None
         site = routing.Site(
             id=UUID(wid),
             code=code,
@@ -288,6 +295,9 @@ async def read_order_stock(session: AsyncSession, order: Order, *, lock: bool = 
             priority=priority,
             ships_to=frozenset(ships_to or ()),
             active=active,
+            cutoff=cutoff,
+            time_zone=zone,
+            ships_on=routing.dispatch_day(now, zone, cutoff),
         )
         sites[site.id] = site
     allocations = [
@@ -430,12 +440,19 @@ def site_of(w: Warehouse) -> routing.Site:
         priority=w.priority,
         ships_to=frozenset(w.ships_to or ()),
         active=w.active,
+        cutoff=w.cutoff_time,
+        time_zone=w.time_zone,
+        ships_on=routing.dispatch_day(utcnow(), w.time_zone, w.cutoff_time),
     )
 
 
 def destination_of(order: Order) -> routing.Destination:
     address = order.shipping_address or {}
-    return routing.Destination(country=address.get("country", ""), region=address.get("region"))
+    return routing.Destination(
+        country=address.get("country", ""),
+        region=address.get("region"),
+        ship_by=order.ship_by.astimezone(dt.UTC).date() if order.ship_by else None,
+    )
 
 
 async def _available(
@@ -543,7 +560,7 @@ async def allocate_reserving_last(
 
 
 def describe(plan: routing.Plan, sites: dict[UUID, routing.Site]) -> dict:
-    """The plan as the timeline keeps it."""
+    """The plan as the timeline keeps it, with the day each warehouse used dispatches."""
     return {
         "picks": [
             {
@@ -557,17 +574,33 @@ def describe(plan: routing.Plan, sites: dict[UUID, routing.Site]) -> dict:
         "backordered": [
             {"line_no": b.line_no, "sku": b.sku, "quantity": b.quantity} for b in plan.backorders
         ],
+        "ships_on": {
+            sites[w].code: sites[w].ships_on.isoformat() for w in plan.warehouses if sites[w].ships_on
+        },
     }
+
+
+def _dispatch_note(plan: routing.Plan, sites: dict[UUID, routing.Site]) -> str:
+    """When the warehouses used have a daily cut-off: the day each dispatches."""
+    notes = [
+        f"{sites[w].code} dispatches {sites[w].ships_on:%a %d %b} "
+        f"(cut-off {sites[w].cutoff:%H:%M} {sites[w].time_zone})"
+        for w in plan.warehouses
+        if sites[w].cutoff is not None and sites[w].ships_on is not None
+    ]
+    return ("; " + ", ".join(notes)) if notes else ""
 
 
 def summary_of(plan: routing.Plan, sites: dict[UUID, routing.Site], destination: routing.Destination) -> str:
     codes = ", ".join(sites[w].code for w in plan.warehouses)
+    note = _dispatch_note(plan, sites)
     if plan.complete:
-        return f"Allocated to {codes}" if len(plan.warehouses) == 1 else f"Allocated, split across {codes}"
+        where = f"Allocated to {codes}" if len(plan.warehouses) == 1 else f"Allocated, split across {codes}"
+        return where + note
     waiting = ", ".join(f"{b.quantity} × {b.sku}" for b in plan.backorders)
     if not any(s.serves(destination.country) for s in sites.values()):
         return f"Backordered: no active warehouse ships to {destination.country or 'this address'}"
-    return f"Backordered: waiting for {waiting}" + (f"; reserved the rest at {codes}" if codes else "")
+    return f"Backordered: waiting for {waiting}" + (f"; reserved the rest at {codes}" if codes else "") + note
 
 
 async def _record_allocation(
