@@ -553,7 +553,8 @@ async def allocate_reserving_last(
     # order: the hot stock rows are locked from here to the commit only.
     await events.dispatch(session)
     writes = _take_order_writes(session, order)
-    await session.flush()
+    if session.new or session.dirty or session.deleted:
+        await session.flush()  # what the reactions added through the ORM (work items, …)
     if not await reserve_plan(session, actor, order, plan, order_writes=writes):
         raise LostRace
     return plan
