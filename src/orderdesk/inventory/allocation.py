@@ -77,6 +77,8 @@ class LostRace(Exception):
 # all-or-nothing: it locks the stock rows it wants in (warehouse, sku) order, checks
 # every one of them against the plan under those locks, and changes nothing unless
 # all of them still have the units. The CHECK on stock_levels stays the backstop.
+# Lock order is byte order (COLLATE "C"), the order Python sorts the keys in where
+# other stock changes lock rows one by one, so no two lockers wait in a circle.
 
 
 class _DriverStatement:
@@ -84,9 +86,9 @@ class _DriverStatement:
 
     Allocation is the hottest write path under contention: going through the
     driver skips SQLAlchemy's per-statement work (about a sixth of a millisecond of
-    CPU per statement, measured with bench/allocation.py), while the statement still
-    runs in the session's transaction, with its scope. `:name` parameters become
-    asyncpg's `$n`.
+    CPU per statement on the development machine, against 20 µs for the driver),
+    while the statement still runs in the session's transaction, with its scope.
+    `:name` parameters become asyncpg's `$n`.
     """
 
     def __init__(self, sql: str) -> None:
@@ -153,7 +155,7 @@ SELECT
     FROM stock_levels s
     WHERE s.tenant_id = :tenant_id
       AND s.sku IN (SELECT l.sku FROM order_lines l WHERE l.tenant_id = :tenant_id AND l.order_id = :order_id)
-    ORDER BY s.warehouse_id, s.sku
+    ORDER BY s.warehouse_id, s.sku COLLATE "C"
     FOR UPDATE
   ) x) AS stock,
   (SELECT coalesce(json_agg(h.reason), '[]')
@@ -179,7 +181,7 @@ WITH want AS (
   SELECT s.warehouse_id, s.sku, s.on_hand, s.reserved
   FROM stock_levels s JOIN want w ON s.tenant_id = :tenant_id AND s.warehouse_id = w.warehouse_id
    AND s.sku = w.sku
-  ORDER BY s.warehouse_id, s.sku
+  ORDER BY s.warehouse_id, s.sku COLLATE "C"
   FOR UPDATE OF s
 ), verdict AS (
   SELECT count(*) = cardinality(CAST(:row_qty AS int[]))
