@@ -14,10 +14,13 @@ What one run does, on a fresh database of its own (`--server-url`):
    RETURNING`, BER first then MUC, and one ledger row per reservation. No ORM, no
    routing, no order rows: the floor the database sets for this work.
 3. The application (tenant 2): the same orders, already verified, allocated by
-   `inventory.services.retry_allocation` from `--concurrency` concurrent tasks: the
-   order row locked, routing, reservation, allocation and backorder rows, the status
-   change on the timeline and every subscribed reaction (outbox, work queue), one
-   transaction per order, as the API does it.
+   `inventory.services.retry_allocation` from `--concurrency` concurrent tasks, one
+   transaction per order, as the API does it: scope, the order row locked, one read
+   (warehouses, lines, allocations, availability, holds), routing, the timeline event
+   and every subscribed reaction (outbox, work queue), then one statement that
+   reserves all or nothing (stock rows locked in key order), writes the ledger,
+   allocation and backorder rows, the order's new status and its timeline row, and
+   the commit. A transaction whose reservation lost a race is retried whole.
 4. Raw baseline again (tenant 3): the machine is shared, two samples show drift.
 5. Oversell check from the ledger for every tenant: per (warehouse, sku) the reserved
    units the ledger adds up must equal `stock_levels.reserved`, and never exceed

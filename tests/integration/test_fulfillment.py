@@ -160,11 +160,13 @@ async def test_full_lifecycle_capture_to_refund(client, world: World):
     assert too_much.status_code == 422 and too_much.json()["errors"][0]["field"] == "amount_minor"
     refunded = await client.post(f"{base}/refund", json={"amount_minor": 1000}, headers=bearer(key))
     assert refunded.status_code == 200 and refunded.json()["status"] == "refunded"
+    # The rest of the order may still come back while the window lasts.
     final = (await client.get(f"/api/v1/orders/{order['id']}", headers=bearer(key))).json()
-    assert final["status"] == "closed"
+    assert final["status"] == "delivered"
     events = await timeline(client, key, order)
-    assert [e["kind"] for e in events][-2:] == ["refund", "close"]
+    assert [e["kind"] for e in events][-2:] == ["refund", "reopen_returns"]
     assert events[-2]["summary"] == f"Refunded 10.00 EUR for return {rma['rma']}"
+    assert events[-1]["summary"].startswith("Open for further returns until ")
     assert [e["seq"] for e in events] == list(range(1, len(events) + 1))
 
 
@@ -341,8 +343,90 @@ async def test_returns_respect_the_window_the_quantities_and_the_steps(client, w
         f"/api/v1/returns/{rid}/reject", json={"reason": "Used, not resellable"}, headers=bearer(key)
     )
     assert rejected.status_code == 200
+    # Rejected units count as not returned: the order takes another return in its window.
+    assert await status_of(client, key, order) == "delivered"
+    assert (await kinds(client, key, order))[-2:] == ["reject_return", "reopen_returns"]
+
+
+async def test_partial_returns_over_time_until_nothing_is_left(client, world: World):
+    key = world.key_a
+    wh = await make_warehouse(client, key, "PRT")
+    await put_stock(client, key, wh, TENT=3)
+    order = await verify(client, key, await new_order(client, key, TENT=3))
+    shipment = await ship(client, key, order, wh, [(1, 3)])
+    await track(client, key, shipment, "delivered", 5)
+    url = f"/api/v1/orders/{order['id']}/returns"
+
+    async def request(quantity: int) -> dict:
+        response = await client.post(
+            url,
+            json={"reason": "damaged", "lines": [{"line_no": 1, "quantity": quantity}]},
+            headers=bearer(key),
+        )
+        assert response.status_code == 201, response.text
+        return response.json()
+
+    async def step(rma: dict, action: str, body: dict | None = None) -> None:
+        response = await client.post(
+            f"/api/v1/returns/{rma['id']}/{action}", json=body or {}, headers=bearer(key)
+        )
+        assert response.status_code == 200, response.text
+
+    async def receive_and_refund(rma: dict, amount: int) -> None:
+        await step(rma, "approve")
+        await step(
+            rma, "receive", {"warehouse_id": wh["id"], "lines": [{"line_no": 1, "restock_quantity": 0}]}
+        )
+        await step(rma, "refund", {"amount_minor": amount})
+
+    first = await request(1)
+    assert first["rma"] == f"RMA-{order['number']}-1"
+    while_open = await client.post(
+        url, json={"reason": "damaged", "lines": [{"line_no": 1, "quantity": 1}]}, headers=bearer(key)
+    )
+    assert while_open.status_code == 409  # one return at a time
+    await receive_and_refund(first, 1000)
+    assert await status_of(client, key, order) == "delivered"
+    assert (await timeline(client, key, order))[-1]["summary"].endswith("2 units may still come back")
+
+    # A week later, the second one: more than what is left is refused.
+    too_many = await client.post(
+        url, json={"reason": "damaged", "lines": [{"line_no": 1, "quantity": 3}]}, headers=bearer(key)
+    )
+    assert too_many.status_code == 422 and "only 2 of line 1" in too_many.json()["errors"][0]["message"]
+    second = await request(2)
+    assert second["rma"] == f"RMA-{order['number']}-2"
+    await step(second, "approve")
+    await step(
+        second, "receive", {"warehouse_id": wh["id"], "lines": [{"line_no": 1, "restock_quantity": 2}]}
+    )
+    left = order["total_minor"] - 1000  # what was paid, less the first refund
+    over = await client.post(
+        f"/api/v1/returns/{second['id']}/refund", json={"amount_minor": left + 1}, headers=bearer(key)
+    )
+    assert over.status_code == 422 and f"must not exceed {left}" in over.json()["errors"][0]["message"]
+    await step(second, "refund", {"amount_minor": left})
+    # Everything came back: nothing left to return, the order closes.
     assert await status_of(client, key, order) == "closed"
-    assert (await kinds(client, key, order))[-2:] == ["reject_return", "close"]
+    events = await timeline(client, key, order)
+    assert [
+        e["kind"] for e in events if e["kind"] in ("request_return", "refund", "reopen_returns", "close")
+    ] == [
+        "request_return",
+        "refund",
+        "reopen_returns",
+        "request_return",
+        "refund",
+        "close",
+    ]
+    assert (await client.get(f"/api/v1/orders/{order['id']}", headers=bearer(key))).json()[
+        "payment_status"
+    ] == "refunded"
+    returns = (await client.get(url, headers=bearer(key))).json()
+    assert [(r["rma"], r["status"], r["refund_minor"]) for r in returns] == [
+        (f"RMA-{order['number']}-1", "refunded", 1000),
+        (f"RMA-{order['number']}-2", "refunded", left),
+    ]
 
 
 async def test_client_users_request_returns_but_do_not_receive_them(client, world: World):

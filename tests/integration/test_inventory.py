@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import datetime as dt
 import uuid
 
 from sqlalchemy import func, select
@@ -498,3 +499,119 @@ async def test_an_order_verified_at_capture_is_allocated_in_the_same_answer(clie
     order = await new_order(client, key, TENT=1)
     assert order["status"] == "allocated"
     assert [e["kind"] for e in await timeline(client, key, order)] == ["created", "verified", "allocate"]
+
+
+# ---------------------------------------------------------------- holds and reservations
+
+
+async def hold(client, key: str, order: dict, reason: str, *, release: bool = False) -> dict:
+    path = f"/api/v1/orders/{order['id']}/holds" + ("/release" if release else "")
+    response = await client.post(path, json={"reason": reason}, headers=bearer(key))
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+async def test_a_payment_hold_gives_the_stock_back_and_its_release_allocates_again(client, world: World):
+    key = world.key_a
+    wh = await make_warehouse(client, key, "ONE")
+    await put_stock(client, key, wh, TENT=2)
+    held = await verify(client, key, await new_order(client, key, TENT=2))
+    assert held["status"] == "allocated"
+
+    on_hold = await hold(client, key, held, "awaiting_payment")
+    assert (on_hold["status"], on_hold["on_hold"]) == ("verified", True)
+    stock = await level(client, key, wh, "TENT")
+    assert (stock["on_hand"], stock["reserved"]) == (2, 0)
+    assert (await allocation_of(client, key, held))["allocations"][0]["reserved_qty"] == 0
+    events = await timeline(client, key, held)
+    assert [e["kind"] for e in events][-2:] == ["hold_placed", "release_stock"]
+    assert events[-1]["summary"].startswith(
+        "Reserved stock given back while on hold (awaiting payment): 2 units"
+    )
+    assert events[-1]["changes"]["status"] == ["allocated", "verified"]
+    # People cannot take the platform's step themselves.
+    by_hand = await client.post(f"/api/v1/orders/{held['id']}/allocate", headers=bearer(key))
+    assert by_hand.status_code == 409
+
+    # Meanwhile the freed units serve the next order.
+    other = await verify(client, key, await new_order(client, key, TENT=1))
+    assert other["status"] == "allocated"
+
+    # The hold ends: the order is routed again, and gets what is left.
+    released = await hold(client, key, held, "awaiting_payment", release=True)
+    assert (released["status"], released["on_hold"]) == ("backordered", False)
+    after = await allocation_of(client, key, held)
+    assert sum(a["reserved_qty"] for a in after["allocations"]) == 1
+    assert after["backorders"] == [{"line_no": 1, "sku": "TENT", "quantity": 1}]
+    kinds = [e["kind"] for e in await timeline(client, key, held)]
+    assert kinds[-2:] == ["hold_released", "backorder"]
+    stock = await level(client, key, wh, "TENT")
+    assert (stock["on_hand"], stock["reserved"]) == (2, 2)
+
+
+async def test_an_address_hold_keeps_the_reservation(client, world: World):
+    key = world.key_a
+    wh = await make_warehouse(client, key, "ONE")
+    await put_stock(client, key, wh, TENT=2)
+    order = await verify(client, key, await new_order(client, key, TENT=2))
+    on_hold = await hold(client, key, order, "address_problem")
+    assert (on_hold["status"], on_hold["on_hold"]) == ("allocated", True)
+    assert (await level(client, key, wh, "TENT"))["reserved"] == 2
+    released = await hold(client, key, order, "address_problem", release=True)
+    assert released["status"] == "allocated"
+    assert (await level(client, key, wh, "TENT"))["reserved"] == 2
+
+
+async def test_a_backordered_order_on_fraud_review_waits_out_of_the_queue(client, world: World):
+    key = world.key_a
+    wh = await make_warehouse(client, key, "ONE")
+    await put_stock(client, key, wh, TENT=1)
+    order = await verify(client, key, await new_order(client, key, TENT=3))
+    assert order["status"] == "backordered"
+    on_hold = await hold(client, key, order, "fraud_review")
+    assert on_hold["status"] == "verified"
+    assert (await allocation_of(client, key, order))["backorders"] == []
+    # Stock arriving now is not given to an order under review.
+    await put_stock(client, key, wh, TENT=5)
+    assert (await level(client, key, wh, "TENT"))["reserved"] == 0
+    released = await hold(client, key, order, "fraud_review", release=True)
+    assert released["status"] == "allocated"
+    assert (await level(client, key, wh, "TENT"))["reserved"] == 3
+
+
+# ---------------------------------------------------------------- daily cut-off
+
+
+async def test_the_warehouse_cut_off_sets_the_dispatch_day_and_serves_ship_by_dates(
+    client, world: World, monkeypatch
+):
+    from orderdesk.inventory import allocation
+
+    # Thursday 26 November 2026, 16:00 in Berlin: past BER's 15:00 cut-off, before MUC's 18:00.
+    monkeypatch.setattr(allocation, "utcnow", lambda: dt.datetime(2026, 11, 26, 15, 0, tzinfo=dt.UTC))
+    key = world.key_a
+    ber = await make_warehouse(
+        client, key, "BER", region="Berlin", priority=1, time_zone="Europe/Berlin", cutoff_time="15:00:00"
+    )
+    muc = await make_warehouse(
+        client, key, "MUC", region="Bayern", priority=2, time_zone="Europe/Berlin", cutoff_time="18:00:00"
+    )
+    await put_stock(client, key, ber, TENT=5)
+    await put_stock(client, key, muc, TENT=5)
+
+    # No deadline: the nearest warehouse, which now dispatches on Friday.
+    relaxed = await verify(client, key, await new_order(client, key, region="Berlin", TENT=1))
+    event = (await timeline(client, key, relaxed))[-1]
+    assert event["summary"] == "Allocated to BER; BER dispatches Fri 27 Nov (cut-off 15:00 Europe/Berlin)"
+    assert event["changes"]["allocation"]["ships_on"] == {"BER": "2026-11-27"}
+
+    # Must ship today: Munich still makes today's dispatch, Berlin does not.
+    body = order_body(lines=lines(TENT=1), ship_by="2026-11-26T22:00:00Z")
+    body["shipping_address"] = {**body["shipping_address"], "region": "Berlin"}
+    created = await client.post("/api/v1/orders", json=body, headers=bearer(key))
+    assert created.status_code == 201, created.text
+    urgent = await verify(client, key, created.json())
+    assert [a["warehouse_code"] for a in (await allocation_of(client, key, urgent))["allocations"]] == ["MUC"]
+    assert (await timeline(client, key, urgent))[-1]["summary"] == (
+        "Allocated to MUC; MUC dispatches Thu 26 Nov (cut-off 18:00 Europe/Berlin)"
+    )

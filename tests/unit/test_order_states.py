@@ -8,6 +8,7 @@ import pytest
 
 from orderdesk.orders.states import (
     HOLDABLE,
+    PLATFORM_ACTIONS,
     TERMINAL,
     TRANSITIONS,
     Action,
@@ -22,7 +23,11 @@ S, A = OrderStatus, Action
 
 # The lifecycle written out as a person would describe it; the table must agree exactly.
 EXPECTED = {
-    S.CAPTURED: {A.SUBMIT_FOR_VERIFICATION: S.AWAITING_VERIFICATION, A.VERIFY: S.VERIFIED, A.CANCEL: S.CANCELLED},
+    S.CAPTURED: {
+        A.SUBMIT_FOR_VERIFICATION: S.AWAITING_VERIFICATION,
+        A.VERIFY: S.VERIFIED,
+        A.CANCEL: S.CANCELLED,
+    },
     S.AWAITING_VERIFICATION: {A.VERIFY: S.VERIFIED, A.CANCEL: S.CANCELLED},
     S.VERIFIED: {A.ALLOCATE: S.ALLOCATED, A.BACKORDER: S.BACKORDERED, A.CANCEL: S.CANCELLED},
     S.BACKORDERED: {A.ALLOCATE: S.ALLOCATED, A.SHIP_PARTIALLY: S.PARTIALLY_SHIPPED, A.CANCEL: S.CANCELLED},
@@ -39,7 +44,16 @@ EXPECTED = {
     S.CLOSED: {},
     S.CANCELLED: {},
 }
-LIFECYCLE_ACTIONS = [a for a in Action if a not in (A.PLACE_HOLD, A.RELEASE_HOLD)]
+LIFECYCLE_ACTIONS = [
+    a for a in Action if a not in (A.PLACE_HOLD, A.RELEASE_HOLD) and a not in PLATFORM_ACTIONS
+]
+# Steps the platform takes as a consequence of others: a hold that frees stock, a settled return.
+PLATFORM = {
+    (S.ALLOCATED, A.RELEASE_STOCK): S.VERIFIED,
+    (S.BACKORDERED, A.RELEASE_STOCK): S.VERIFIED,
+    (S.REFUNDED, A.REOPEN_RETURNS): S.DELIVERED,
+    (S.RETURN_REJECTED, A.REOPEN_RETURNS): S.DELIVERED,
+}
 
 
 def test_expected_table_covers_every_status():
@@ -58,6 +72,18 @@ def test_every_pair_without_holds(status, action):
     else:
         assert next_status(status, action) is expected
         assert action in allowed_actions(status)
+
+
+@pytest.mark.parametrize(("status", "action"), list(itertools.product(OrderStatus, sorted(PLATFORM_ACTIONS))))
+def test_platform_steps_are_never_offered_and_holds_do_not_stop_them(status, action):
+    for holds in ([], [HoldReason.AWAITING_PAYMENT]):
+        assert action not in allowed_actions(status, holds)
+        expected = PLATFORM.get((status, action))
+        if expected is None:
+            with pytest.raises(TransitionRefused):
+                next_status(status, action, holds)
+        else:
+            assert next_status(status, action, holds) is expected
 
 
 @pytest.mark.parametrize(("status", "action"), list(itertools.product(OrderStatus, LIFECYCLE_ACTIONS)))

@@ -11,6 +11,7 @@ from orderdesk.inventory.routing import (
     Need,
     QueuedBackorder,
     Site,
+    dispatch_day,
     fill_backorders,
     plan_allocation,
 )
@@ -238,3 +239,76 @@ ARRIVALS = [
 def test_reallocation_on_arrival_table(name, queue, available, expected):
     fills = fill_backorders(queue, SITES, available)
     assert {(f.backorder.order_id, f.warehouse_id, f.quantity) for f in fills} == expected
+
+
+# ---------------------------------------------------------------- daily cut-off
+
+BERLIN_ZONE = "Europe/Berlin"
+THREE_PM = dt.time(15, 0)
+
+
+def utc(text: str) -> dt.datetime:
+    return dt.datetime.fromisoformat(text).replace(tzinfo=dt.UTC)
+
+
+@pytest.mark.parametrize(
+    ("name", "now", "zone", "cutoff", "expected"),
+    [
+        ("before the cut-off: today", utc("2026-11-26 13:59"), BERLIN_ZONE, THREE_PM, dt.date(2026, 11, 26)),
+        # 14:30 UTC is 15:30 in Berlin: past the warehouse's own cut-off.
+        (
+            "after it, in the warehouse's zone",
+            utc("2026-11-26 14:30"),
+            BERLIN_ZONE,
+            THREE_PM,
+            dt.date(2026, 11, 27),
+        ),
+        (
+            "the same instant in UTC is before 15:00",
+            utc("2026-11-26 14:30"),
+            "UTC",
+            THREE_PM,
+            dt.date(2026, 11, 26),
+        ),
+        (
+            "Friday after the cut-off: Monday",
+            utc("2026-11-27 16:00"),
+            BERLIN_ZONE,
+            THREE_PM,
+            dt.date(2026, 11, 30),
+        ),
+        ("Saturday: Monday", utc("2026-11-28 09:00"), BERLIN_ZONE, THREE_PM, dt.date(2026, 11, 30)),
+        ("no cut-off: the day it arrives", utc("2026-11-26 22:00"), BERLIN_ZONE, None, dt.date(2026, 11, 26)),
+        # 23:30 UTC on Thursday is already Friday morning in Berlin.
+        ("the local date counts", utc("2026-11-26 23:30"), BERLIN_ZONE, THREE_PM, dt.date(2026, 11, 27)),
+        ("Sunday without a cut-off: Monday", utc("2026-11-29 12:00"), "UTC", None, dt.date(2026, 11, 30)),
+    ],
+)
+def test_dispatch_day_table(name, now, zone, cutoff, expected):
+    assert dispatch_day(now, zone, cutoff) == expected
+
+
+LATE_BER = Site("BER", "BER", "DE", "Berlin", priority=10, cutoff=THREE_PM, ships_on=dt.date(2026, 11, 27))
+OPEN_MUC = Site("MUC", "MUC", "DE", "Bayern", priority=20, cutoff=dt.time(18), ships_on=dt.date(2026, 11, 26))
+
+
+@pytest.mark.parametrize(
+    ("name", "ship_by", "expected"),
+    [
+        ("no deadline: the nearest, though it dispatches tomorrow", None, {(1, "BER", 2)}),
+        ("must ship today: the warehouse still before its cut-off", dt.date(2026, 11, 26), {(1, "MUC", 2)}),
+        ("a deadline both make: the nearest", dt.date(2026, 11, 27), {(1, "BER", 2)}),
+    ],
+)
+def test_the_ship_by_date_and_cut_offs_choose_between_warehouses(name, ship_by, expected):
+    destination = Destination("DE", "Berlin", ship_by=ship_by)
+    plan = plan_allocation(TENT_2, destination, [LATE_BER, OPEN_MUC], stock(BER_TENT=5, MUC_TENT=5))
+    assert picks(plan) == expected
+
+
+def test_a_whole_order_from_a_late_warehouse_beats_a_split():
+    destination = Destination("DE", "Berlin", ship_by=dt.date(2026, 11, 26))
+    plan = plan_allocation(
+        TENT_MAT, destination, [LATE_BER, OPEN_MUC], stock(BER_TENT=5, BER_MAT=1, MUC_TENT=5)
+    )
+    assert picks(plan) == {(1, "BER", 2), (2, "BER", 1)}

@@ -1,5 +1,8 @@
 """Returns (RMA): requested within the tenant's window, approved or rejected, received
 (restocked or not), refunded (never more than was paid). Every step is on the timeline.
+An order takes one return at a time and several over time: when a return is settled
+(refunded or rejected) while the window lasts and units remain, the order is open for
+the next one; otherwise it closes.
 
 Every function takes the acting `Actor`, works in one transaction scoped to the
 actor's tenants with the order row locked, and raises domain errors only:
@@ -93,6 +96,69 @@ def _require_operator(actor: Actor, what: str) -> None:
         raise PermissionDenied(f"Only the client's administrators and the operations team can {what}")
 
 
+async def _returnable(session: AsyncSession, order: Order) -> tuple[dict[int, OrderLine], dict[int, int]]:
+    """The order's lines, and per line the units delivered and not yet in a return
+    (rejected returns give their units back)."""
+    lines = {
+        line.line_no: line
+        for line in await session.scalars(
+            select(OrderLine).where(OrderLine.tenant_id == order.tenant_id, OrderLine.order_id == order.id)
+        )
+    }
+    shipped = await shipped_quantities(session, order)
+    returned = dict(
+        (
+            await session.execute(
+                select(ReturnLine.line_no, func.sum(ReturnLine.quantity))
+                .join(
+                    Return,
+                    (Return.tenant_id == ReturnLine.tenant_id) & (Return.id == ReturnLine.return_id),
+                )
+                .where(
+                    ReturnLine.tenant_id == order.tenant_id,
+                    ReturnLine.order_id == order.id,
+                    Return.status != ReturnStatus.REJECTED,
+                )
+                .group_by(ReturnLine.line_no)
+            )
+        ).all()
+    )
+    left = {}
+    for line_no, line in lines.items():
+        # Orders moved by hand have no shipment rows: their lines count as delivered whole.
+        delivered = shipped.get(line_no, 0) if shipped else line.quantity
+        left[line_no] = delivered - int(returned.get(line_no, 0))
+    return lines, left
+
+
+async def _after_settled(session: AsyncSession, order: Order, closing_summary: str) -> None:
+    """A return was refunded or rejected: while the window lasts and units remain that
+    could still come back, the order is open for further returns (the close sweep
+    ends it with the window); otherwise it closes now."""
+    await session.flush()  # the settled return's new status counts below
+    system = system_actor_for(order.tenant_id)
+    policy = await policy_of(session, order.tenant_id)
+    delivered_at = await order_delivered_at(session, order)
+    ends = delivered_at + dt.timedelta(days=policy.return_window_days) if delivered_at else None
+    if ends is not None and dt.datetime.now(dt.UTC) < ends:
+        _, left = await _returnable(session, order)
+        units = sum(q for q in left.values() if q > 0)
+        if units:
+            await orders.apply_action(
+                session,
+                system,
+                order,
+                Action.REOPEN_RETURNS,
+                summary=f"Open for further returns until {ends.date().isoformat()}: "
+                + (f"{units} units" if units != 1 else "1 unit")
+                + " may still come back",
+                changes={"returnable_units": units, "window_ends": ends.isoformat()},
+                channel="system",
+            )
+            return
+    await orders.apply_action(session, system, order, Action.CLOSE, summary=closing_summary, channel="system")
+
+
 async def request_return(
     db: Database, actor: Actor, order_id: UUID, data: ReturnIn, *, channel: str | None = None
 ) -> ReturnView:
@@ -115,32 +181,7 @@ async def request_return(
             if now > ends:
                 days = policy.return_window_days
                 raise Conflict(f"The return window of {days} days ended on {ends.date().isoformat()}")
-        lines = {
-            line.line_no: line
-            for line in await session.scalars(
-                select(OrderLine).where(
-                    OrderLine.tenant_id == order.tenant_id, OrderLine.order_id == order.id
-                )
-            )
-        }
-        shipped = await shipped_quantities(session, order)
-        returned = dict(
-            (
-                await session.execute(
-                    select(ReturnLine.line_no, func.sum(ReturnLine.quantity))
-                    .join(
-                        Return,
-                        (Return.tenant_id == ReturnLine.tenant_id) & (Return.id == ReturnLine.return_id),
-                    )
-                    .where(
-                        ReturnLine.tenant_id == order.tenant_id,
-                        ReturnLine.order_id == order.id,
-                        Return.status != ReturnStatus.REJECTED,
-                    )
-                    .group_by(ReturnLine.line_no)
-                )
-            ).all()
-        )
+        lines, left_of = await _returnable(session, order)
         errors: list[FieldError] = []
         seen: set[int] = set()
         for i, item in enumerate(data.lines):
@@ -150,9 +191,7 @@ async def request_return(
             if item.line_no in seen:
                 errors.append(FieldError(f"lines.{i}.line_no", f"line {item.line_no} appears twice"))
             seen.add(item.line_no)
-            # Orders moved by hand have no shipment rows: their lines count as delivered whole.
-            delivered = shipped.get(item.line_no, 0) if shipped else lines[item.line_no].quantity
-            left = delivered - int(returned.get(item.line_no, 0))
+            left = left_of[item.line_no]
             if item.quantity > left:
                 errors.append(
                     FieldError(f"lines.{i}.quantity", f"only {left} of line {item.line_no} can be returned")
@@ -252,14 +291,7 @@ async def reject_return(db: Database, actor: Actor, return_id: UUID, reason: str
             summary=f"Return {row.rma} rejected: {reason}",
             changes={"return": {"id": str(row.id), "rma": row.rma}},
         )
-        await orders.apply_action(
-            session,
-            system_actor_for(order.tenant_id),
-            order,
-            Action.CLOSE,
-            summary="Closed: no return left open",
-            channel="system",
-        )
+        await _after_settled(session, order, "Closed: no return left open")
         await session.flush()
         return await _view(session, row)
 
@@ -407,14 +439,7 @@ async def refund_return(
             changes={"return": {"id": str(row.id), "rma": row.rma}, "refund_minor": amount_minor},
         )
         events.record(session, ReturnRefunded(order.tenant_id, order.id, row.id, amount_minor))
-        await orders.apply_action(
-            session,
-            system_actor_for(order.tenant_id),
-            order,
-            Action.CLOSE,
-            summary="Closed: delivered, returned and refunded",
-            channel="system",
-        )
+        await _after_settled(session, order, "Closed: delivered, returned and refunded")
         await session.flush()
         return await _view(session, row)
 

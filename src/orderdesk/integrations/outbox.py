@@ -12,10 +12,11 @@ late delivery.
 from __future__ import annotations
 
 import datetime as dt
+import json
 from typing import Any
 from uuid import UUID
 
-from sqlalchemy import func, select
+from sqlalchemy import DateTime, String, Uuid, bindparam, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from orderdesk.core.ids import new_id
@@ -24,7 +25,6 @@ from orderdesk.orders.models import Order
 from orderdesk.orders.timeline import OrderChanged, order_snapshot
 
 PAYLOAD_VERSION = 1
-_SEQ_CACHE_KEY = "orderdesk.outbox_order_seq"
 
 # Timeline kinds that client systems hear about, and the event type they hear.
 EVENT_TYPE_OF_TIMELINE_KIND = {
@@ -34,6 +34,7 @@ EVENT_TYPE_OF_TIMELINE_KIND = {
     "verify": "order.verified",
     "allocate": "order.allocated",
     "backorder": "order.backordered",
+    "release_stock": "order.stock_released",
     "start_picking": "order.picking",
     "pack": "order.packed",
     "ship_partially": "order.partially_shipped",
@@ -56,16 +57,25 @@ EVENT_TYPES = frozenset(EVENT_TYPE_OF_TIMELINE_KIND.values()) | {
 }
 
 
-async def _next_order_seq(session: AsyncSession, tenant_id: UUID, order_id: UUID) -> int:
-    cache: dict[UUID, int] = session.info.setdefault(_SEQ_CACHE_KEY, {})
-    if order_id not in cache:
-        cache[order_id] = await session.scalar(
-            select(func.coalesce(func.max(OutboxEvent.order_seq), 0)).where(
-                OutboxEvent.tenant_id == tenant_id, OutboxEvent.order_id == order_id
-            )
-        )
-    cache[order_id] += 1
-    return cache[order_id]
+# An order's next sequence number is taken in the INSERT itself: one round trip, and
+# every later event of the same transaction sees the ones before it. The caller holds
+# the order's row lock, so two transactions never take the same number (the unique
+# index on (tenant_id, order_id, order_seq) would refuse it anyway).
+_INSERT_ORDER_EVENT = text("""
+INSERT INTO outbox_events (tenant_id, id, event_type, order_id, order_seq, payload, created_at)
+SELECT :tenant_id, :id, :event_type, :order_id, next.seq,
+       jsonb_set(CAST(:payload AS jsonb), '{data,sequence}', to_jsonb(next.seq)), :created_at
+FROM (SELECT coalesce(max(order_seq), 0) + 1 AS seq FROM outbox_events
+      WHERE tenant_id = :tenant_id AND order_id = :order_id) AS next
+RETURNING order_seq
+""").bindparams(
+    bindparam("tenant_id", type_=Uuid),
+    bindparam("id", type_=Uuid),
+    bindparam("event_type", type_=String),
+    bindparam("order_id", type_=Uuid),
+    bindparam("payload", type_=String),
+    bindparam("created_at", type_=DateTime(timezone=True)),
+)
 
 
 async def write_event(
@@ -79,12 +89,14 @@ async def write_event(
     occurred_at: dt.datetime | None = None,
 ) -> OutboxEvent:
     """Add one outbox event to the current transaction. Other features call this for
-    their own event types (shipment.created, …); order changes arrive via `on_order_changed`."""
+    their own event types (shipment.created, …); order changes arrive via `on_order_changed`.
+
+    An order's events are written at once, numbered in the statement; other events are
+    added to the session."""
     if event_type not in EVENT_TYPES:
         raise ValueError(f"unknown webhook event type {event_type!r}")
     event_id = new_id()
     occurred_at = occurred_at or dt.datetime.now(dt.UTC)
-    sequence = await _next_order_seq(session, tenant_id, order.id) if order is not None else None
     payload = {
         "id": str(event_id),
         "type": event_type,
@@ -93,7 +105,7 @@ async def write_event(
         "tenant_id": str(tenant_id),
         "data": {
             **data,
-            **({"order": snapshot or order_snapshot(order), "sequence": sequence} if order else {}),
+            **({"order": snapshot or order_snapshot(order), "sequence": None} if order else {}),
         },
     }
     event = OutboxEvent(
@@ -101,11 +113,24 @@ async def write_event(
         id=event_id,
         event_type=event_type,
         order_id=order.id if order else None,
-        order_seq=sequence,
         payload=payload,
         created_at=occurred_at,
     )
-    session.add(event)
+    if order is None:
+        session.add(event)
+        return event
+    event.order_seq = await session.scalar(
+        _INSERT_ORDER_EVENT,
+        {
+            "tenant_id": tenant_id,
+            "id": event_id,
+            "event_type": event_type,
+            "order_id": order.id,
+            "payload": json.dumps(payload, default=str),
+            "created_at": occurred_at,
+        },
+    )
+    payload["data"]["sequence"] = event.order_seq
     return event
 
 

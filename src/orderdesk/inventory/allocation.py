@@ -9,25 +9,38 @@ sku) order.
 from __future__ import annotations
 
 import datetime as dt
+import json
+import re
 from collections import defaultdict
+from dataclasses import dataclass
 from uuid import UUID
 
 from sqlalchemy import delete, exists, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from orderdesk.accounts.actors import Actor, ActorKind
+from orderdesk.core import events
 from orderdesk.inventory import ledger, routing
 from orderdesk.inventory.models import Allocation, Backorder, StockLevel, Warehouse
 from orderdesk.orders import services as orders
-from orderdesk.orders.models import Order, OrderHold, OrderLine, Priority
-from orderdesk.orders.states import Action, OrderStatus
+from orderdesk.orders.models import Order, OrderEvent, OrderHold, OrderLine, Priority
+from orderdesk.orders.states import Action, HoldReason, OrderStatus
 from orderdesk.orders.timeline import append_event
 
 # Optimistic attempts (plan from a plain read, reserve, re-plan if a race was lost)
 # before planning under row locks, which cannot lose.
 OPTIMISTIC_ATTEMPTS = 3
 URGENCY = {Priority.NORMAL: 0, Priority.HIGH: 1, Priority.URGENT: 2}
+# Holds that may last long or end in a cancellation give the order's reserved stock
+# back, so other orders can ship meanwhile; the order is allocated anew when its last
+# hold ends. A wrong address or a short question keeps the stock set aside.
+STOCK_RELEASING_HOLDS = frozenset(
+    {HoldReason.AWAITING_PAYMENT, HoldReason.FRAUD_REVIEW, HoldReason.CUSTOMER_REQUEST}
+)
+# Orders in these statuses still wait for the warehouse to start: their stock can go back.
+RELEASABLE = frozenset({OrderStatus.ALLOCATED, OrderStatus.BACKORDERED})
 # Orders in these statuses may still receive stock for their backorders.
 FILLABLE = frozenset(
     {
@@ -47,8 +60,367 @@ def system_actor_for(tenant_id: UUID) -> Actor:
     )
 
 
+def utcnow() -> dt.datetime:
+    """The routing clock (dispatch days follow from it)."""
+    return dt.datetime.now(dt.UTC)
+
+
 class LostRace(Exception):
     """A planned reservation found fewer units than the plan read a moment before."""
+
+
+# ---------------------------------------------------------------- one read, one write
+#
+# Allocating an order used to take about twenty statements. Now it reads what routing
+# needs in one statement and writes the whole outcome in one more: the reservations,
+# their ledger rows, the allocation rows and the backorders. That write is
+# all-or-nothing: it locks the stock rows it wants in (warehouse, sku) order, checks
+# every one of them against the plan under those locks, and changes nothing unless
+# all of them still have the units. The CHECK on stock_levels stays the backstop.
+# Lock order is byte order (COLLATE "C"), the order Python sorts the keys in where
+# other stock changes lock rows one by one, so no two lockers wait in a circle.
+
+
+class _DriverStatement:
+    """SQL sent straight to the session's asyncpg connection, inside its transaction.
+
+    Allocation is the hottest write path under contention: going through the
+    driver skips SQLAlchemy's per-statement work (about a sixth of a millisecond of
+    CPU per statement on the development machine, against 20 µs for the driver),
+    while the statement still runs in the session's transaction, with its scope.
+    `:name` parameters become asyncpg's `$n`.
+    """
+
+    def __init__(self, sql: str) -> None:
+        names: list[str] = []
+
+        def number(match: re.Match) -> str:
+            if match.group(1) not in names:
+                names.append(match.group(1))
+            return f"${names.index(match.group(1)) + 1}"
+
+        self.sql = re.sub(r"(?<![:\w]):(\w+)", number, sql)
+        self.names = tuple(names)
+
+    async def _connection(self, session: AsyncSession):
+        connection = await session.connection()
+        return (await connection.get_raw_connection()).driver_connection
+
+    async def fetchrow(self, session: AsyncSession, params: dict):
+        driver = await self._connection(session)
+        return await driver.fetchrow(self.sql, *(params[n] for n in self.names))
+
+    async def fetchval(self, session: AsyncSession, params: dict):
+        driver = await self._connection(session)
+        return await driver.fetchval(self.sql, *(params[n] for n in self.names))
+
+
+# What routing one order needs: warehouses, lines, existing allocations, availability of
+# its SKUs, active holds and backordered lines.
+READ_ORDER_STOCK = _DriverStatement("""
+SELECT
+  (SELECT coalesce(json_agg(json_build_array(w.id, w.code, w.country, w.region, w.priority, w.ships_to,
+                                             w.active, w.time_zone, w.cutoff_time)), '[]')
+     FROM warehouses w WHERE w.tenant_id = :tenant_id) AS sites,
+  (SELECT coalesce(json_agg(json_build_array(l.line_no, l.sku, l.quantity) ORDER BY l.line_no), '[]')
+     FROM order_lines l WHERE l.tenant_id = :tenant_id AND l.order_id = :order_id) AS lines,
+  (SELECT coalesce(json_agg(json_build_array(a.line_no, a.warehouse_id, a.sku, a.reserved_qty, a.shipped_qty)
+                            ORDER BY a.line_no), '[]')
+     FROM order_allocations a WHERE a.tenant_id = :tenant_id AND a.order_id = :order_id) AS allocations,
+  (SELECT coalesce(json_agg(json_build_array(x.warehouse_id, x.sku, x.available)), '[]') FROM (
+    SELECT s.warehouse_id, s.sku, s.on_hand - s.reserved AS available
+    FROM stock_levels s
+    WHERE s.tenant_id = :tenant_id
+      AND s.sku IN (SELECT l.sku FROM order_lines l WHERE l.tenant_id = :tenant_id AND l.order_id = :order_id)
+    ORDER BY s.warehouse_id, s.sku
+  ) x) AS stock,
+  (SELECT coalesce(json_agg(h.reason), '[]')
+     FROM order_holds h
+     WHERE h.tenant_id = :tenant_id AND h.order_id = :order_id AND h.released_at IS NULL) AS holds,
+  (SELECT count(*) FROM backorders b WHERE b.tenant_id = :tenant_id AND b.order_id = :order_id) AS waiting
+""")
+# Planning that cannot lose a race: every candidate stock row locked first, in key order.
+READ_ORDER_STOCK_LOCKED = _DriverStatement("""
+SELECT
+  (SELECT coalesce(json_agg(json_build_array(w.id, w.code, w.country, w.region, w.priority, w.ships_to,
+                                             w.active, w.time_zone, w.cutoff_time)), '[]')
+     FROM warehouses w WHERE w.tenant_id = :tenant_id) AS sites,
+  (SELECT coalesce(json_agg(json_build_array(l.line_no, l.sku, l.quantity) ORDER BY l.line_no), '[]')
+     FROM order_lines l WHERE l.tenant_id = :tenant_id AND l.order_id = :order_id) AS lines,
+  (SELECT coalesce(json_agg(json_build_array(a.line_no, a.warehouse_id, a.sku, a.reserved_qty, a.shipped_qty)
+                            ORDER BY a.line_no), '[]')
+     FROM order_allocations a WHERE a.tenant_id = :tenant_id AND a.order_id = :order_id) AS allocations,
+  (SELECT coalesce(json_agg(json_build_array(x.warehouse_id, x.sku, x.available)), '[]') FROM (
+    SELECT s.warehouse_id, s.sku, s.on_hand - s.reserved AS available
+    FROM stock_levels s
+    WHERE s.tenant_id = :tenant_id
+      AND s.sku IN (SELECT l.sku FROM order_lines l WHERE l.tenant_id = :tenant_id AND l.order_id = :order_id)
+    ORDER BY s.warehouse_id, s.sku COLLATE "C"
+    FOR UPDATE
+  ) x) AS stock,
+  (SELECT coalesce(json_agg(h.reason), '[]')
+     FROM order_holds h
+     WHERE h.tenant_id = :tenant_id AND h.order_id = :order_id AND h.released_at IS NULL) AS holds,
+  (SELECT count(*) FROM backorders b WHERE b.tenant_id = :tenant_id AND b.order_id = :order_id) AS waiting
+""")
+READ_AVAILABLE = _DriverStatement("""
+SELECT coalesce(json_agg(json_build_array(x.warehouse_id, x.sku, x.available)), '[]') FROM (
+    SELECT s.warehouse_id, s.sku, s.on_hand - s.reserved AS available
+    FROM stock_levels s
+    WHERE s.tenant_id = :tenant_id
+      AND s.sku IN (SELECT l.sku FROM order_lines l WHERE l.tenant_id = :tenant_id AND l.order_id = :order_id)
+    ORDER BY s.warehouse_id, s.sku
+) x
+""")
+
+RESERVE_PLAN = _DriverStatement("""
+WITH want AS (
+  SELECT * FROM unnest(CAST(:row_warehouses AS uuid[]), CAST(:row_skus AS varchar[]), CAST(:row_qty AS int[]))
+    AS w(warehouse_id, sku, qty)
+), locked AS (
+  SELECT s.warehouse_id, s.sku, s.on_hand, s.reserved
+  FROM stock_levels s JOIN want w ON s.tenant_id = :tenant_id AND s.warehouse_id = w.warehouse_id
+   AND s.sku = w.sku
+  ORDER BY s.warehouse_id, s.sku COLLATE "C"
+  FOR UPDATE OF s
+), verdict AS (
+  SELECT count(*) = cardinality(CAST(:row_qty AS int[]))
+         AND coalesce(bool_and(l.on_hand - l.reserved >= w.qty), true) AS ok
+  FROM locked l JOIN want w USING (warehouse_id, sku)
+), reserved AS (
+  UPDATE stock_levels s SET reserved = s.reserved + w.qty, updated_at = now()
+  FROM want w, verdict v
+  WHERE v.ok AND s.tenant_id = :tenant_id AND s.warehouse_id = w.warehouse_id AND s.sku = w.sku
+  RETURNING s.warehouse_id, s.sku, s.on_hand, s.reserved, w.qty
+), ledger_rows AS (
+  INSERT INTO stock_movements (tenant_id, warehouse_id, sku, kind, on_hand_before, on_hand_after,
+                               reserved_before, reserved_after, order_id, actor_kind, actor_id, actor_name)
+  SELECT CAST(:tenant_id AS uuid), r.warehouse_id, r.sku, 'reserve', r.on_hand, r.on_hand, r.reserved - r.qty,
+         r.reserved, CAST(:order_id AS uuid), CAST(:actor_kind AS varchar), CAST(:actor_id AS varchar),
+         CAST(:actor_name AS varchar)
+  FROM reserved r ORDER BY r.warehouse_id, r.sku
+), picks AS (
+  INSERT INTO order_allocations (tenant_id, order_id, line_no, warehouse_id, sku, reserved_qty, shipped_qty)
+  SELECT CAST(:tenant_id AS uuid), CAST(:order_id AS uuid), p.line_no, p.warehouse_id, p.sku, p.qty, 0
+  FROM unnest(CAST(:pick_lines AS smallint[]), CAST(:pick_warehouses AS uuid[]),
+              CAST(:pick_skus AS varchar[]), CAST(:pick_qty AS int[])) AS p(line_no, warehouse_id, sku, qty),
+       verdict v
+  WHERE v.ok
+  ON CONFLICT (tenant_id, order_id, line_no, warehouse_id)
+  DO UPDATE SET reserved_qty = order_allocations.reserved_qty + excluded.reserved_qty
+), gone AS (
+  DELETE FROM backorders b USING verdict v
+  WHERE v.ok AND b.tenant_id = :tenant_id AND b.order_id = :order_id
+    AND NOT (b.line_no = ANY (CAST(:wait_lines AS smallint[])))
+), waiting AS (
+  INSERT INTO backorders (tenant_id, order_id, line_no, sku, quantity, urgency, order_created_at)
+  SELECT CAST(:tenant_id AS uuid), CAST(:order_id AS uuid), b.line_no, b.sku, b.qty,
+         CAST(:urgency AS smallint), CAST(:order_created_at AS timestamptz)
+  FROM unnest(CAST(:wait_lines AS smallint[]), CAST(:wait_skus AS varchar[]), CAST(:wait_qty AS int[]))
+    AS b(line_no, sku, qty), verdict v
+  WHERE v.ok
+  ON CONFLICT (tenant_id, order_id, line_no) DO UPDATE SET quantity = excluded.quantity
+), order_row AS (
+  UPDATE orders o SET status = CAST(:status AS order_status), version = :version, updated_at = :updated_at,
+         last_event_seq = :last_event_seq
+  FROM verdict v
+  WHERE v.ok AND CAST(:record_order AS boolean) AND o.tenant_id = :tenant_id AND o.id = :order_id
+), timeline AS (
+  INSERT INTO order_events (tenant_id, order_id, seq, kind, actor_kind, actor_id, actor_name, channel,
+                            summary, changes)
+  SELECT CAST(:tenant_id AS uuid), CAST(:order_id AS uuid), e.seq, e.kind, e.actor_kind, e.actor_id,
+         e.actor_name, e.channel, e.summary, CAST(e.changes AS jsonb)
+  FROM unnest(CAST(:event_seqs AS int[]), CAST(:event_kinds AS varchar[]),
+              CAST(:event_actor_kinds AS varchar[]), CAST(:event_actor_ids AS varchar[]),
+              CAST(:event_actor_names AS varchar[]),
+              CAST(:event_channels AS varchar[]), CAST(:event_summaries AS varchar[]),
+              CAST(:event_changes AS text[]))
+    AS e(seq, kind, actor_kind, actor_id, actor_name, channel, summary, changes),
+       verdict v
+  WHERE v.ok
+)
+SELECT ok FROM verdict
+""")
+
+
+def _json(value):
+    return json.loads(value) if isinstance(value, str | bytes) else value
+
+
+@dataclass(frozen=True, slots=True)
+class ExistingAllocation:
+    line_no: int
+    warehouse_id: UUID
+    sku: str
+    reserved_qty: int
+    shipped_qty: int
+
+
+@dataclass(slots=True)
+class OrderStock:
+    """What routing one order needs, read in one statement."""
+
+    sites: dict[UUID, routing.Site]
+    needs: list[routing.Need]
+    allocations: list[ExistingAllocation]
+    available: dict[tuple[UUID, str], int]
+    holds: list[HoldReason]
+    waiting_lines: int  # backordered lines
+
+    @property
+    def managed(self) -> bool:
+        """Tenants without warehouses keep stock elsewhere; their orders are moved by hand."""
+        return bool(self.sites)
+
+
+async def read_order_stock(session: AsyncSession, order: Order, *, lock: bool = False) -> OrderStock:
+    """Warehouses, open needs, existing allocations, availability and holds of `order`.
+
+    With `lock`, every stock row of the order's SKUs is locked (in key order) so a plan
+    made from these figures cannot lose a race.
+    """
+    if session.new or session.dirty or session.deleted:
+        # The read goes to the driver: it must see what this transaction changed so far
+        # (a hold just released, lines just written).
+        await session.flush()
+    params = {"tenant_id": order.tenant_id, "order_id": order.id}
+    row = await (READ_ORDER_STOCK_LOCKED if lock else READ_ORDER_STOCK).fetchrow(session, params)
+    sites = {}
+    now = utcnow()
+    for wid, code, country, region, priority, ships_to, active, zone, cutoff in _json(row["sites"]):
+        cutoff = dt.time.fromisoformat(cutoff) if cutoff else None
+        site = routing.Site(
+            id=UUID(wid),
+            code=code,
+            country=country,
+            region=region,
+            priority=priority,
+            ships_to=frozenset(ships_to or ()),
+            active=active,
+            cutoff=cutoff,
+            time_zone=zone,
+            ships_on=routing.dispatch_day(now, zone, cutoff),
+        )
+        sites[site.id] = site
+    allocations = [
+        ExistingAllocation(line_no, UUID(wid), sku, reserved, shipped)
+        for line_no, wid, sku, reserved, shipped in _json(row["allocations"])
+    ]
+    covered: dict[int, int] = defaultdict(int)
+    for a in allocations:
+        covered[a.line_no] += a.reserved_qty + a.shipped_qty
+    needs = [
+        routing.Need(line_no, sku, quantity - covered[line_no])
+        for line_no, sku, quantity in _json(row["lines"])
+        if quantity > covered[line_no]
+    ]
+    return OrderStock(
+        sites=sites,
+        needs=needs,
+        allocations=allocations,
+        available={(UUID(w), sku): qty for w, sku, qty in _json(row["stock"])},
+        holds=[HoldReason(h) for h in _json(row["holds"])],
+        waiting_lines=row["waiting"],
+    )
+
+
+async def read_available(session: AsyncSession, order: Order) -> dict[tuple[UUID, str], int]:
+    rows = await READ_AVAILABLE.fetchval(session, {"tenant_id": order.tenant_id, "order_id": order.id})
+    return {(UUID(w), sku): qty for w, sku, qty in _json(rows)}
+
+
+def plan_for(order: Order, stock: OrderStock) -> routing.Plan:
+    return routing.plan_allocation(stock.needs, destination_of(order), stock.sites.values(), stock.available)
+
+
+def _take_order_writes(session: AsyncSession, order: Order) -> tuple[dict, list[OrderEvent]]:
+    """Take the order's pending timeline rows and changed columns away from the ORM's flush,
+    for the reservation statement to write (only if it reserves). The ORM then holds
+    the order as written: the statement writes exactly these values."""
+    pending = sorted(
+        (o for o in session.new if isinstance(o, OrderEvent) and o.order_id == order.id), key=lambda e: e.seq
+    )
+    for event in pending:
+        session.expunge(event)
+    columns = {
+        "status": order.status,
+        "version": order.version,
+        "updated_at": order.updated_at,
+        "last_event_seq": order.last_event_seq,
+    }
+    for name, value in columns.items():
+        set_committed_value(order, name, value)
+    return columns, pending
+
+
+async def reserve_plan(
+    session: AsyncSession,
+    actor: Actor,
+    order: Order,
+    plan: routing.Plan,
+    *,
+    order_writes: tuple[dict, list[OrderEvent]] | None = None,
+) -> bool:
+    """Write `plan` in one statement: reservations with their ledger rows, allocation rows,
+    and the order's backorders replaced by the plan's. All or nothing: False when some
+    stock row no longer has the planned units (then nothing was written).
+
+    `order_writes` (from `_take_order_writes`): the same statement also writes the
+    order's changed columns and its new timeline rows, so they are written only if
+    the reservations are.
+    """
+    # Ledger rows queued earlier in this transaction keep their place before these.
+    await ledger.flush_movements(session)
+    per_row: dict[tuple[UUID, str], int] = defaultdict(int)
+    for pick in plan.picks:
+        per_row[(pick.warehouse_id, pick.sku)] += pick.quantity
+    rows = sorted(per_row.items(), key=lambda kv: (str(kv[0][0]), kv[0][1]))
+    if order_writes is not None:
+        columns, timeline = order_writes
+    else:
+        columns = {
+            "status": order.status,
+            "version": order.version,
+            "updated_at": order.updated_at,
+            "last_event_seq": order.last_event_seq,
+        }
+        timeline = []
+    ok = await RESERVE_PLAN.fetchval(
+        session,
+        {
+            "tenant_id": order.tenant_id,
+            "order_id": order.id,
+            "row_warehouses": [w for (w, _), _ in rows],
+            "row_skus": [sku for (_, sku), _ in rows],
+            "row_qty": [q for _, q in rows],
+            "pick_lines": [p.line_no for p in plan.picks],
+            "pick_warehouses": [p.warehouse_id for p in plan.picks],
+            "pick_skus": [p.sku for p in plan.picks],
+            "pick_qty": [p.quantity for p in plan.picks],
+            "wait_lines": [b.line_no for b in plan.backorders],
+            "wait_skus": [b.sku for b in plan.backorders],
+            "wait_qty": [b.quantity for b in plan.backorders],
+            "urgency": URGENCY[order.priority],
+            "order_created_at": order.created_at,
+            "actor_kind": actor.kind.value,
+            "actor_id": str(actor.id),
+            "actor_name": actor.display_name,
+            "record_order": order_writes is not None,
+            "status": columns["status"].value,
+            "version": columns["version"],
+            "updated_at": columns["updated_at"],
+            "last_event_seq": columns["last_event_seq"],
+            "event_seqs": [e.seq for e in timeline],
+            "event_kinds": [e.kind for e in timeline],
+            "event_actor_kinds": [e.actor_kind for e in timeline],
+            "event_actor_ids": [e.actor_id for e in timeline],
+            "event_actor_names": [e.actor_name for e in timeline],
+            "event_channels": [e.channel for e in timeline],
+            "event_summaries": [e.summary for e in timeline],
+            "event_changes": [json.dumps(e.changes or {}) for e in timeline],
+        },
+    )
+    return bool(ok)
 
 
 async def manages_stock(session: AsyncSession, tenant_id: UUID) -> bool:
@@ -70,12 +442,19 @@ def site_of(w: Warehouse) -> routing.Site:
         priority=w.priority,
         ships_to=frozenset(w.ships_to or ()),
         active=w.active,
+        cutoff=w.cutoff_time,
+        time_zone=w.time_zone,
+        ships_on=routing.dispatch_day(utcnow(), w.time_zone, w.cutoff_time),
     )
 
 
 def destination_of(order: Order) -> routing.Destination:
     address = order.shipping_address or {}
-    return routing.Destination(country=address.get("country", ""), region=address.get("region"))
+    return routing.Destination(
+        country=address.get("country", ""),
+        region=address.get("region"),
+        ship_by=order.ship_by.astimezone(dt.UTC).date() if order.ship_by else None,
+    )
 
 
 async def _available(
@@ -111,103 +490,80 @@ async def open_needs(session: AsyncSession, order: Order) -> list[routing.Need]:
     return [routing.Need(n, sku, q - covered[n]) for n, sku, q in lines if q > covered[n]]
 
 
-async def _reserve_plan(session: AsyncSession, actor: Actor, order: Order, plan: routing.Plan) -> None:
-    """Reserve every pick, rows locked in (warehouse, sku) order. Raises LostRace."""
-    per_row: dict[tuple[UUID, str], int] = defaultdict(int)
-    for pick in plan.picks:
-        per_row[(pick.warehouse_id, pick.sku)] += pick.quantity
-    for (warehouse_id, sku), quantity in sorted(per_row.items(), key=lambda kv: (str(kv[0][0]), kv[0][1])):
-        ok = await ledger.try_reserve(
-            session, actor, order.tenant_id, warehouse_id, sku, quantity, order_id=order.id
-        )
-        if not ok:
-            raise LostRace
-
-
-async def _record_plan(session: AsyncSession, order: Order, plan: routing.Plan) -> None:
-    if plan.picks:
-        upsert = pg_insert(Allocation).values(
-            [
-                {
-                    "tenant_id": order.tenant_id,
-                    "order_id": order.id,
-                    "line_no": pick.line_no,
-                    "warehouse_id": pick.warehouse_id,
-                    "sku": pick.sku,
-                    "reserved_qty": pick.quantity,
-                    "shipped_qty": 0,
-                }
-                for pick in plan.picks
-            ]
-        )
-        await session.execute(
-            upsert.on_conflict_do_update(
-                index_elements=["tenant_id", "order_id", "line_no", "warehouse_id"],
-                set_={"reserved_qty": Allocation.reserved_qty + upsert.excluded.reserved_qty},
-            )
-        )
-    await session.execute(
-        delete(Backorder).where(Backorder.tenant_id == order.tenant_id, Backorder.order_id == order.id)
-    )
-    if plan.backorders:
-        await session.execute(
-            pg_insert(Backorder),
-            [
-                {
-                    "tenant_id": order.tenant_id,
-                    "order_id": order.id,
-                    "line_no": need.line_no,
-                    "sku": need.sku,
-                    "quantity": need.quantity,
-                    "urgency": URGENCY[order.priority],
-                    "order_created_at": order.created_at,
-                }
-                for need in plan.backorders
-            ],
-        )
-
-
 async def allocate(
-    session: AsyncSession, actor: Actor, order: Order, sites: dict[UUID, routing.Site] | None = None
+    session: AsyncSession, actor: Actor, order: Order, stock: OrderStock | None = None
 ) -> routing.Plan:
     """Route and reserve every open unit of `order`; what cannot be filled is backordered.
 
-    Never oversells: each reservation re-checks availability under its row lock.
-    A lost race re-plans from fresh figures (the savepoint releases its locks).
+    For allocation inside someone else's transaction (verification, a released
+    hold, the backorder sweep). Never oversells: the write re-checks every planned
+    row under its lock. A lost race rolls back its savepoint (releasing the row
+    locks it took) and re-plans from fresh figures; the last attempt plans under
+    row locks and cannot lose.
     """
-    needs = await open_needs(session, order)
-    if not needs:
-        await _record_plan(session, order, routing.Plan((), ()))
-        return routing.Plan((), ())
-    sites = list((sites if sites is not None else await load_sites(session, order.tenant_id)).values())
-    destination = destination_of(order)
-    skus = {n.sku for n in needs}
+    stock = stock or await read_order_stock(session, order)
+    if not stock.needs:
+        plan = routing.Plan((), ())
+        await reserve_plan(session, actor, order, plan)
+        return plan
     for _ in range(OPTIMISTIC_ATTEMPTS):
-        plan = routing.plan_allocation(
-            needs, destination, sites, await _available(session, order.tenant_id, skus)
-        )
-        mark = ledger.queue_mark(session)
+        plan = plan_for(order, stock)
         try:
             async with session.begin_nested():
-                # Rows of our own first: the hot stock rows are locked as late as possible.
-                await _record_plan(session, order, plan)
-                await _reserve_plan(session, actor, order, plan)
+                if not await reserve_plan(session, actor, order, plan):
+                    raise LostRace
         except LostRace:
-            # The savepoint undid this attempt's reservations (and released their row locks).
-            ledger.discard_since(session, mark)
+            stock.available = await read_available(session, order)
             continue
-        break
+        return plan
+    stock = await read_order_stock(session, order, lock=True)
+    plan = plan_for(order, stock)
+    if not await reserve_plan(session, actor, order, plan):
+        raise RuntimeError("a plan made under row locks found its units gone")
+    return plan
+
+
+async def allocate_reserving_last(
+    session: AsyncSession, order: Order, stock: OrderStock
+) -> routing.Plan | None:
+    """Route `order` in a transaction the caller owns and retries whole on LostRace.
+
+    The outcome goes on the timeline and its reactions (outbox, work queue) are
+    written first; the reservations are the last statement before commit, so the
+    contended stock rows stay locked only for the commit. Returns None when there
+    is nothing to allocate (not verified, nothing backordered). Raises LostRace
+    (nothing reserved: roll back and try again), InvalidTransition (on hold).
+    """
+    actor = system_actor_for(order.tenant_id)
+    plan = plan_for(order, stock)
+    if order.status is OrderStatus.VERIFIED:
+        await _record_allocation(session, actor, order, plan, stock)
+    elif order.status in FILLABLE and stock.waiting_lines:
+        if plan.picks:
+            await _after_fill(
+                session,
+                actor,
+                order,
+                plan.complete,
+                describe(plan, stock.sites),
+                summary_of(plan, stock.sites, destination_of(order)),
+                active_holds=stock.holds,
+            )
     else:
-        plan = routing.plan_allocation(
-            needs, destination, sites, await _available(session, order.tenant_id, skus, lock=True)
-        )
-        await _record_plan(session, order, plan)
-        await _reserve_plan(session, actor, order, plan)
+        return None
+    # The reactions (outbox) first, then the one statement that reserves and writes the
+    # order: the hot stock rows are locked from here to the commit only.
+    await events.dispatch(session)
+    writes = _take_order_writes(session, order)
+    if session.new or session.dirty or session.deleted:
+        await session.flush()  # what the reactions added through the ORM (work items, …)
+    if not await reserve_plan(session, actor, order, plan, order_writes=writes):
+        raise LostRace
     return plan
 
 
 def describe(plan: routing.Plan, sites: dict[UUID, routing.Site]) -> dict:
-    """The plan as the timeline keeps it."""
+    """The plan as the timeline keeps it, with the day each warehouse used dispatches."""
     return {
         "picks": [
             {
@@ -221,47 +577,68 @@ def describe(plan: routing.Plan, sites: dict[UUID, routing.Site]) -> dict:
         "backordered": [
             {"line_no": b.line_no, "sku": b.sku, "quantity": b.quantity} for b in plan.backorders
         ],
+        "ships_on": {
+            sites[w].code: sites[w].ships_on.isoformat() for w in plan.warehouses if sites[w].ships_on
+        },
     }
+
+
+def _dispatch_note(plan: routing.Plan, sites: dict[UUID, routing.Site]) -> str:
+    """When the warehouses used have a daily cut-off: the day each dispatches."""
+    notes = [
+        f"{sites[w].code} dispatches {sites[w].ships_on:%a %d %b} "
+        f"(cut-off {sites[w].cutoff:%H:%M} {sites[w].time_zone})"
+        for w in plan.warehouses
+        if sites[w].cutoff is not None and sites[w].ships_on is not None
+    ]
+    return ("; " + ", ".join(notes)) if notes else ""
 
 
 def summary_of(plan: routing.Plan, sites: dict[UUID, routing.Site], destination: routing.Destination) -> str:
     codes = ", ".join(sites[w].code for w in plan.warehouses)
+    note = _dispatch_note(plan, sites)
     if plan.complete:
-        return f"Allocated to {codes}" if len(plan.warehouses) == 1 else f"Allocated, split across {codes}"
+        where = f"Allocated to {codes}" if len(plan.warehouses) == 1 else f"Allocated, split across {codes}"
+        return where + note
     waiting = ", ".join(f"{b.quantity} × {b.sku}" for b in plan.backorders)
     if not any(s.serves(destination.country) for s in sites.values()):
         return f"Backordered: no active warehouse ships to {destination.country or 'this address'}"
-    return f"Backordered: waiting for {waiting}" + (f"; reserved the rest at {codes}" if codes else "")
+    return f"Backordered: waiting for {waiting}" + (f"; reserved the rest at {codes}" if codes else "") + note
 
 
-async def allocate_after_verification(session: AsyncSession, order: Order) -> None:
-    """Route a just-verified order: it becomes allocated, or backordered for what is missing."""
-    actor = system_actor_for(order.tenant_id)
-    sites = await load_sites(session, order.tenant_id)
-    plan = await allocate(session, actor, order, sites)
-    action = Action.ALLOCATE if plan.complete else Action.BACKORDER
+async def _record_allocation(
+    session: AsyncSession, actor: Actor, order: Order, plan: routing.Plan, stock: OrderStock
+) -> None:
     await orders.apply_action(
         session,
         actor,
         order,
-        action,
-        summary=summary_of(plan, sites, destination_of(order)),
-        changes={"allocation": describe(plan, sites)},
+        Action.ALLOCATE if plan.complete else Action.BACKORDER,
+        summary=summary_of(plan, stock.sites, destination_of(order)),
+        changes={"allocation": describe(plan, stock.sites)},
         channel="system",
+        active_holds=stock.holds,
     )
+
+
+async def allocate_after_verification(
+    session: AsyncSession, order: Order, stock: OrderStock | None = None
+) -> None:
+    """Route a just-verified order: it becomes allocated, or backordered for what is missing."""
+    actor = system_actor_for(order.tenant_id)
+    stock = stock or await read_order_stock(session, order)
+    plan = await allocate(session, actor, order, stock)
+    await _record_allocation(session, actor, order, plan, stock)
 
 
 async def retry_backorders(session: AsyncSession, actor: Actor, order: Order) -> routing.Plan | None:
     """Re-route an order's backordered units; allocated when nothing is missing any more."""
     if order.status not in FILLABLE:
         return None
-    waiting = await session.scalar(
-        select(func.count()).where(Backorder.tenant_id == order.tenant_id, Backorder.order_id == order.id)
-    )
-    if not waiting:
+    stock = await read_order_stock(session, order)
+    if not stock.waiting_lines:
         return None
-    sites = await load_sites(session, order.tenant_id)
-    plan = await allocate(session, actor, order, sites)
+    plan = await allocate(session, actor, order, stock)
     if not plan.picks:
         return plan
     await _after_fill(
@@ -269,14 +646,22 @@ async def retry_backorders(session: AsyncSession, actor: Actor, order: Order) ->
         actor,
         order,
         plan.complete,
-        describe(plan, sites),
-        summary_of(plan, sites, destination_of(order)),
+        describe(plan, stock.sites),
+        summary_of(plan, stock.sites, destination_of(order)),
+        active_holds=stock.holds,
     )
     return plan
 
 
 async def _after_fill(
-    session: AsyncSession, actor: Actor, order: Order, complete: bool, changes: dict, summary: str
+    session: AsyncSession,
+    actor: Actor,
+    order: Order,
+    complete: bool,
+    changes: dict,
+    summary: str,
+    *,
+    active_holds: list[HoldReason] | None = None,
 ) -> None:
     if complete and order.status is OrderStatus.BACKORDERED:
         await orders.apply_action(
@@ -287,6 +672,7 @@ async def _after_fill(
             summary=summary,
             changes={"allocation": changes},
             channel="system",
+            active_holds=active_holds,
         )
     else:
         append_event(
@@ -325,6 +711,32 @@ async def release_order(session: AsyncSession, actor: Actor, order: Order, reaso
         delete(Backorder).where(Backorder.tenant_id == order.tenant_id, Backorder.order_id == order.id)
     )
     return sum(per_row.values())
+
+
+async def release_for_hold(session: AsyncSession, order: Order, reason: HoldReason) -> int:
+    """Give back an allocated or backordered order's stock when a hold that frees stock is placed.
+
+    The order goes back to verified (its allocation is on the timeline as given back)
+    and is allocated again when its last hold is released. Returns the units freed.
+    """
+    if reason not in STOCK_RELEASING_HOLDS or order.status not in RELEASABLE:
+        return 0
+    actor = system_actor_for(order.tenant_id)
+    units = await release_order(
+        session, actor, order, reason=f"order #{order.number} on hold: {reason.value.replace('_', ' ')}"
+    )
+    await orders.apply_action(
+        session,
+        actor,
+        order,
+        Action.RELEASE_STOCK,
+        summary=f"Reserved stock given back while on hold ({reason.value.replace('_', ' ')}): "
+        + (f"{units} units" if units != 1 else "1 unit")
+        + "; allocated again when the hold ends",
+        changes={"units_released": units, "hold": reason.value},
+        channel="system",
+    )
+    return units
 
 
 async def fill_from_arrivals(session: AsyncSession, tenant_id: UUID, keys: set[tuple[UUID, str]]) -> int:

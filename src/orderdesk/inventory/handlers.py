@@ -2,7 +2,10 @@
 
 - An order is verified: route and reserve it (allocated or backordered).
 - An order is cancelled: its reservations go back to stock, its backorders are dropped.
-- An order's last hold is released: its backorders get another chance.
+- A hold that frees stock is placed on an allocated or backordered order: its
+  reservations go back to stock and it is verified again.
+- An order's last hold is released: a verified order is allocated, backorders get
+  another chance.
 - Units become available anywhere: waiting backorders are filled, most urgent first.
 - Someone moves an order to allocated/backordered by hand while the tenant keeps
   stock here: refused, because an allocated order must hold reserved stock.
@@ -15,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from orderdesk.core import events
 from orderdesk.core.errors import Conflict
 from orderdesk.inventory import allocation, ledger
-from orderdesk.orders.states import OrderStatus
+from orderdesk.orders.states import HoldReason, OrderStatus
 from orderdesk.orders.timeline import OrderChanged
 
 _FREED_KEY = "orderdesk.stock_freed"
@@ -29,8 +32,10 @@ async def on_order_changed(session: AsyncSession, event: OrderChanged) -> None:
     kind = event.event.kind
     order = event.order
     if kind in ("verify", "verified"):
-        if order.status is OrderStatus.VERIFIED and await allocation.manages_stock(session, order.tenant_id):
-            await allocation.allocate_after_verification(session, order)
+        if order.status is OrderStatus.VERIFIED:
+            stock = await allocation.read_order_stock(session, order)
+            if stock.managed:
+                await allocation.allocate_after_verification(session, order, stock)
     elif kind == "cancel":
         await allocation.release_order(
             session,
@@ -38,10 +43,19 @@ async def on_order_changed(session: AsyncSession, event: OrderChanged) -> None:
             order,
             reason=f"order #{order.number} cancelled",
         )
+    elif kind == "hold_placed":
+        reason = (event.event.changes.get("hold") or [None, None])[1]
+        if reason and HoldReason(reason) in allocation.STOCK_RELEASING_HOLDS:
+            await allocation.release_for_hold(session, order, HoldReason(reason))
     elif kind == "hold_released":
-        if not event.event.changes.get("still_on_hold") and await allocation.manages_stock(
-            session, order.tenant_id
-        ):
+        if event.event.changes.get("still_on_hold"):
+            return
+        if order.status is OrderStatus.VERIFIED:
+            # Its stock was given back for the hold (or never reserved): route it now.
+            stock = await allocation.read_order_stock(session, order)
+            if stock.managed:
+                await allocation.allocate_after_verification(session, order, stock)
+        elif await allocation.manages_stock(session, order.tenant_id):
             await allocation.retry_backorders(session, allocation.system_actor_for(order.tenant_id), order)
     elif kind in ("allocate", "backorder") and "allocation" not in event.event.changes:
         if await allocation.manages_stock(session, order.tenant_id):

@@ -4,7 +4,10 @@ The rules, in order:
 
 1. Only active warehouses that ship to the destination country are candidates.
 2. Candidates are ranked by nearness: same country first, then same region within
-   that country, then the warehouse's priority (lower first), then its code.
+   that country, then the warehouse's priority (lower first), then its code. When the
+   order must ship by a date, warehouses whose next dispatch day (after their daily
+   cut-off, in their own time zone) is later than that date rank after those that
+   make it.
 3. One warehouse that can ship the whole order wins: the best-ranked such one.
 4. Otherwise the order is split across the fewest warehouses that can ship all of
    it together (among sets of the same size, the best-ranked set).
@@ -23,6 +26,7 @@ import itertools
 from collections import defaultdict
 from collections.abc import Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from zoneinfo import ZoneInfo
 
 # Exhaustive search over warehouse sets stops after this many sets (a tenant with
 # dozens of warehouses); a greedy cover takes over from there.
@@ -42,6 +46,11 @@ class Site:
     priority: int = 100
     ships_to: frozenset[str] = frozenset()  # empty: ships anywhere
     active: bool = True
+    # Daily cut-off in the warehouse's zone, and the day an order routed now leaves it
+    # (see `dispatch_day`; None: not known).
+    cutoff: dt.time | None = None
+    time_zone: str = "UTC"
+    ships_on: dt.date | None = None
 
     def serves(self, country: str) -> bool:
         return self.active and (not self.ships_to or country in self.ships_to)
@@ -51,6 +60,20 @@ class Site:
 class Destination:
     country: str
     region: str | None = None
+    ship_by: dt.date | None = None  # the order's own deadline, if it has one
+
+
+def dispatch_day(now: dt.datetime, time_zone: str, cutoff: dt.time | None) -> dt.date:
+    """The working day (Monday to Friday, in the warehouse's zone) on which an order
+    routed at `now` leaves: today before the daily cut-off, the next working day after
+    it. Without a cut-off, orders leave the day they arrive (or the next working day)."""
+    local = now.astimezone(ZoneInfo(time_zone))
+    day = local.date()
+    if cutoff is not None and local.time() >= cutoff:
+        day += dt.timedelta(days=1)
+    while day.weekday() >= 5:
+        day += dt.timedelta(days=1)
+    return day
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,10 +116,15 @@ def _same_region(site: Site, destination: Destination) -> bool:
     )
 
 
+def _misses_ship_by(site: Site, destination: Destination) -> bool:
+    return bool(destination.ship_by and site.ships_on and site.ships_on > destination.ship_by)
+
+
 def rank(site: Site, destination: Destination) -> tuple:
-    """Sort key: nearer and higher priority first."""
+    """Sort key: in time for the order's ship-by date, then nearer, then higher priority."""
     same_country = site.country == destination.country
     return (
+        _misses_ship_by(site, destination),
         not same_country,
         not (same_country and _same_region(site, destination)),
         site.priority,

@@ -26,7 +26,7 @@ from orderdesk.core.db import Database
 from orderdesk.core.errors import Conflict, FieldError, NotFound, PermissionDenied, ValidationFailed
 from orderdesk.core.ids import new_id
 from orderdesk.core.validation import Collector
-from orderdesk.inventory import allocation, ledger
+from orderdesk.inventory import allocation, ledger, routing
 from orderdesk.inventory.models import (
     Allocation,
     Backorder,
@@ -515,28 +515,65 @@ async def _find_order(session: AsyncSession, actor: Actor, order_id: UUID) -> Or
     return order
 
 
+def _view_from_plan(order: Order, stock: allocation.OrderStock, plan: routing.Plan) -> OrderAllocationView:
+    """What `_allocation_view` would read back, from what was read and written."""
+    rows: dict[tuple[int, UUID], list] = {}
+    for a in stock.allocations:
+        rows[(a.line_no, a.warehouse_id)] = [a.sku, a.reserved_qty, a.shipped_qty]
+    for p in plan.picks:
+        row = rows.setdefault((p.line_no, p.warehouse_id), [p.sku, 0, 0])
+        row[1] += p.quantity
+    ordered = sorted(rows.items(), key=lambda kv: (kv[0][0], stock.sites[kv[0][1]].code))
+    return OrderAllocationView(
+        order_id=order.id,
+        status=order.status.value,
+        allocations=[
+            AllocationLineView(
+                line_no=line_no,
+                sku=sku,
+                warehouse_id=warehouse_id,
+                warehouse_code=stock.sites[warehouse_id].code,
+                reserved_qty=reserved,
+                shipped_qty=shipped,
+            )
+            for (line_no, warehouse_id), (sku, reserved, shipped) in ordered
+        ],
+        backorders=[
+            BackorderView(line_no=b.line_no, sku=b.sku, quantity=b.quantity)
+            for b in sorted(plan.backorders, key=lambda b: b.line_no)
+        ],
+    )
+
+
 async def retry_allocation(db: Database, actor: Actor, order_id: UUID) -> OrderAllocationView:
     """Route a verified order that was never allocated, or its backorders again.
 
-    Raises NotFound, PermissionDenied, Conflict (nothing to allocate, or the
-    tenant keeps no warehouses).
+    One transaction that reserves last, just before its commit; when another
+    allocation took the planned units first, the whole transaction is tried again
+    from fresh figures, and the last try plans with the stock rows locked, so it
+    cannot lose. Raises NotFound, PermissionDenied, InvalidTransition (on hold),
+    Conflict (nothing to allocate, or the tenant keeps no warehouses).
     """
     _require_operator(actor)
-    async with db.transaction(actor.scope) as session:
-        order = await orders.lock_order(session, actor, order_id)
-        if not await allocation.manages_stock(session, order.tenant_id):
-            raise Conflict("The tenant has no warehouses: its stock is not managed here")
-        if order.status is OrderStatus.VERIFIED:
-            await allocation.allocate_after_verification(session, order)
-        elif (
-            await allocation.retry_backorders(session, allocation.system_actor_for(order.tenant_id), order)
-            is None
-        ):
-            raise Conflict(
-                f"Nothing to allocate: the order is {order.status.value.replace('_', ' ')} "
-                "with no backordered units"
-            )
-        return await _allocation_view(session, order)
+    for attempt in range(allocation.OPTIMISTIC_ATTEMPTS + 1):
+        try:
+            async with db.transaction(actor.scope) as session:
+                order = await orders.lock_order(session, actor, order_id)
+                stock = await allocation.read_order_stock(
+                    session, order, lock=attempt == allocation.OPTIMISTIC_ATTEMPTS
+                )
+                if not stock.managed:
+                    raise Conflict("The tenant has no warehouses: its stock is not managed here")
+                plan = await allocation.allocate_reserving_last(session, order, stock)
+                if plan is None:
+                    raise Conflict(
+                        f"Nothing to allocate: the order is {order.status.value.replace('_', ' ')} "
+                        "with no backordered units"
+                    )
+                return _view_from_plan(order, stock, plan)
+        except allocation.LostRace:
+            continue
+    raise RuntimeError("an allocation planned under row locks found its units gone")
 
 
 async def override_warehouse(

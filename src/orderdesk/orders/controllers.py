@@ -27,7 +27,7 @@ from orderdesk.orders.schemas import (
     VerificationPolicyIn,
     VerificationPolicyView,
 )
-from orderdesk.orders.states import Action, OrderStatus
+from orderdesk.orders.states import PLATFORM_ACTIONS, Action, OrderStatus
 from orderdesk.orders.verification import VerificationPolicy
 from orderdesk.web.deps import DB, CurrentActor
 from orderdesk.web.guards import requires_actor
@@ -212,9 +212,10 @@ def _action_handler(action: Action):
     )(handler)
 
 
-# One endpoint per lifecycle action (holds have their own, above).
+# One endpoint per lifecycle action (holds have their own, above; the platform's own
+# steps have none).
 for _action in Action:
-    if _action in (Action.PLACE_HOLD, Action.RELEASE_HOLD):
+    if _action in (Action.PLACE_HOLD, Action.RELEASE_HOLD) or _action in PLATFORM_ACTIONS:
         continue
     setattr(OrderApiController, f"action_{_action.value}", _action_handler(_action))
 

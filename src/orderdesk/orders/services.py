@@ -865,6 +865,8 @@ EVENT_SUMMARIES = {
     Action.CLOSE: "Closed",
     Action.CANCEL: "Cancelled",
     Action.SUBMIT_FOR_VERIFICATION: "Sent for verification",
+    Action.RELEASE_STOCK: "Reserved stock given back",
+    Action.REOPEN_RETURNS: "Open for further returns",
 }
 
 
@@ -885,6 +887,10 @@ async def perform_action(
     """
     if actor.kind is ActorKind.CLIENT and action not in (Action.CANCEL, Action.REQUEST_RETURN):
         raise PermissionDenied("Client users can cancel orders and request returns; other steps are ours")
+    if action in states.PLATFORM_ACTIONS:
+        raise PermissionDenied(
+            f"{action.value.replace('_', ' ').capitalize()} follows from other steps; nobody takes it by hand"
+        )
     async with db.transaction(actor.scope) as session:
         order = await _find_order(session, actor, order_id, lock=True)
         holds = await _active_holds(session, order)
@@ -1083,18 +1089,21 @@ async def apply_action(
     summary: str | None = None,
     changes: dict | None = None,
     channel: str | None = None,
+    active_holds: list[HoldReason] | None = None,
 ) -> OrderStatus:
     """Apply one lifecycle action to a locked `order` inside the caller's transaction.
 
     For features that move orders as a consequence of their own work (allocation,
     shipments, tracking, returns): same state machine, holds and timeline as
-    `perform_action`. Raises InvalidTransition.
+    `perform_action`. `active_holds` saves a read when the caller already has them
+    (read in this transaction, under the order's lock). Raises InvalidTransition.
     """
     if action in (Action.PLACE_HOLD, Action.RELEASE_HOLD):
         raise ValueError("holds go through perform_action")
-    holds = await _active_holds(session, order)
+    if active_holds is None:
+        active_holds = [h.reason for h in await _active_holds(session, order)]
     try:
-        after = states.next_status(order.status, action, [h.reason for h in holds])
+        after = states.next_status(order.status, action, active_holds)
     except states.TransitionRefused as exc:
         raise _refuse(exc) from None
     before = order.status

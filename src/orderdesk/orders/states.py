@@ -48,6 +48,9 @@ class Action(enum.StrEnum):
     CANCEL = "cancel"
     PLACE_HOLD = "place_hold"
     RELEASE_HOLD = "release_hold"
+    # Taken by the platform, never offered to people (see PLATFORM_ACTIONS).
+    RELEASE_STOCK = "release_stock"
+    REOPEN_RETURNS = "reopen_returns"
 
 
 class HoldReason(enum.StrEnum):
@@ -85,6 +88,14 @@ TRANSITIONS: dict[tuple[OrderStatus, Action], OrderStatus] = {
     (S.RETURN_REQUESTED, A.REJECT_RETURN): S.RETURN_REJECTED,
     (S.RETURN_RECEIVED, A.REFUND): S.REFUNDED,
     (S.RETURN_RECEIVED, A.REJECT_RETURN): S.RETURN_REJECTED,
+    # A hold that frees stock gives an allocated or backordered order's units back;
+    # the order is verified again and is allocated anew when the hold ends.
+    (S.ALLOCATED, A.RELEASE_STOCK): S.VERIFIED,
+    (S.BACKORDERED, A.RELEASE_STOCK): S.VERIFIED,
+    # A settled return leaves the rest of a delivered order returnable while the
+    # window lasts: partial returns over time.
+    (S.REFUNDED, A.REOPEN_RETURNS): S.DELIVERED,
+    (S.RETURN_REJECTED, A.REOPEN_RETURNS): S.DELIVERED,
     (S.DELIVERED, A.CLOSE): S.CLOSED,
     (S.REFUNDED, A.CLOSE): S.CLOSED,
     (S.RETURN_REJECTED, A.CLOSE): S.CLOSED,
@@ -116,6 +127,9 @@ HOLDABLE = frozenset(
     }
 )
 TERMINAL = frozenset({S.CLOSED, S.CANCELLED})
+# Consequences of other steps, taken by the platform only: never listed as allowed
+# for people, and a hold does not stop them (releasing stock is what some holds do).
+PLATFORM_ACTIONS = frozenset({A.RELEASE_STOCK, A.REOPEN_RETURNS})
 # Statuses whose orders still hold reserved stock.
 RESERVES_STOCK = frozenset({S.ALLOCATED, S.PICKING, S.PACKED, S.PARTIALLY_SHIPPED})
 
@@ -136,6 +150,8 @@ def allowed_actions(status: OrderStatus, active_holds: Iterable[HoldReason] = ()
     holds = frozenset(active_holds)
     allowed: list[Action] = []
     for action in Action:
+        if action in PLATFORM_ACTIONS:
+            continue
         if action is A.PLACE_HOLD:
             ok = status in HOLDABLE and len(holds) < len(HoldReason)
         elif action is A.RELEASE_HOLD:
@@ -160,6 +176,13 @@ def next_status(
     Raises TransitionRefused when the action is not allowed from here.
     """
     holds = frozenset(active_holds)
+    if action in PLATFORM_ACTIONS:
+        if (status, action) not in TRANSITIONS:
+            reason = (
+                f"cannot {action.value.replace('_', ' ')} an order that is {status.value.replace('_', ' ')}"
+            )
+            raise TransitionRefused(status, action, allowed_actions(status, holds), reason)
+        return TRANSITIONS[(status, action)]
     allowed = allowed_actions(status, holds)
     if action not in allowed:
         if holds and (status, action) in TRANSITIONS:
