@@ -1,7 +1,7 @@
 """Client portal: tenant branding, invitations of client users, decisions asked of the client.
 
 Revision ID: 0008
-Revises: 0006
+Revises: 0007
 Create Date: 2026-11-26 10:20:00.000000
 """
 
@@ -16,7 +16,7 @@ from orderdesk.core import rls
 TENANT_TABLES = ('tenant_branding', 'client_invitations', 'client_decisions')
 
 revision: str = '0008'
-down_revision: str | None = '0006'
+down_revision: str | None = '0007'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,7 +1,7 @@
 """Tracking page: failed order lookups, counted to throttle guessing.
 
 Revision ID: 0009
-Revises: 0007, 0008 (joins the comms and portal branches)
+Revises: 0008
 Create Date: 2026-11-26 10:20:00.000000
 """
 
@@ -13,7 +13,7 @@ from alembic import op
 from orderdesk.core import rls
 
 revision: str = '0009'
-down_revision: str | tuple[str, ...] | None = ('0007', '0008')
+down_revision: str | None = '0008'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

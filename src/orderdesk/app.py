@@ -42,6 +42,7 @@ from orderdesk.orders.controllers import (
     VerificationPolicyController,
 )
 from orderdesk.portal.controllers import (
+    ConsolePortalPreferencesController,
     PortalBrandingAssetController,
     PortalController,
     PortalInvitationController,
@@ -106,6 +107,7 @@ def create_app(settings: Settings) -> Litestar:
             PortalSettingsController,
             PortalInvitationController,
             TrackingController,
+            ConsolePortalPreferencesController,
             OrderApiController,
             *IMPORT_ROUTE_HANDLERS,
             WebhookEndpointController,

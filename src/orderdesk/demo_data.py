@@ -60,11 +60,18 @@ async def seed_demo_data(settings: Settings, password: str) -> str:
         from orderdesk import demo_orders
 
         await demo_orders.seed_orders(db, [t.slug for t in DEMO_TENANTS])
+        await seed_portal_demo(db)
+        # Customer communication: inbound addresses and a few customer emails.
+        from orderdesk.comms.demo import seed_comms
+
+        slugs = [t.slug for t in DEMO_TENANTS]
+        inbound_addresses = await seed_comms(db, slugs, settings.inbound_email_domains)
     finally:
         await db.dispose()
     lines = ["Sign in with any of these (password: " + password + "):"]
     lines += [f"  {email:<34} {role.value}" for email, _, role, _ in STAFF]
     lines += [f"  {f'client@{t.slug}.example.com':<34} client admin of {t.name}" for t in DEMO_TENANTS]
+    lines.append("Inbound email addresses: " + ", ".join(inbound_addresses))
     if keys:
         lines.append("API keys (shown once):")
         lines += [f"  {key}" for key in keys]
@@ -115,3 +122,66 @@ async def _create(db: Database, password: str) -> list[str]:
         issued = await accounts.issue_api_key(db, system, tenant.id, "Demo integration")
         keys.append(f"{t.slug}: {issued.secret}")
     return keys
+
+
+# ---------------------------------------------------------------- client portal demo
+
+DEMO_ACCENTS = {"acme-outdoor": "#1f7a4d", "borealis-tea": "#8a4b14", "kaze-cycles": "#c2185b"}
+
+
+async def seed_portal_demo(db: Database) -> None:
+    """Each demo client gets its colour and one question from the lead waiting in its portal.
+
+    Idempotent: a tenant that already has a question asked is left alone.
+    """
+    from sqlalchemy import exists, func, select
+
+    from orderdesk.accounts.actors import Actor, ActorKind
+    from orderdesk.accounts.models import User
+    from orderdesk.core.tenancy import Scope
+    from orderdesk.portal import decisions
+    from orderdesk.portal.models import ClientDecision
+    from orderdesk.tenants import branding
+    from orderdesk.workqueue import services as workqueue
+    from orderdesk.workqueue.models import WorkItem
+    from orderdesk.workqueue.states import WorkItemKind, WorkItemStatus
+
+    system = await tenants.system_actor(db)
+    async with db.transaction(Scope()) as session:
+        lead = await session.scalar(
+            select(User).where(func.lower(User.email) == "lead@orderdesk.example.com")
+        )
+    for t in DEMO_TENANTS:
+        try:
+            tenant = await tenants.get_tenant_by_slug(db, system, t.slug)
+        except NotFound:
+            continue
+        async with db.transaction(Scope(tenant_ids=frozenset({tenant.id}))) as session:
+            if await session.scalar(select(exists().where(ClientDecision.tenant_id == tenant.id))):
+                continue
+            item_id = await session.scalar(
+                select(WorkItem.id)
+                .where(
+                    WorkItem.tenant_id == tenant.id,
+                    WorkItem.kind == WorkItemKind.EXCEPTION,
+                    WorkItem.status == WorkItemStatus.OPEN,
+                )
+                .limit(1)
+            )
+        await branding.set_accent_colour(db, system, tenant.id, DEMO_ACCENTS.get(t.slug))
+        if lead is None or item_id is None:
+            continue
+        actor = Actor(
+            kind=ActorKind.STAFF,
+            id=lead.id,
+            display_name=lead.display_name,
+            tenant_ids=frozenset({tenant.id}),
+            staff_role=StaffRole.LEAD,
+        )
+        await workqueue.reassign_work_item(db, actor, item_id, lead.id)
+        await decisions.ask_client(
+            db,
+            actor,
+            item_id,
+            "The customer's flat number is missing. Ship to the building's reception instead?",
+        )

@@ -500,3 +500,77 @@ async def test_http_endpoint_stores_dedupes_and_authenticates_per_tenant(client,
     missing = await client.post("/hooks/inbound-email", content=b"", headers=headers)
     assert missing.status_code == 400
     assert {e["field"] for e in missing.json()["errors"]} == {"recipient", "body"}
+
+
+async def test_three_concurrent_deliveries_store_one_message(db, desk):
+    raw = plain(desk.customer, desk.address, f"Order #{desk.order['number']}", "where is it?")
+    results = await asyncio.gather(*(receive(db, raw, desk.address) for _ in range(3)))
+    assert sorted(r.duplicate for r in results) == [False, True, True]
+    assert len({r.message_id for r in results}) == 1
+    async with db.transaction(Scope.for_tenants(desk.tenant.id)) as session:
+        conversations = await session.scalar(select(func.count()).select_from(Conversation))
+        items = await session.scalar(
+            select(func.count()).select_from(WorkItem).where(WorkItem.kind == "customer_message")
+        )
+    assert conversations == 1 and items == 1
+
+
+async def test_one_smtp_message_to_two_tenants_is_stored_at_each_separately(db, smtp_port):
+    a = await make_desk(db, "Both A")
+    b = await make_desk(db, "Both B")
+    raw = plain("kim@example.com", f"{a.address}, {b.address}", "Hello both", "Do you ship to Norway?")
+    refused = await asyncio.to_thread(smtp_send, smtp_port, "kim@example.com", [a.address, b.address], raw)
+    assert refused == {}
+    for desk_ in (a, b):
+        async with db.transaction(Scope.for_tenants(desk_.tenant.id)) as session:
+            rows = (await session.scalars(select(Message))).all()
+        assert len(rows) == 1 and rows[0].tenant_id == desk_.tenant.id
+
+
+async def test_where_is_my_order_with_the_tenants_number_pattern_round_trip(db, smtp_port):
+    """Customer asks about "ACME-<n>" → item with the suggested answer → our reply (as the
+    outbound side stores it) → the customer's answer to the reply address threads back and
+    puts the item, parked waiting on the customer, back in the queue."""
+    from orderdesk.accounts.models import StaffRole
+    from orderdesk.workqueue.states import WorkOutcome
+    from tests.conftest import make_staff
+    from tests.integration.test_workqueue import staff
+
+    desk = await make_desk(db, "Acme Pattern")
+    system = await tenants.system_actor(db)
+    await comms.configure_comms(db, system, desk.tenant.id, order_number_pattern=r"ACME-(\d{3,10})")
+    number = desk.order["number"]
+    ask = plain(desk.customer, desk.address, f"where is my order ACME-{number}?", "Hello, any news?")
+    await asyncio.to_thread(smtp_send, smtp_port, desk.customer, [desk.address], ask)
+    async with db.transaction(Scope.for_tenants(desk.tenant.id)) as session:
+        conversation = await session.scalar(select(Conversation))
+    item = await item_of(db, desk.tenant.id, conversation.id)
+    assert str(conversation.order_id) == desk.order["id"]
+    assert (
+        f"Suggested: answer with status of order #{number}: awaiting verification, not shipped yet"
+        in item.detail
+    )
+
+    # The agent answers (stored as the outbound side will) and waits for the customer.
+    agent = staff(await make_staff(db, StaffRole.AGENT, desk.tenant), StaffRole.AGENT, desk.tenant)
+    for _ in range(5):
+        claimed = await work.claim_next_work_item(db, agent)
+        if claimed.id == item.id:
+            break
+        await work.complete_work_item(db, agent, claimed.id, WorkOutcome.NO_ACTION_NEEDED)
+    ours = await outbound_to(db, desk, conversation.id)
+    await work.wait_on(db, agent, item.id, "customer")
+
+    local, _, domain = desk.address.partition("@")
+    reply_to = comms.reply_address(local, conversation.reply_token, domain)
+    answer = plain(desk.customer, reply_to, "Re: Your order", "Thanks! Friday is fine.", In_Reply_To=ours)
+    await asyncio.to_thread(smtp_send, smtp_port, desk.customer, [reply_to], answer)
+    async with db.transaction(Scope.for_tenants(desk.tenant.id)) as session:
+        messages = (
+            await session.scalars(
+                select(Message).where(Message.conversation_id == conversation.id).order_by(Message.created_at)
+            )
+        ).all()
+    assert [m.direction for m in messages] == ["in", "out", "in"]
+    assert messages[-1].placement == "token"
+    assert (await work.get_work_item(db, agent, item.id)).status == "open"

@@ -394,6 +394,18 @@ async def test_denying_needs_a_comment_and_viewers_cannot_decide(
     assert item.status.value == "open" and "Client denied" in item.detail
 
 
+async def test_deciding_without_script_answers_with_the_whole_page(client, world: World):
+    await ask_client_about_new_order(client, world, "Upgrade to express at our cost?")
+    headers = await portal_session(client, world.client_admin_a)
+    page = await client.get("/portal/decisions")
+    decision_id = re.search(r'id="decision-([0-9a-f-]+)"', page.text).group(1)
+    answered = await client.post(
+        f"/portal/decisions/{decision_id}", data=csrf_form(headers, verdict="approved", comment="")
+    )
+    assert answered.status_code == 200 and "<html" in answered.text
+    assert "You approved it" in answered.text and "Nothing is waiting for your decision." in answered.text
+
+
 async def test_asking_needs_a_question_and_the_held_item(client, db, world: World):
     from tests.integration.test_workqueue_console import claim, signed_in
 
@@ -445,29 +457,45 @@ async def test_reports_draw_charts_and_give_csv(client, db, world: World):
     assert bad.status_code == 422 and "between 1 and 104" in bad.text
 
 
-async def test_sla_and_handling_report_count_finished_items(client, db, world: World):
+async def test_sla_and_handling_report_count_finished_items(client, db, world: World, owner_connection):
     from tests.integration.test_workqueue_console import claim, signed_in
 
-    await new_order(client, world.key_a, payment_status="pending")
+    for _ in range(3):
+        await new_order(client, world.key_a, payment_status="pending")
     headers = await signed_in(client, world.agent_a)
-    item_url = await claim(client, headers)
-    done = await client.post(
-        f"{item_url}/done",
-        data={"_csrf": headers["X-CSRF-Token"], "outcome": "no_action_needed"},
-        follow_redirects=False,
+    finished = []
+    for _ in range(3):
+        item_url = await claim(client, headers)
+        done = await client.post(
+            f"{item_url}/done",
+            data={"_csrf": headers["X-CSRF-Token"], "outcome": "no_action_needed"},
+            follow_redirects=False,
+        )
+        assert done.status_code in (302, 303), done.text
+        finished.append(uuid.UUID(item_url.rsplit("/", 1)[1]))
+    # Arrange known handling times (10, 20 and 60 minutes) and one finish after its due time.
+    for item_id, minutes in zip(finished, (10, 20, 60), strict=True):
+        await owner_connection.execute(
+            "UPDATE work_items SET created_at = finished_at - make_interval(mins => $2) WHERE id = $1",
+            item_id,
+            minutes,
+        )
+    await owner_connection.execute(
+        "UPDATE work_items SET due_at = finished_at - interval '1 minute' WHERE id = $1", finished[2]
     )
-    assert done.status_code in (200, 302, 303), done.text
     client.cookies.clear()
     await portal_session(client, world.client_viewer_a)
-    sla = list(
-        csv.reader(io.StringIO((await client.get("/portal/reports/sla/data.csv")).text.lstrip("\ufeff")))
-    )
-    assert sla[1][1:] == ["verification", "1", "1", "100.0"]
-    handling = list(
-        csv.reader(io.StringIO((await client.get("/portal/reports/handling/data.csv")).text.lstrip("\ufeff")))
-    )
-    assert handling[1][0] == "verification" and handling[1][1] == "1"
-    assert float(handling[1][2]) < 1  # finished within the hour
+
+    def rows(response):
+        return list(csv.reader(io.StringIO(response.text.lstrip("\ufeff"))))
+
+    sla = rows(await client.get("/portal/reports/sla/data.csv"))
+    assert sla[0] == ["week", "kind", "finished", "within_sla", "attainment_percent"]
+    assert sla[1][1:] == ["verification", "3", "2", "66.7"]
+    handling = rows(await client.get("/portal/reports/handling/data.csv"))
+    assert handling[0] == ["kind", "finished", "median_minutes", "p90_minutes"]
+    # Median of 10, 20, 60 is 20; the 90th percentile interpolates 20 + 0.8 * 40 = 52.
+    assert handling[1] == ["verification", "3", "20.0", "52.0"]
 
 
 # ---------------------------------------------------------------- integrations
@@ -697,3 +725,154 @@ async def test_admin_brands_the_portal(client, world: World):
     logo = re.search(r'<img src="(/portal/branding/[^"]+)"', page.text).group(1)
     client.cookies.clear()
     assert (await client.get(logo)).content == png
+
+
+# ---------------------------------------------------------------- customer messages (comms)
+
+
+async def test_customer_messages_are_on_the_timeline_and_internal_notes_are_not(client, db, world: World):
+    from orderdesk.comms import services as comms
+    from orderdesk.comms.models import Direction, MessageChannel, Placement
+    from orderdesk.orders.models import Order
+    from orderdesk.tenants import services as tenants
+
+    order = await new_order(client, world.key_a)
+    system = await tenants.system_actor(db)
+    async with db.transaction(system.scope) as session:
+        row = await session.get(Order, (world.a.id, uuid.UUID(order["id"])))
+        conversation = await comms.start_conversation_in(
+            session, world.a.id, channel=MessageChannel.EMAIL, order=row, customer_email=row.customer_email
+        )
+    await comms.append_message(
+        db,
+        system,
+        conversation.id,
+        comms.MessageDraft(
+            direction=Direction.INBOUND,
+            channel=MessageChannel.EMAIL,
+            created_by="inbound email",
+            sender_name="Erika Mustermann",
+            sender_address="erika@example.com",
+            subject="Where is my tent?",
+            text_body="Hello, where is my tent?",
+            summary="Hello, where is my tent?",
+            provider_message_id=f"<{uuid.uuid4().hex}@mail.example.com>",
+            placement=Placement.ORDER_NUMBER,
+        ),
+    )
+    await comms.append_message(
+        db,
+        system,
+        conversation.id,
+        comms.MessageDraft(
+            direction=Direction.OUTBOUND,
+            channel=MessageChannel.NOTE,
+            created_by="Agent Smith",
+            text_body="Customer sounds angry, internal only",
+        ),
+    )
+    await portal_session(client, world.client_viewer_a)
+    page = await client.get(f"/portal/orders/{order['id']}")
+    assert "Email from Erika Mustermann: Where is my tent?" in page.text
+    assert "Hello, where is my tent?" in page.text
+    assert "internal only" not in page.text and "Note:" not in page.text
+
+
+async def test_integration_settings_show_the_inbound_address(client, db, world: World):
+    from orderdesk.comms import services as comms
+    from orderdesk.tenants import services as tenants
+
+    headers = await portal_session(client, world.client_admin_a)
+    page = await client.get("/portal/settings/integrations")
+    assert "Customer email is not set up for you yet" in page.text
+    system = await tenants.system_actor(db)
+    local = f"acme-{uuid.uuid4().hex[:6]}"
+    await comms.configure_comms(
+        db, system, world.a.id, inbound_local_part=local, from_name="Acme Support", rotate_inbound_secret=True
+    )
+    page = await client.get("/portal/settings/integrations")
+    assert f"{local}@" in page.text and "/hooks/inbound-email?recipient=" in page.text
+    assert "Acme Support" in page.text and "Secret: set" in page.text
+    assert "Chat webhook" in page.text
+    del headers
+
+
+async def test_operations_admins_choose_roles_for_a_client_in_the_console(client, world: World):
+    from tests.integration.test_workqueue_console import signed_in
+
+    headers = await signed_in(client, world.admin)
+    page = await client.get(f"/console/tenants/{world.a.id}")
+    assert 'data-testid="portal-preferences"' in page.text
+    saved = await client.post(
+        f"/console/tenants/{world.a.id}/portal-agent-display", data=csrf_form(headers, agent_display="role")
+    )
+    assert saved.status_code == 200 and "agents appear by role" in saved.text
+    odd = await client.post(
+        f"/console/tenants/{world.a.id}/portal-agent-display", data=csrf_form(headers, agent_display="both")
+    )
+    assert odd.status_code == 422
+    client.cookies.clear()
+    lead_headers = await signed_in(client, world.lead_a)
+    refused = await client.post(
+        f"/console/tenants/{world.a.id}/portal-agent-display",
+        data=csrf_form(lead_headers, agent_display="name"),
+    )
+    assert refused.status_code == 403
+    await portal_session(client, world.client_admin_a)
+    branding = await client.get("/portal/settings/branding")
+    assert 'value="role" checked' in branding.text
+
+
+async def test_delivery_and_returns_reports_follow_promises_and_returns(client, world: World):
+    headers = bearer(world.key_a)
+    warehouse = (
+        await client.post(
+            "/api/v1/warehouses", json={"code": "R-WH", "name": "Main", "country": "DE"}, headers=headers
+        )
+    ).json()
+    await client.post(
+        f"/api/v1/warehouses/{warehouse['id']}/stock",
+        json={"updates": [{"sku": "TENT-2P", "on_hand": 10}, {"sku": "MAT-1", "on_hand": 10}]},
+        headers=headers,
+    )
+    now = dt.datetime.now(dt.UTC)
+    promises = [now + dt.timedelta(days=2), now - dt.timedelta(hours=30)]  # one kept, one broken
+    for index, deliver_by in enumerate(promises):
+        order = await new_order(client, world.key_a, deliver_by=deliver_by.isoformat())
+        assert (await client.post(f"/api/v1/orders/{order['id']}/verify", headers=headers)).status_code == 200
+        shipment = await client.post(
+            f"/api/v1/orders/{order['id']}/shipments",
+            json={
+                "warehouse_id": warehouse["id"],
+                "carrier": "DHL",
+                "lines": [{"line_no": 1, "quantity": 2}, {"line_no": 2, "quantity": 1}],
+            },
+            headers=headers,
+        )
+        assert shipment.status_code == 201, shipment.text
+        delivered = await client.post(
+            f"/api/v1/shipments/{shipment.json()['id']}/tracking-events",
+            json={"event_id": f"d-{index}", "status": "delivered", "occurred_at": now.isoformat()},
+            headers=headers,
+        )
+        assert delivered.status_code == 201, delivered.text
+    returned = await client.post(
+        f"/api/v1/orders/{order['id']}/returns",
+        json={"reason": "damaged", "lines": [{"line_no": 1, "quantity": 1}]},
+        headers=headers,
+    )
+    assert returned.status_code == 201, returned.text
+
+    await portal_session(client, world.client_viewer_a)
+
+    def rows(response):
+        return list(csv.reader(io.StringIO(response.text.lstrip("\ufeff"))))
+
+    delivery = rows(await client.get("/portal/reports/delivery/data.csv"))
+    on_time = sum(int(r[1]) for r in delivery[1:])
+    late = sum(int(r[2]) for r in delivery[1:])
+    assert (on_time, late) == (1, 1)
+    late_row = next(r for r in delivery[1:] if int(r[2]) == 1)
+    assert float(late_row[3]) == pytest.approx(1.25, abs=0.06)  # 30 hours late
+    returns = rows(await client.get("/portal/reports/returns/data.csv"))
+    assert [r[1:] for r in returns[1:]] == [["2", "1", "50.0"]]

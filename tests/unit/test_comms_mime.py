@@ -6,6 +6,7 @@ import pytest
 
 from orderdesk.comms.inbound import find_order_numbers, split_address
 from orderdesk.comms.mime import clean_line, new_text, parse_email, sanitize_html
+from orderdesk.comms.services import new_reply_token, reply_address
 from tests.support.email_fixtures import FIXTURES, load
 
 
@@ -78,6 +79,8 @@ def test_automated_mail_is_recognised_by_each_sign():
 
 
 def test_addresses_and_tokens():
+    token = new_reply_token()
+    assert split_address(reply_address("acme", token, "in.test"), ("in.test",)) == ("acme", token)
     assert split_address("Acme+c_abcdefghijklmnop@In.Test", ("in.test",)) == ("acme", "abcdefghijklmnop")
     assert split_address("acme+other@in.test", ("in.test",)) == ("acme", None)
     assert split_address("acme@elsewhere.test", ("in.test",)) is None
@@ -89,3 +92,12 @@ def test_order_numbers_default_and_per_tenant_patterns():
     assert find_order_numbers(texts, None) == [1042, 1043, 1044, 1045]
     assert find_order_numbers(["see ACME-2001 and #99"], r"ACME-(\d+)") == [2001]
     assert find_order_numbers(["call me at 0170 1234567"], None) == []
+
+
+def test_a_mail_forwarded_as_attachment_stays_one_eml_and_its_text_is_not_the_body():
+    parsed = parse_email(load("outlook_forward_as_attachment.eml"))
+    assert parsed.summary == "Hello, the tracking link in the attached mail does not work. Where is my order?"
+    [attached] = parsed.attachments
+    assert attached.content_type == "message/rfc822" and attached.filename == "Your order has shipped.eml"
+    assert b"Subject: Your order #1042 has shipped" in attached.data
+    assert b"<original-shipping-notice@acme.example>" not in parsed.summary.encode()

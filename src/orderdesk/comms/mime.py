@@ -296,7 +296,9 @@ def _filename(part: Message) -> str | None:
 
 def _walk(message: Message):
     """Every leaf part, without descending into attached messages (those stay one attachment)."""
-    if message.is_multipart():
+    if message.get_content_type() == "message/rfc822":
+        yield message  # an attached (forwarded) message: one .eml attachment
+    elif message.is_multipart():
         for sub in message.get_payload() or []:
             if isinstance(sub, Message):
                 yield from _walk(sub)
@@ -398,8 +400,11 @@ def parse_email(raw: bytes, *, envelope_sender: str | None = None) -> ParsedEmai
         if part.get_content_maintype() == "multipart":
             continue
         try:
-            if content_type == "message/rfc822" or part.get_content_maintype() == "message":
-                data = part.as_bytes() if not part.is_multipart() else part.get_payload(0).as_bytes()
+            if content_type == "message/rfc822":
+                inner = part.get_payload(0) if part.is_multipart() else None
+                data = inner.as_bytes() if inner is not None else (part.get_payload(decode=True) or b"")
+            elif part.get_content_maintype() == "message":
+                data = part.as_bytes()
             else:
                 data = part.get_payload(decode=True) or b""
         except Exception as exc:

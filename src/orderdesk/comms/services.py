@@ -20,6 +20,7 @@ from uuid import UUID
 
 from sqlalchemy import select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from orderdesk.accounts.actors import Actor
@@ -63,6 +64,12 @@ def utcnow() -> dt.datetime:
 def new_reply_token() -> str:
     """80 random bits in lower-case base32: survives mail servers that fold case."""
     return base64.b32encode(secrets.token_bytes(10)).decode().lower()
+
+
+def reply_address(local_part: str, reply_token: str, domain: str) -> str:
+    """The address a customer's answer threads back through (`acme+c_<token>@domain`);
+    outbound mail puts it in Reply-To."""
+    return f"{local_part}+c_{reply_token}@{domain}"
 
 
 def hash_secret(secret: str) -> str:
@@ -216,7 +223,7 @@ async def configure_comms(
         try:
             async with session.begin_nested():
                 await session.flush()
-        except Exception as exc:  # the unique index on the local part, across tenants
+        except IntegrityError as exc:  # the unique index on the local part, across tenants
             if "uq_comms_settings_inbound_local_part" in str(exc):
                 raise ValidationFailed([FieldError("inbound_local_part", "already in use")]) from None
             raise

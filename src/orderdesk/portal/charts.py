@@ -7,6 +7,7 @@ the table and the CSV next to each chart, so nothing depends on seeing colours.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from html import escape
 
@@ -25,18 +26,22 @@ class Series:
     values: list[float]
 
 
-def _nice_max(value: float) -> float:
-    if value <= 0:
+def nice_step(peak: float, *, whole: bool = False) -> float:
+    """A round tick step (1, 2, 2.5 or 5 times a power of ten) so that 4 steps cover `peak`."""
+    if peak <= 0:
         return 1.0
-    for step in (1, 2, 5, 10, 20, 25, 50, 100, 200, 250, 500, 1000, 2000, 5000, 10000):
-        if value <= step:
-            return float(step)
-    magnitude = 10 ** len(str(int(value)))
-    return float(magnitude)
+    raw = peak / 4
+    exponent = math.floor(math.log10(raw))
+    fraction = raw / 10**exponent
+    nice = next(n for n in (1, 2, 2.5, 5, 10) if fraction <= n + 1e-9)
+    step = nice * 10**exponent
+    return max(step, 1.0) if whole else step
 
 
 def _fmt(value: float) -> str:
-    return f"{value:.0f}" if float(value).is_integer() else f"{value:.1f}"
+    if float(value).is_integer():
+        return f"{value:.0f}"
+    return f"{value:.2f}".rstrip("0").rstrip(".")
 
 
 def bar_chart(
@@ -48,6 +53,7 @@ def bar_chart(
     stacked: bool = False,
     unit: str = "",
     max_value: float | None = None,
+    whole: bool = False,
 ) -> str:
     """Grouped (or stacked) vertical bars, one group per label."""
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
@@ -55,7 +61,7 @@ def bar_chart(
         peak = max((sum(s.values[i] for s in series) for i in range(len(labels))), default=0)
     else:
         peak = max((v for s in series for v in s.values), default=0)
-    top = max_value or _nice_max(peak)
+    top = max_value or nice_step(peak, whole=whole) * 4
     parts = [
         f'<svg class="chart" viewBox="0 0 {WIDTH} {HEIGHT}" role="img" '
         f'aria-labelledby="{chart_id}-title {chart_id}-desc">',

@@ -26,12 +26,13 @@ from orderdesk.integrations.outbox import EVENT_TYPES
 from orderdesk.integrations.schemas import EndpointCreate, EndpointUpdate
 from orderdesk.orders.models import Channel
 from orderdesk.orders.states import OrderStatus
-from orderdesk.portal import charts, decisions, reports
+from orderdesk.portal import charts, decisions, inbound, reports
 from orderdesk.portal import orders as portal_orders
 from orderdesk.portal import users as portal_users
 from orderdesk.tenants import branding as brand
+from orderdesk.tenants import services as tenants
 from orderdesk.web.deps import DB, AppSettings, CurrentActor
-from orderdesk.web.guards import requires_client, requires_client_admin
+from orderdesk.web.guards import requires_client, requires_client_admin, requires_staff_admin
 
 ROTATION_OVERLAP = dt.timedelta(hours=24)
 
@@ -167,12 +168,28 @@ class PortalController(Controller):
         except (ValidationFailed, Conflict) as exc:
             errors = exc.errors if isinstance(exc, ValidationFailed) else [FieldError("decision", exc.detail)]
             decision = await decisions.get_decision(db, actor, decision_id)
+        status_code = 422 if errors else 200
+        if not _is_htmx(request):
+            # Without script the form posted the whole page: answer with the whole page.
+            return await _render(
+                db,
+                actor,
+                "portal/decisions.html",
+                "decisions",
+                status_code=status_code,
+                waiting=await decisions.list_waiting(db, actor),
+                decided=await decisions.list_decided(db, actor),
+                errors=errors,
+                notice=None
+                if errors
+                else f"You {decision.verdict} it; the agents have it back in their queue.",
+            )
         return await _render(
             db,
             actor,
             "portal/_decision.html",
             "decisions",
-            status_code=422 if errors else 200,
+            status_code=status_code,
             d=decision,
             errors=errors,
             comment=str(form.get("comment", "")),
@@ -285,13 +302,20 @@ def _charts(built: dict[str, reports.Report]) -> dict[str, dict[str, str]]:
         "legend": charts.legend(series),
     }
     handling = built["handling"].rows
+    # Minutes read badly beyond two hours: then the chart speaks hours.
+    in_hours = bool(handling) and max(float(r[3]) for r in handling) > 120
+    scale, unit = (1 / 60, "h") if in_hours else (1.0, "min")
     series = [
-        charts.Series("median", [float(r[2]) for r in handling]),
-        charts.Series("90th percentile", [float(r[3]) for r in handling]),
+        charts.Series("median", [float(r[2]) * scale for r in handling]),
+        charts.Series("90th percentile", [float(r[3]) * scale for r in handling]),
     ]
     out["handling"] = {
         "svg": charts.bar_chart(
-            "handling", "Handling time per kind", [r[0].replace("_", " ") for r in handling], series, unit="h"
+            "handling",
+            "Handling time per kind",
+            [r[0].replace("_", " ") for r in handling],
+            series,
+            unit=unit,
         ),
         "legend": charts.legend(series),
     }
@@ -299,7 +323,7 @@ def _charts(built: dict[str, reports.Report]) -> dict[str, dict[str, str]]:
     series = [charts.Series("orders", [float(r[1]) for r in status])]
     out["status"] = {
         "svg": charts.bar_chart(
-            "status", "Orders by status", [r[0].replace("_", " ") for r in status], series
+            "status", "Orders by status", [r[0].replace("_", " ") for r in status], series, whole=True
         ),
         "legend": "",
     }
@@ -315,6 +339,7 @@ def _charts(built: dict[str, reports.Report]) -> dict[str, dict[str, str]]:
             [r[0][5:] for r in delivery],
             series,
             stacked=True,
+            whole=True,
         ),
         "legend": charts.legend(series),
     }
@@ -336,7 +361,9 @@ class PortalSettingsController(Controller):
     guards = [requires_client, requires_client_admin]
     include_in_schema = False
 
-    async def _integrations(self, db, actor: Actor, *, status_code: int = 200, **extra: Any) -> Template:
+    async def _integrations(
+        self, db, actor: Actor, settings, *, status_code: int = 200, **extra: Any
+    ) -> Template:
         tenant_id = actor.single_tenant_id
         return await _render(
             db,
@@ -347,12 +374,13 @@ class PortalSettingsController(Controller):
             endpoints=await webhooks.list_endpoints(db, actor, tenant_id),
             keys=await accounts.list_api_keys(db, actor, tenant_id),
             event_types=sorted(EVENT_TYPES),
+            inbound=await inbound.inbound_details(db, actor, settings.inbound_email_domains),
             **{"form": {}, "errors": [], **extra},
         )
 
     @get("/integrations")
-    async def integrations(self, db: DB, actor: CurrentActor) -> Template:
-        return await self._integrations(db, actor)
+    async def integrations(self, db: DB, actor: CurrentActor, settings: AppSettings) -> Template:
+        return await self._integrations(db, actor, settings)
 
     @post("/webhooks")
     async def create_endpoint(
@@ -368,14 +396,17 @@ class PortalSettingsController(Controller):
                 allow_private=settings.webhooks_allow_private,
             )
         except ValidationFailed as exc:
-            return await self._integrations(db, actor, status_code=422, errors=exc.errors, form=data)
+            return await self._integrations(
+                db, actor, settings, status_code=422, errors=exc.errors, form=data
+            )
         except PydanticValidationError as exc:
             return await self._integrations(
-                db, actor, status_code=422, errors=_pydantic_errors(exc), form=data
+                db, actor, settings, status_code=422, errors=_pydantic_errors(exc), form=data
             )
         return await self._integrations(
             db,
             actor,
+            settings,
             notice=f"Endpoint {endpoint.url} added. Copy its signing secret into the receiving system now.",
             secret=endpoint.secret,
         )
@@ -474,26 +505,31 @@ class PortalSettingsController(Controller):
         )
 
     @post("/api-keys")
-    async def create_key(self, request: Request, db: DB, actor: CurrentActor) -> Template:
+    async def create_key(
+        self, request: Request, db: DB, actor: CurrentActor, settings: AppSettings
+    ) -> Template:
         form = await request.form()
         name = str(form.get("name", ""))
         try:
             issued = await accounts.issue_api_key(db, actor, actor.single_tenant_id, name)
         except ValidationFailed as exc:
             return await self._integrations(
-                db, actor, status_code=422, errors=exc.errors, form={"key_name": name}
+                db, actor, settings, status_code=422, errors=exc.errors, form={"key_name": name}
             )
         return await self._integrations(
             db,
             actor,
+            settings,
             notice=f"API key “{issued.key.name}” created. Copy it now: it is shown only once.",
             new_key=issued.secret,
         )
 
     @post("/api-keys/{key_id:uuid}/revoke")
-    async def revoke_key(self, db: DB, actor: CurrentActor, key_id: FromPath[UUID]) -> Template:
+    async def revoke_key(
+        self, db: DB, actor: CurrentActor, settings: AppSettings, key_id: FromPath[UUID]
+    ) -> Template:
         key = await accounts.revoke_api_key(db, actor, key_id)
-        return await self._integrations(db, actor, notice=f"API key “{key.name}” revoked.")
+        return await self._integrations(db, actor, settings, notice=f"API key “{key.name}” revoked.")
 
     # ------------------------------------------------------------ branding
 
@@ -598,6 +634,25 @@ class PortalInvitationController(Controller):
             # Spent, expired or unknown meanwhile: the page says which, as it would on a reload.
             return await self._page(request, db, token)
         return Redirect(path="/sign-in?reason=invited")
+
+
+class ConsolePortalPreferencesController(Controller):
+    """Operations admins choose, per client, whether the portal names agents or shows roles."""
+
+    path = "/console/tenants"
+    guards = [requires_staff_admin]
+    include_in_schema = False
+
+    @post("/{tenant_id:uuid}/portal-agent-display")
+    async def agent_display(
+        self, request: Request, db: DB, actor: CurrentActor, tenant_id: FromPath[UUID]
+    ) -> Template:
+        form = await request.form()
+        await portal_orders.set_agent_display(db, actor, tenant_id, str(form.get("agent_display", "")))
+        tenant = await tenants.get_tenant(db, actor, tenant_id)
+        return Template(
+            "tenants/console_tenant.html", context={"actor": actor, "tenant": tenant, "saved": True}
+        )
 
 
 class PortalBrandingAssetController(Controller):

@@ -18,6 +18,7 @@ from sqlalchemy import select
 
 from orderdesk.accounts.actors import Actor
 from orderdesk.accounts.models import User
+from orderdesk.comms import services as comms
 from orderdesk.core import csv_safety
 from orderdesk.core.db import Database
 from orderdesk.core.errors import FieldError, NotFound, PermissionDenied, ValidationFailed
@@ -48,6 +49,10 @@ EXPORT_COLUMNS = (
     "tags",
     "on_hold",
 )
+
+# Timeline kinds the portal leaves out: internal notes are the operations team's own, and
+# messages are shown from the conversations themselves (with their text), not twice.
+CLIENT_HIDDEN_EVENTS = frozenset({"note_added", "message_received", "message_sent"})
 
 # How agents appear to the client when the tenant prefers roles to names.
 ROLE_LABELS = {"agent": "Agent", "lead": "Team lead", "admin": "Operations team"}
@@ -204,12 +209,12 @@ async def set_agent_display(db: Database, actor: Actor, tenant_id: UUID, choice:
         raise NotFound("Tenant")
     if not (actor.is_admin or (actor.kind is ActorKind.CLIENT and actor.client_role is ClientRole.ADMIN)):
         raise PermissionDenied("Only administrators can change how agents are shown")
-    if choice not in AGENT_DISPLAY_CHOICES:
-        raise ValidationFailed([FieldError("agent_display", "must be name or role")])
     async with db.transaction(actor.scope) as session:
         tenant = await session.get(Tenant, tenant_id, with_for_update=True)
         if tenant is None:
             raise NotFound("Tenant")
+        if choice not in AGENT_DISPLAY_CHOICES:
+            raise ValidationFailed([FieldError("agent_display", "must be name or role")])
         settings = dict(tenant.settings or {})
         settings["portal"] = {**settings.get("portal", {}), "agent_display": choice}
         tenant.settings = settings
@@ -246,6 +251,25 @@ def _who(kind: str, name: str, role: str | None, display: str) -> str:
     return label if display == "role" else f"{name} ({label.lower()})"
 
 
+def _message_entry(message, display: str) -> TimelineEntry:
+    channel = message.channel.title()
+    subject = f": {message.subject}" if message.subject else ""
+    if message.direction == "in":
+        sender = message.sender_name or message.sender_address or "the customer"
+        title, who = f"{channel} from {sender}{subject}", ""
+    else:
+        # Outbound messages name the agent who wrote them only where the tenant wants names.
+        title = f"{channel} to the customer{subject}"
+        who = "Operations team" if display == "role" else message.created_by
+    return TimelineEntry(
+        at=message.created_at,
+        kind="message",
+        title=title,
+        who=who,
+        detail=(message.summary or message.text_body or "")[:500],
+    )
+
+
 async def _events_with_roles(
     db: Database, actor: Actor, order: OrderView
 ) -> list[tuple[OrderEvent, str | None]]:
@@ -271,6 +295,8 @@ async def order_story(db: Database, actor: Actor, order_id: UUID) -> OrderStory:
     display = await agent_display(db, actor)
     entries: list[TimelineEntry] = []
     for event, role in await _events_with_roles(db, actor, order):
+        if event.kind in CLIENT_HIDDEN_EVENTS:
+            continue
         entries.append(
             TimelineEntry(
                 at=event.created_at,
@@ -321,6 +347,12 @@ async def order_story(db: Database, actor: Actor, order_id: UUID) -> OrderStory:
                 + (f", last answer {delivery.last_status_code}" if delivery.last_status_code else ""),
             )
         )
+    conversations = await comms.list_order_conversations(db, actor, order_id)
+    for conversation in conversations:
+        for message in conversation.messages:
+            if message.channel == "note":
+                continue  # internal; the service leaves notes out for clients already
+            entries.append(_message_entry(message, display))
     # Questions and answers are on the order's own events; the list shows what still waits.
     order_decisions = await decisions.list_for_order(db, actor, order_id)
     entries.sort(key=lambda e: e.at)

@@ -7,7 +7,7 @@ returns small rows that the charts and the CSV downloads share.
 Definitions, so that the numbers can be checked by hand:
 - SLA attainment: work items finished (status done) in the week whose finish
   time was not after their due time, over all finished items of that kind and week.
-- Handling time: from an item's creation to its finish, wall-clock hours.
+- Handling time: from an item's creation to its finish, wall-clock minutes.
 - Delivery timeline: orders with a promised delivery date (`deliver_by`) whose
   last shipment was delivered, by the week of the promise: on time or late.
 - Returns rate: returns requested in a week over orders delivered in that week.
@@ -71,8 +71,8 @@ GROUP BY 1, 2 ORDER BY 2, 1
 HANDLING_SQL = """
 SELECT kind::text AS kind,
        count(*) AS finished,
-       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - created_at)) / 3600.0,
-       percentile_cont(0.9) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - created_at)) / 3600.0
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - created_at)) / 60.0,
+       percentile_cont(0.9) WITHIN GROUP (ORDER BY extract(epoch FROM finished_at - created_at)) / 60.0
 FROM work_items
 WHERE tenant_id = :tenant AND status = 'done' AND finished_at >= :since
 GROUP BY 1 ORDER BY 1
@@ -150,9 +150,9 @@ async def build_report(
             rows = (await session.execute(text(HANDLING_SQL), params)).all()
             return Report(
                 "handling",
-                "Handling time per kind (hours, creation to finish)",
-                ("kind", "finished", "median_hours", "p90_hours"),
-                [(k, n, round(m, 2), round(p, 2)) for k, n, m, p in rows],
+                "Handling time per kind (creation to finish)",
+                ("kind", "finished", "median_minutes", "p90_minutes"),
+                [(k, n, round(m, 1), round(p, 1)) for k, n, m, p in rows],
             )
         if name == "status":
             rows = (await session.execute(text(STATUS_SQL), params)).all()
