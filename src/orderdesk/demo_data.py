@@ -100,7 +100,7 @@ async def _create(db: Database, password: str) -> list[str]:
             role=role,
             tenant_slugs=list(slugs),
             languages=["en", "de"],
-            channels=["email", "chat", "phone"],
+            channels=["email", "chat", "phone", "tracking"],
         )
     keys = []
     for t in DEMO_TENANTS:
