@@ -52,6 +52,7 @@ from orderdesk.portal.controllers import (
 from orderdesk.settings import Settings
 from orderdesk.shops.controllers import ShopConnectionApiController, ShopifyWebhookController
 from orderdesk.tenants.controllers import ConsoleTenantController, TenantApiController
+from orderdesk.tracking import links as tracking_links
 from orderdesk.tracking.controllers import TrackingController
 from orderdesk.web.auth import AuthenticationMiddleware
 from orderdesk.web.csrf import check_csrf
@@ -83,6 +84,7 @@ async def index(request: Request) -> Redirect:
 def create_app(settings: Settings) -> Litestar:
     configure_logging(settings.log_level, json=settings.log_json)
     connect_features()
+    tracking_links.configure_public_links(settings.public_url, settings.secret_key)
 
     async def open_resources(app: Litestar) -> None:
         app.state.settings = settings

@@ -82,6 +82,8 @@ def run_demo(*, host: str, port: int, data_dir: str) -> None:
                 "ORDERDESK_SECRET_KEY": _secret_key(folder),
                 "ORDERDESK_ENV": os.environ.get("ORDERDESK_ENV", "dev"),
                 "ORDERDESK_LOG_JSON": os.environ.get("ORDERDESK_LOG_JSON", "false"),
+                # Emails link to this demo's own tracking pages.
+                "ORDERDESK_PUBLIC_URL": os.environ.get("ORDERDESK_PUBLIC_URL") or f"http://{host}:{port}",
             }
             settings = load_settings(env)
             _say("applying migrations…")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -82,6 +83,22 @@ class Settings(BaseSettings):
     webhook_lease_seconds: float = Field(default=30.0, ge=1, le=600, alias="ORDERDESK_WEBHOOK_LEASE_SECONDS")
     # An endpoint failing without a single success for this long is disabled.
     webhook_disable_after_days: float = Field(default=5.0, gt=0, alias="ORDERDESK_WEBHOOK_DISABLE_AFTER_DAYS")
+
+    # Where customers reach this deployment (scheme and host, e.g. https://desk.example.com):
+    # the base of the tracking-page links put in outbound emails. Unset: emails carry none.
+    public_url: str | None = Field(default=None, alias="ORDERDESK_PUBLIC_URL")
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        parts = urlsplit(value.strip())
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+            raise SettingsError(
+                f"ORDERDESK_PUBLIC_URL must be an http(s) URL such as https://desk.example.com, got {value!r}"
+            )
+        return value.strip().rstrip("/")
 
     # Customer communication (comms/): the domains of tenants' inbound addresses
     # (acme@<domain>); empty accepts any domain, which suits development only. The SMTP

@@ -11,6 +11,7 @@ from orderdesk.core.queue import JobRegistry, Periodic, job
 from orderdesk.fulfillment import jobs as fulfillment_jobs
 from orderdesk.integrations import jobs as webhook_jobs
 from orderdesk.settings import Settings
+from orderdesk.tracking import links as tracking_links
 from orderdesk.tracking.jobs import purge_tracking_lookups_job
 from orderdesk.web.logging import configure_logging
 from orderdesk.wiring import connect_features
@@ -55,6 +56,7 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
     async def on_startup(ctx: dict[str, Any]) -> None:
         configure_logging(settings.log_level, json=settings.log_json)
         connect_features()
+        tracking_links.configure_public_links(settings.public_url, settings.secret_key)
         ctx["settings"] = settings
         ctx["db"] = Database(make_engine(settings.app_url, pool_size=10, application_name="orderdesk-worker"))
         await webhook_jobs.start(ctx, settings)

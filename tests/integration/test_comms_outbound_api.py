@@ -228,3 +228,39 @@ async def test_the_reply_box_inserts_a_macros_text_after_what_was_typed(client, 
         headers={"HX-Request": "true"},
     )
     assert ">Kept as typed</textarea>" in cleared.text
+
+
+async def test_a_template_links_the_customer_to_the_orders_tracking_page(settings, world: World):
+    from litestar.testing import AsyncTestClient
+
+    from orderdesk.app import create_app
+
+    public = settings.model_copy(update={"public_url": "https://desk.example.com"})
+    async with AsyncTestClient(app=create_app(public), base_url="https://desk.example.com") as client:
+        headers = bearer(world.key_a)
+        order = (await client.post("/api/v1/orders", json=order_body(), headers=headers)).json()
+        created = await client.post(
+            "/api/v1/email-templates",
+            json={
+                "name": "With the page",
+                "subject": "Order {{ order.reference }}",
+                "body": "{{ tracking_page }}",
+            },
+            headers=headers,
+        )
+        assert created.status_code == 201, created.text
+        preview = await client.get(
+            f"/api/v1/email-templates/{created.json()['id']}/preview?order_id={order['id']}", headers=headers
+        )
+        link = preview.json()["body"].strip()
+        assert link.startswith("https://desk.example.com/track/o/")
+        page = await client.get(link.removeprefix("https://desk.example.com"))
+        assert page.status_code == 200
+        assert f"#{order['number']}" in page.text or str(order["number"]) in page.text
+
+
+def test_without_a_public_url_templates_get_no_tracking_page(world: World):
+    from orderdesk.tracking import links
+
+    links.configure_public_links(None, "k" * 40)
+    assert links.customer_link(world.a.id, world.b.id) is None

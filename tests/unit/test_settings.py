@@ -57,6 +57,14 @@ def test_app_url_alone_is_enough_for_web_and_worker():
         ({"DATABASE_URL": "postgresql://x/y", "ORDERDESK_SECRET_KEY": "short"}, "ORDERDESK_SECRET_KEY"),
         ({"DATABASE_URL": "postgresql://x/y", "ORDERDESK_DB_POOL_SIZE": "many"}, "ORDERDESK_DB_POOL_SIZE"),
         ({}, "DATABASE_URL is not set"),
+        (
+            {"DATABASE_URL": "postgresql://x/y", "ORDERDESK_PUBLIC_URL": "desk.example.com"},
+            "ORDERDESK_PUBLIC_URL",
+        ),
+        (
+            {"DATABASE_URL": "postgresql://x/y", "ORDERDESK_PUBLIC_URL": "https://desk.example.com/?a=1"},
+            "ORDERDESK_PUBLIC_URL must be an http(s) URL",
+        ),
     ],
 )
 def test_bad_values_give_one_line_naming_the_variable(env, message):

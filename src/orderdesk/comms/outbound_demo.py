@@ -18,6 +18,7 @@ WISMO_BODY = """Hello {{ customer.first_name }},
 
 thank you for your message. Your order {{ order.reference }} is {{ tracking.status_label }}.
 {%- if tracking_link %} You can follow the parcel here: {{ tracking_link }}{% endif %}
+{%- if tracking_page %} Your order's page: {{ tracking_page }}{% endif %}
 
 Kind regards,
 {{ agent.name }}

@@ -25,13 +25,24 @@ from orderdesk.core.errors import FieldError, ValidationFailed
 from orderdesk.fulfillment.models import Shipment
 from orderdesk.orders.models import Order, OrderLine
 from orderdesk.tenants.models import Tenant
+from orderdesk.tracking import links
 
 MAX_SOURCE_CHARS = 20_000
 # A rendered email longer than this is a runaway template, not a letter.
 MAX_OUTPUT_CHARS = 100_000
 
 # The documented top-level variables (docs/comms.md describes their fields).
-VARIABLES = ("order", "customer", "shipments", "tracking", "tracking_link", "tenant", "agent", "conversation")
+VARIABLES = (
+    "order",
+    "customer",
+    "shipments",
+    "tracking",
+    "tracking_link",
+    "tracking_page",
+    "tenant",
+    "agent",
+    "conversation",
+)
 
 STATUS_LABELS = {
     "captured": "received",
@@ -236,6 +247,8 @@ def build_context(
             "url": latest["tracking_url"] if latest else None,
         },
         "tracking_link": latest["tracking_url"] if latest else None,
+        # The customer's own page for this order (signed link), where a public URL is set.
+        "tracking_page": links.customer_link(order.tenant_id, order.id) if order is not None else None,
         "tenant": {
             "name": tenant.name,
             "from_name": from_name or tenant.name,

@@ -122,3 +122,34 @@ def tracking_url(
         raise ValueError("base_url must be an http(s) URL")
     path = tracking_path(secret_key, tenant_id, order_id, lifetime=lifetime, now=now)
     return base_url.rstrip("/") + path
+
+
+# ---------------------------------------------------------------- links in outbound email
+
+
+@dataclass(frozen=True, slots=True)
+class PublicLinks:
+    """What a process needs to put a customer's tracking link in an email."""
+
+    base_url: str
+    secret_key: str
+
+
+_public_links: PublicLinks | None = None
+
+
+def configure_public_links(base_url: str | None, secret_key: str) -> None:
+    """Set once per process (web app, worker) from `ORDERDESK_PUBLIC_URL` and the secret key.
+
+    Emails are rendered deep inside services and event handlers that know no settings;
+    the link's ingredients are process-wide facts, like the logging setup.
+    """
+    global _public_links
+    _public_links = PublicLinks(base_url, secret_key) if base_url else None
+
+
+def customer_link(tenant_id: UUID, order_id: UUID) -> str | None:
+    """A fresh signed tracking link for an email, or None where no public URL is configured."""
+    if _public_links is None:
+        return None
+    return tracking_url(_public_links.base_url, _public_links.secret_key, tenant_id, order_id)
