@@ -91,6 +91,9 @@ async def test_api_shows_conversations_without_internal_notes_and_downloads_atta
     [conversation] = listed.json()
     assert [m["channel"] for m in conversation["messages"]] == ["email"]
     assert "internal:" not in listed.text
+    timeline = await client.get(f"/api/v1/orders/{order['id']}/events", headers=bearer(world.key_a))
+    assert timeline.status_code == 200 and "message_received" in timeline.text
+    assert "internal:" not in timeline.text and "note_added" not in timeline.text
     attachment = next(a for a in conversation["messages"][0]["attachments"] if a["filename"].endswith(".pdf"))
     download = await client.get(f"/api/v1/attachments/{attachment['id']}", headers=bearer(world.key_a))
     assert download.status_code == 200 and download.content.startswith(b"%PDF")
@@ -99,3 +102,5 @@ async def test_api_shows_conversations_without_internal_notes_and_downloads_atta
     await sign_in(client, world.agent_a)
     staff_view = await client.get(f"/api/v1/conversations/{result.conversation_id}")
     assert "internal: customer is difficult" in staff_view.text
+    staff_timeline = await client.get(f"/api/v1/orders/{order['id']}/events")
+    assert "note_added" in staff_timeline.text

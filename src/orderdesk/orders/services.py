@@ -732,15 +732,24 @@ async def get_order(db: Database, actor: Actor, order_id: UUID) -> OrderView:
         return await _load_view(session, await _find_order(session, actor, order_id))
 
 
+# Timeline entries only operations staff see: agents' internal notes on a conversation.
+STAFF_ONLY_EVENT_KINDS = frozenset({"note_added"})
+
+
 async def list_events(db: Database, actor: Actor, order_id: UUID) -> list[EventView]:
-    """The order's timeline, oldest first. Raises NotFound."""
+    """The order's timeline, oldest first (client users and API keys see no internal notes).
+
+    Raises NotFound."""
     async with db.transaction(actor.scope) as session:
         order = await _find_order(session, actor, order_id)
-        rows = await session.scalars(
+        query = (
             select(OrderEvent)
             .where(OrderEvent.tenant_id == order.tenant_id, OrderEvent.order_id == order.id)
             .order_by(OrderEvent.seq)
         )
+        if not actor.is_staff:
+            query = query.where(OrderEvent.kind.not_in(STAFF_ONLY_EVENT_KINDS))
+        rows = await session.scalars(query)
         return [EventView.model_validate(e) for e in rows]
 
 
