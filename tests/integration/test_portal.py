@@ -793,7 +793,21 @@ async def test_integration_settings_show_the_inbound_address(client, db, world: 
     page = await client.get("/portal/settings/integrations")
     assert f"{local}@" in page.text and "/hooks/inbound-email?recipient=" in page.text
     assert "Acme Support" in page.text and "Secret: set" in page.text
-    assert "Chat webhook" in page.text
+    assert "Chat webhook" in page.text and "Not connected" in page.text
+    from orderdesk.comms import outbound
+
+    await outbound.configure_outbound(
+        db,
+        system,
+        world.a.id,
+        outbound.OutboundSettingsFields(
+            chat_reply_url="https://93.184.216.34/chat/replies", rotate_chat_secret=True
+        ),
+    )
+    page = await client.get("/portal/settings/integrations")
+    assert f"POST /hooks/chat/{world.a.id}" in page.text
+    assert "https://93.184.216.34/chat/replies" in page.text
+    assert "odchat_" not in page.text  # the secret itself is never on the page
     del headers
 
 
