@@ -452,6 +452,8 @@ async def b_comms_objects(db, world: World) -> dict[str, str]:
     )
     macro = await outbound.create_macro(db, system, world.b.id, outbound.MacroFields(name="B", add_tag="b"))
     return {"b_template": str(template.id), "b_macro": str(macro.id)}
+
+
 async def b_notification(db, world: World, item_id: str) -> str:
     """An SLA notice about B's item for B's agent, written as the sweep would."""
     from orderdesk.core.ids import new_id
@@ -623,6 +625,8 @@ PORTAL_ROUTES = [
     Route("GET", "/portal/settings/webhooks/{id}/log", "b_endpoint", ("client",)),
     Route("POST", "/portal/settings/webhooks/{id}", "b_endpoint", ("client",)),
     Route("POST", "/portal/settings/webhooks/{id}/rotate", "b_endpoint", ("client",)),
+    Route("POST", "/portal/settings/webhooks/{id}/replay-failed", "b_endpoint", ("client",)),
+    Route("POST", "/portal/settings/webhooks/{id}/delete", "b_endpoint", ("client",)),
     Route("POST", "/portal/settings/webhooks/{id}/test", "b_endpoint", ("client",)),
     Route("POST", "/portal/settings/webhooks/deliveries/{id}/replay", "b_delivery", ("client",)),
     Route("POST", "/portal/settings/api-keys/{id}/revoke", "b_key", ("client",)),

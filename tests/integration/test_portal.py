@@ -559,6 +559,39 @@ async def test_replay_of_a_dead_delivery(client, db, world: World, owner_connect
     )
     assert status == "pending"
 
+    # Everything that died since a moment in the tenant's time zone goes out again.
+    await owner_connection.execute(
+        "UPDATE webhook_deliveries SET status = 'dead', attempts = 8 WHERE endpoint_id = $1",
+        uuid.UUID(endpoint_id),
+    )
+    bad = await client.post(
+        f"/portal/settings/webhooks/{endpoint_id}/replay-failed", data=csrf_form(headers, since="yesterday")
+    )
+    assert bad.status_code == 422 and "since" in bad.text and "2026-11-26T09:00" in bad.text
+    # The form's moment is read in the tenant's zone (Europe/Berlin here, at most UTC+2).
+    later = (dt.datetime.now(dt.UTC) + dt.timedelta(hours=3)).strftime("%Y-%m-%dT%H:%M")
+    none = await client.post(
+        f"/portal/settings/webhooks/{endpoint_id}/replay-failed", data=csrf_form(headers, since=later)
+    )
+    assert none.status_code == 200 and "0 failed deliveries since" in none.text
+    earlier = (dt.datetime.now(dt.UTC) - dt.timedelta(days=1)).strftime("%Y-%m-%dT%H:%M")
+    again = await client.post(
+        f"/portal/settings/webhooks/{endpoint_id}/replay-failed", data=csrf_form(headers, since=earlier)
+    )
+    assert again.status_code == 200 and "1 failed deliveries since" in again.text
+    assert (
+        await owner_connection.fetchval(
+            "SELECT status FROM webhook_deliveries WHERE id = $1", uuid.UUID(delivery_id)
+        )
+        == "pending"
+    )
+
+    removed = await client.post(
+        f"/portal/settings/webhooks/{endpoint_id}/delete", data=csrf_form(headers), follow_redirects=False
+    )
+    assert removed.status_code == 303 and removed.headers["location"] == "/portal/settings/integrations"
+    assert (await client.get(f"/portal/settings/webhooks/{endpoint_id}")).status_code == 404
+
 
 async def test_api_keys_are_shown_once_and_revocable(client, world: World):
     headers = await portal_session(client, world.client_admin_a)

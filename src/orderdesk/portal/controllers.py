@@ -11,6 +11,7 @@ import datetime as dt
 from typing import Any
 from urllib.parse import urlencode
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 from litestar import Controller, Request, Response, get, post
 from litestar.params import FromPath
@@ -497,6 +498,31 @@ class PortalSettingsController(Controller):
             db, actor, endpoint_id, notice="Test event queued; it appears in the delivery log below."
         )
 
+    @post("/webhooks/{endpoint_id:uuid}/replay-failed")
+    async def replay_failed(
+        self, request: Request, db: DB, actor: CurrentActor, endpoint_id: FromPath[UUID]
+    ) -> Template:
+        given = str((await request.form()).get("since", "")).strip()
+        tenant = await tenants.get_tenant(db, actor, actor.single_tenant_id)
+        try:
+            since = _moment_in(given, tenant.time_zone)
+        except ValueError:
+            error = FieldError("since", f"give a date and time such as 2026-11-26T09:00, not {given!r}")
+            return await self._endpoint_page(db, actor, endpoint_id, status_code=422, errors=[error])
+        count = await webhooks.replay_failed(db, actor, endpoint_id, since)
+        return await self._endpoint_page(
+            db,
+            actor,
+            endpoint_id,
+            notice=f"{count} failed deliveries since {given.replace('T', ' ')} ({tenant.time_zone})"
+            " queued again, each with its original webhook-id.",
+        )
+
+    @post("/webhooks/{endpoint_id:uuid}/delete")
+    async def delete_endpoint(self, db: DB, actor: CurrentActor, endpoint_id: FromPath[UUID]) -> Redirect:
+        await webhooks.delete_endpoint(db, actor, endpoint_id)
+        return Redirect(path="/portal/settings/integrations", status_code=303)
+
     @post("/webhooks/deliveries/{delivery_id:uuid}/replay")
     async def replay(self, db: DB, actor: CurrentActor, delivery_id: FromPath[UUID]) -> Template:
         delivery = await webhooks.replay_delivery(db, actor, delivery_id)
@@ -675,3 +701,11 @@ class PortalBrandingAssetController(Controller):
                 "Content-Security-Policy": "default-src 'none'",
             },
         )
+
+
+def _moment_in(given: str, time_zone: str) -> dt.datetime:
+    """A form's date and time (`datetime-local`), read in the tenant's time zone. Raises ValueError."""
+    moment = dt.datetime.fromisoformat(given)
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=ZoneInfo(time_zone))
+    return moment
