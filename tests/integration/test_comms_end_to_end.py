@@ -133,7 +133,7 @@ async def test_where_is_my_order_email_to_templated_reply_to_threaded_answer(db,
         assert reply["In-Reply-To"] == question["Message-ID"]
         assert reply["References"] == question["Message-ID"]
         assert reply["Reply-To"] == f"{local}+c_{conversation.reply_token}@{DOMAIN}"
-        assert f"your order ACME-{number} is being checked." in reply.get_content()
+        assert f"your order ACME-{number} is being checked." in reply.get_body(("plain",)).get_content()
 
         # 5. The customer answers (no order number this time): it joins the same conversation.
         answer = EmailMessage()

@@ -25,6 +25,13 @@ from tests.support.smtp_receiver import SmtpReceiver, free_port
 DOMAIN = "inbound.desk.example"
 
 
+# A one-pixel PNG: the smallest real logo.
+PNG_PIXEL = bytes.fromhex(
+    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
+    "1f15c4890000000d49444154789c6360000002000001e221bc330000000049454e44ae426082"
+)
+
+
 def policy_for(port: int, *, retries: tuple[float, ...] = (0, 0)) -> sending.MailPolicy:
     return sending.MailPolicy(
         host="127.0.0.1",
@@ -138,6 +145,11 @@ async def test_a_reply_is_queued_with_its_timeline_entry_and_threading_headers(d
 
 
 async def test_the_worker_sends_the_reply_with_every_header_the_customer_needs(db, desk):
+    from orderdesk.tenants import branding
+
+    system = await tenants.system_actor(db)
+    await branding.set_accent_colour(db, system, desk.tenant.id, "#0a7d3b")
+    await branding.set_logo(db, system, desk.tenant.id, PNG_PIXEL, "image/png")
     result = await outbound.send_reply(
         db,
         desk.agent,
@@ -146,7 +158,8 @@ async def test_the_worker_sends_the_reply_with_every_header_the_customer_needs(d
         inbound_domain=DOMAIN,
     )
     with SmtpReceiver() as smtp:
-        await sending.deliver_due(db, policy_for(smtp.port), desk.scope)
+        policy = dataclasses.replace(policy_for(smtp.port), public_url="https://desk.example.com")
+        await sending.deliver_due(db, policy, desk.scope)
     assert len(smtp.handler.received) == 1
     mail = smtp.handler.received[0]
     assert mail.mail_from == "support@acme.example"
@@ -159,7 +172,11 @@ async def test_the_worker_sends_the_reply_with_every_header_the_customer_needs(d
     assert headers["Reply-To"] == f"{desk.local_part}+c_{desk.conversation.reply_token}@{DOMAIN}"
     assert headers["Subject"] == "Re: Where is my order?"
     assert headers["Auto-Submitted"] is None
-    assert headers.get_content().strip() == "It left today."
+    assert headers.get_body(("plain",)).get_content().strip() == "It left today."
+    # The HTML alternative wears the tenant's colour and logo (fetched from the public site).
+    html_part = headers.get_body(("html",)).get_content()
+    assert "It left today." in html_part and "background:#0a7d3b" in html_part
+    assert '<img src="https://desk.example.com/portal/branding/' in html_part
     sent = await stored(db, desk, result.message.id)
     assert sent.delivery_status.value == "sent" and sent.sent_at is not None and sent.send_attempts == 1
 

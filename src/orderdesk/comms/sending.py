@@ -19,6 +19,7 @@ import base64
 import datetime as dt
 import hashlib
 import hmac
+import html
 import json
 import random
 from dataclasses import dataclass
@@ -38,6 +39,7 @@ from orderdesk.comms.outbound_models import ChatThread, OutboundSettings, Platfo
 from orderdesk.core.db import Database
 from orderdesk.core.tenancy import Scope
 from orderdesk.integrations import urls
+from orderdesk.tenants.branding import Branding, branding_in_session
 
 log = structlog.get_logger("orderdesk.comms.sending")
 
@@ -61,6 +63,8 @@ class MailPolicy:
     inbound_domain: str | None
     mail_from: str | None
     allow_private_chat_urls: bool = False
+    # Where customers reach this deployment: the base of the logo's URL in branded emails.
+    public_url: str | None = None
 
     @classmethod
     def from_settings(cls, settings) -> MailPolicy:
@@ -75,6 +79,7 @@ class MailPolicy:
             inbound_domain=settings.inbound_domain,
             mail_from=settings.mail_from,
             allow_private_chat_urls=settings.webhooks_allow_private,
+            public_url=settings.public_url,
         )
 
     @property
@@ -150,8 +155,13 @@ def build_reply_email(
     conversation: Conversation,
     settings: CommsSettings,
     inbound_domain: str,
+    look: Branding | None = None,
+    public_url: str | None = None,
 ) -> EmailMessage:
-    """The RFC 5322 message of one outbound reply, headers for threading included."""
+    """The RFC 5322 message of one outbound reply, headers for threading included.
+
+    With the tenant's branding, the plain text gets an HTML alternative in its colours
+    (and its logo, where a public URL lets the customer's mail client fetch it)."""
     email = EmailMessage()
     email["From"] = formataddr((_one_line(settings.from_name), settings.from_address))
     recipient = next((r for r in message.recipients if r.get("kind") == "to"), None) or {}
@@ -171,7 +181,41 @@ def build_reply_email(
         # RFC 3834: other robots must not answer an automatic answer.
         email["Auto-Submitted"] = "auto-replied"
     email.set_content(message.text_body or "")
+    if look is not None:
+        email.add_alternative(branded_html(message.text_body or "", look, public_url), subtype="html")
     return email
+
+
+def branded_html(text: str, look: Branding, public_url: str | None) -> str:
+    """The reply's text in the tenant's colours: a header bar with its logo or name, then the text.
+
+    The text is escaped (an agent's reply is never markup); inline styles only, which is
+    what mail clients keep."""
+    logo = look.logo_url(public_url) if public_url else None
+    masthead = (
+        f'<img src="{html.escape(logo)}" alt="{html.escape(look.name)}" height="40"'
+        ' style="display:block;border:0">'
+        if logo
+        else html.escape(look.name)
+    )
+    paragraphs = "".join(
+        f'<p style="margin:0 0 12px">{html.escape(block).replace(chr(10), "<br>")}</p>'
+        for block in text.split("\n\n")
+        if block.strip()
+    )
+    return (
+        '<!doctype html><html><body style="margin:0;background:#f4f5f7">'
+        '<table role="presentation" width="100%" cellpadding="0" cellspacing="0"><tr><td align="center">'
+        '<table role="presentation" width="600" cellpadding="0" cellspacing="0" style="max-width:600px;'
+        'background:#ffffff;font-family:Arial,Helvetica,sans-serif;color:#1d2430;font-size:15px;line-height:1.5">'
+        f'<tr><td style="background:{look.accent_colour};color:{look.on_accent_colour};padding:16px 24px;'
+        f'font-size:18px;font-weight:bold">{masthead}</td></tr>'
+        f'<tr><td style="padding:24px">{paragraphs}</td></tr>'
+        f'<tr><td style="padding:12px 24px;border-top:3px solid {look.accent_colour};'
+        'color:#5b6472;font-size:12px">'
+        f"{html.escape(look.name)}</td></tr>"
+        "</table></td></tr></table></body></html>"
+    )
 
 
 # ---------------------------------------------------------------- chat
@@ -289,7 +333,14 @@ async def _message_jobs(db: Database, scope: Scope, policy: MailPolicy, limit: i
                     job.setup_error = "ORDERDESK_INBOUND_DOMAINS is not set"
                 else:
                     try:
-                        job.email = build_reply_email(message, conversation, settings, policy.inbound_domain)
+                        job.email = build_reply_email(
+                            message,
+                            conversation,
+                            settings,
+                            policy.inbound_domain,
+                            await branding_in_session(session, tenant_id),
+                            policy.public_url,
+                        )
                     except (ValueError, TypeError) as exc:
                         job.setup_error, job.permanent = f"the email cannot be built: {exc}"[:500], True
                     job.sender = settings.from_address
