@@ -13,10 +13,21 @@ from tests.conftest import World
 ORDER = {
     "external_ref": None,
     "customer": {"name": "Erika Mustermann", "email": "erika@example.com", "phone": "030 1234567"},
-    "shipping_address": {"line1": "Unter den Linden 1", "city": "Berlin", "postal_code": "10117", "country": "DE"},
+    "shipping_address": {
+        "line1": "Unter den Linden 1",
+        "city": "Berlin",
+        "postal_code": "10117",
+        "country": "DE",
+    },
     "currency": "EUR",
     "lines": [
-        {"sku": "TENT-2P", "description": "Tent", "quantity": 2, "unit_price_minor": 19900, "tax_minor": 7562},
+        {
+            "sku": "TENT-2P",
+            "description": "Tent",
+            "quantity": 2,
+            "unit_price_minor": 19900,
+            "tax_minor": 7562,
+        },
         {"sku": "MAT-1", "quantity": 1, "unit_price_minor": 2500},
     ],
     "shipping_minor": 495,
@@ -57,15 +68,21 @@ async def test_create_computes_totals_normalises_and_waits_for_verification(clie
 
 
 async def test_numbers_are_per_tenant_and_increase(client, world: World):
-    numbers_a = [(await client.post("/api/v1/orders", json=order_body(), headers=bearer(world.key_a))).json()["number"]
-                 for _ in range(2)]
-    number_b = (await client.post("/api/v1/orders", json=order_body(), headers=bearer(world.key_b))).json()["number"]
+    numbers_a = [
+        (await client.post("/api/v1/orders", json=order_body(), headers=bearer(world.key_a))).json()["number"]
+        for _ in range(2)
+    ]
+    number_b = (await client.post("/api/v1/orders", json=order_body(), headers=bearer(world.key_b))).json()[
+        "number"
+    ]
     assert numbers_a[1] == numbers_a[0] + 1
     assert number_b == 1001  # B's own sequence, unaffected by A's orders
 
 
 async def test_client_total_must_match(client, world: World):
-    response = await client.post("/api/v1/orders", json=order_body(total_minor=1), headers=bearer(world.key_a))
+    response = await client.post(
+        "/api/v1/orders", json=order_body(total_minor=1), headers=bearer(world.key_a)
+    )
     assert response.status_code == 422
     [error] = response.json()["errors"]
     assert error["field"] == "total_minor"
@@ -75,7 +92,9 @@ async def test_client_total_must_match(client, world: World):
 async def test_existing_external_ref_returns_the_existing_order(client, world: World):
     body = order_body()
     first = await client.post("/api/v1/orders", json=body, headers=bearer(world.key_a))
-    again = await client.post("/api/v1/orders", json={**body, "notes": "second try"}, headers=bearer(world.key_a))
+    again = await client.post(
+        "/api/v1/orders", json={**body, "notes": "second try"}, headers=bearer(world.key_a)
+    )
     assert first.status_code == 201 and again.status_code == 200
     assert again.json()["id"] == first.json()["id"]
 
@@ -144,10 +163,15 @@ async def test_holds_stack_and_the_order_resumes_where_it_stood(client, world: W
     headers = bearer(world.key_a)
     await client.post(f"{base}/verify", headers=headers)
     await client.post(f"{base}/holds", json={"reason": "fraud_review"}, headers=headers)
-    held = await client.post(f"{base}/holds", json={"reason": "address_problem", "note": "no house number"},
-                             headers=headers)
+    held = await client.post(
+        f"{base}/holds", json={"reason": "address_problem", "note": "no house number"}, headers=headers
+    )
     assert held.json()["on_hold"] and held.json()["status"] == "verified"
-    assert (await client.post(f"{base}/allocate", headers=headers)).json()["detail"].startswith("The order is on hold")
+    assert (
+        (await client.post(f"{base}/allocate", headers=headers))
+        .json()["detail"]
+        .startswith("The order is on hold")
+    )
     twice = await client.post(f"{base}/holds", json={"reason": "fraud_review"}, headers=headers)
     assert twice.status_code == 409
     one = await client.post(f"{base}/holds/release", json={"reason": "fraud_review"}, headers=headers)
@@ -158,12 +182,17 @@ async def test_holds_stack_and_the_order_resumes_where_it_stood(client, world: W
 
 
 async def test_failed_checks_need_an_override_before_verify(client, world: World):
-    order = (await client.post("/api/v1/orders", json=order_body(payment_status="pending"),
-                               headers=bearer(world.key_a))).json()
+    order = (
+        await client.post(
+            "/api/v1/orders", json=order_body(payment_status="pending"), headers=bearer(world.key_a)
+        )
+    ).json()
     base = f"/api/v1/orders/{order['id']}"
     refused = await client.post(f"{base}/verify", headers=bearer(world.key_a))
     assert refused.status_code == 409 and "payment_confirmed" in refused.json()["detail"]
-    paid = await client.post(f"{base}/payment", json={"payment_status": "authorized"}, headers=bearer(world.key_a))
+    paid = await client.post(
+        f"{base}/payment", json={"payment_status": "authorized"}, headers=bearer(world.key_a)
+    )
     assert {c["check"]: c["result"] for c in paid.json()["checks"]}["payment_confirmed"] == "passed"
     assert (await client.post(f"{base}/verify", headers=bearer(world.key_a))).status_code == 200
 
@@ -171,8 +200,11 @@ async def test_failed_checks_need_an_override_before_verify(client, world: World
 async def test_duplicate_suspicion_is_a_failed_check(client, world: World):
     body = order_body()
     await client.post("/api/v1/orders", json=body, headers=bearer(world.key_a))
-    second = await client.post("/api/v1/orders", json={**body, "external_ref": "OTHER-" + body["external_ref"]},
-                               headers=bearer(world.key_a))
+    second = await client.post(
+        "/api/v1/orders",
+        json={**body, "external_ref": "OTHER-" + body["external_ref"]},
+        headers=bearer(world.key_a),
+    )
     checks = {c["check"]: c for c in second.json()["checks"]}
     assert checks["duplicate_suspected"]["result"] == "failed"
 
@@ -194,7 +226,9 @@ async def test_list_filters_and_keyset_pages(client, world: World):
             break
     assert seen == list(reversed(created))
     one = (await client.get(f"/api/v1/orders/{created[0]}", headers=headers)).json()
-    found = (await client.get(f"/api/v1/orders?q={one['customer_email'][:6]}", headers=headers)).json()["items"]
+    found = (await client.get(f"/api/v1/orders?q={one['customer_email'][:6]}", headers=headers)).json()[
+        "items"
+    ]
     assert [o["id"] for o in found] == [created[0]]
     by_number = (await client.get(f"/api/v1/orders?q=%23{one['number']}", headers=headers)).json()["items"]
     assert created[0] in [o["id"] for o in by_number]
@@ -209,8 +243,10 @@ async def test_events_cannot_be_changed_by_the_application(world: World, client,
     from sqlalchemy.exc import DBAPIError
 
     order = (await client.post("/api/v1/orders", json=order_body(), headers=bearer(world.key_a))).json()
-    for statement in ("UPDATE order_events SET summary = 'x' WHERE order_id = :id",
-                      "DELETE FROM order_events WHERE order_id = :id"):
+    for statement in (
+        "UPDATE order_events SET summary = 'x' WHERE order_id = :id",
+        "DELETE FROM order_events WHERE order_id = :id",
+    ):
         with pytest.raises(DBAPIError, match="permission denied"):
             async with db.transaction(world_scope(world)) as session:
                 await session.execute(text(statement), {"id": order["id"]})
@@ -222,7 +258,9 @@ def world_scope(world: World):
     return Scope(tenant_ids=frozenset({world.a.id}))
 
 
-async def test_concurrent_creates_with_one_idempotency_key_make_one_order(client, app_client_factory, world: World):
+async def test_concurrent_creates_with_one_idempotency_key_make_one_order(
+    client, app_client_factory, world: World
+):
     body = order_body()
     key = uuid.uuid4().hex
     headers = {**bearer(world.key_a), "Idempotency-Key": key}

@@ -126,9 +126,7 @@ def test_servers_left_by_a_dead_process_are_taken_over(tmp_path: Path):
         "from orderdesk.devservices import start_postgres, start_redis; "
         "start_postgres(Path(sys.argv[1])); start_redis(Path(sys.argv[1])); os._exit(0)"
     )
-    subprocess.run(
-        [sys.executable, "-c", leave_running, str(tmp_path)], check=True, timeout=60
-    )
+    subprocess.run([sys.executable, "-c", leave_running, str(tmp_path)], check=True, timeout=60)
 
     with start_postgres(tmp_path) as postgres, start_redis(tmp_path) as server:
         assert postgres_answers(postgres.url)

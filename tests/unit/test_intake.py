@@ -13,8 +13,13 @@ from orderdesk.orders.schemas import OrderCreate
 
 BASE = {
     "customer": {"name": "Sam Lee", "email": "Sam@Example.COM", "phone": "(415) 555-0132"},
-    "shipping_address": {"line1": "1 Market St", "city": "San Francisco", "region": "CA",
-                         "postal_code": "94105", "country": "us"},
+    "shipping_address": {
+        "line1": "1 Market St",
+        "city": "San Francisco",
+        "region": "CA",
+        "postal_code": "94105",
+        "country": "us",
+    },
     "currency": "usd",
     "lines": [{"sku": " A-1 ", "quantity": 3, "unit_price_minor": 1000, "tax_minor": 255}],
     "shipping_minor": 500,
@@ -63,9 +68,19 @@ def test_metals_and_test_codes_are_not_order_currencies():
 
 @pytest.mark.parametrize(
     ("country", "code", "ok"),
-    [("US", "94105", True), ("US", "9410", False), ("GB", "SW1A 1AA", True), ("GB", "12345", False),
-     ("CA", "K1A 0B1", True), ("DE", "1011", False), ("NL", "1012 ab", True), ("JP", "100-0001", True),
-     ("HK", "", True), ("FR", "", False), ("ZZ", "123", True)],
+    [
+        ("US", "94105", True),
+        ("US", "9410", False),
+        ("GB", "SW1A 1AA", True),
+        ("GB", "12345", False),
+        ("CA", "K1A 0B1", True),
+        ("DE", "1011", False),
+        ("NL", "1012 ab", True),
+        ("JP", "100-0001", True),
+        ("HK", "", True),
+        ("FR", "", False),
+        ("ZZ", "123", True),
+    ],
 )
 def test_postal_code_rules(country, code, ok):
     problem = geo.postal_code_problem(country, code) if geo.is_country(country) else None
@@ -80,8 +95,14 @@ def test_every_problem_is_reported_at_once():
         total_minor=1,
     )
     errors = errors_of(bad)
-    assert {"currency", "shipping_address.line1", "shipping_address.postal_code", "customer.name",
-            "customer.email", "customer.phone"} <= set(errors)
+    assert {
+        "currency",
+        "shipping_address.line1",
+        "shipping_address.postal_code",
+        "customer.name",
+        "customer.email",
+        "customer.phone",
+    } <= set(errors)
 
 
 def test_total_mismatch_names_the_computed_total():
@@ -115,8 +136,20 @@ def test_catalog_rules():
 
 
 def test_fingerprint_ignores_line_order():
-    one = clean_order(order(lines=[{"sku": "A", "quantity": 1, "unit_price_minor": 1},
-                                   {"sku": "B", "quantity": 2, "unit_price_minor": 1}]))
-    two = clean_order(order(lines=[{"sku": "B", "quantity": 2, "unit_price_minor": 1},
-                                   {"sku": "A", "quantity": 1, "unit_price_minor": 1}]))
+    one = clean_order(
+        order(
+            lines=[
+                {"sku": "A", "quantity": 1, "unit_price_minor": 1},
+                {"sku": "B", "quantity": 2, "unit_price_minor": 1},
+            ]
+        )
+    )
+    two = clean_order(
+        order(
+            lines=[
+                {"sku": "B", "quantity": 2, "unit_price_minor": 1},
+                {"sku": "A", "quantity": 1, "unit_price_minor": 1},
+            ]
+        )
+    )
     assert one.lines_fingerprint == two.lines_fingerprint

@@ -58,7 +58,9 @@ async def enqueue(pool: ArqRedis, job_name: str, *args: Any, job_id: str | None 
 JobFunction = Callable[..., Awaitable[Any]]
 
 
-def job(function: JobFunction, *, keep_result_seconds: float | None = None, max_tries: int | None = None) -> Any:
+def job(
+    function: JobFunction, *, keep_result_seconds: float | None = None, max_tries: int | None = None
+) -> Any:
     """Declare a job with its own result retention or retry count."""
     return func(function, keep_result=keep_result_seconds, max_tries=max_tries)
 

@@ -6,14 +6,14 @@ import datetime as dt
 from uuid import UUID
 
 from litestar import Controller, Request, delete, get, patch, post
+from litestar.params import FromPath, FromQuery, JSONBody
 from litestar.response import Template
 from pydantic import ValidationError as PydanticValidationError
-from litestar.params import FromPath, FromQuery, JSONBody
 
 from orderdesk.core.errors import FieldError, ValidationFailed
 from orderdesk.integrations import endpoints as service
-from orderdesk.integrations.outbox import EVENT_TYPES
 from orderdesk.integrations.models import DeliveryStatus
+from orderdesk.integrations.outbox import EVENT_TYPES
 from orderdesk.integrations.schemas import (
     AttemptView,
     DeliveryView,
@@ -25,8 +25,8 @@ from orderdesk.integrations.schemas import (
     RotateSecretIn,
 )
 from orderdesk.orders.services import resolve_tenant
-from orderdesk.web.deps import DB, AppSettings, CurrentActor
 from orderdesk.tenants.services import get_tenant
+from orderdesk.web.deps import DB, AppSettings, CurrentActor
 from orderdesk.web.guards import requires_actor, requires_staff
 from orderdesk.web.openapi import problem_responses
 

@@ -31,5 +31,7 @@ class ShopConnection(Base):
     created_at: Mapped[dt.datetime] = created_at_column()
 
     __table_args__ = (
-        Index("uq_shop_connections_tenant_platform_domain", "tenant_id", "platform", "shop_domain", unique=True),
+        Index(
+            "uq_shop_connections_tenant_platform_domain", "tenant_id", "platform", "shop_domain", unique=True
+        ),
     )

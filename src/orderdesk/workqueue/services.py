@@ -661,17 +661,21 @@ async def open_or_update_conversation_item(
     item yet (it was just started), which saves the look-up. Raises nothing of its own.
     """
     now = now or utcnow()
-    item = None if known_new else await session.scalar(
-        select(WorkItem)
-        .where(
-            WorkItem.tenant_id == tenant_id,
-            WorkItem.conversation_id == conversation_id,
-            WorkItem.kind == WorkItemKind.CUSTOMER_MESSAGE,
-            WorkItem.status.in_(ACTIVE),
+    item = (
+        None
+        if known_new
+        else await session.scalar(
+            select(WorkItem)
+            .where(
+                WorkItem.tenant_id == tenant_id,
+                WorkItem.conversation_id == conversation_id,
+                WorkItem.kind == WorkItemKind.CUSTOMER_MESSAGE,
+                WorkItem.status.in_(ACTIVE),
+            )
+            .order_by(WorkItem.created_at)
+            .limit(1)
+            .with_for_update()
         )
-        .order_by(WorkItem.created_at)
-        .limit(1)
-        .with_for_update()
     )
     if item is not None:
         item.title = title[:200]
