@@ -107,7 +107,7 @@ async def committed_event_ids(owner_connection, tenant) -> set[str]:
     return {str(r["id"]) for r in rows}
 
 
-async def wait_until(condition, timeout: float, what: str) -> None:
+async def wait_until(condition, timeout: float, what: str) -> None:  # noqa: ASYNC109 - a polled deadline
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if await condition():

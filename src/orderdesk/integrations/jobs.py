@@ -135,7 +135,8 @@ async def _listen(ctx: dict[str, Any], url: URL) -> None:
             await connection.add_listener(NOTIFY_CHANNEL, on_notify)
             # Anything committed while we were not listening.
             notified.set()
-            while not connection.is_closed():
+            # asyncpg reports a lost connection only through this flag: look once a second.
+            while not connection.is_closed():  # noqa: ASYNC110
                 await asyncio.sleep(1)
         except asyncio.CancelledError:
             if connection is not None:
