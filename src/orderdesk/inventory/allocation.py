@@ -116,8 +116,10 @@ class _DriverStatement:
 
 
 # What routing one order needs: warehouses, lines, existing allocations, availability of
-# its SKUs, active holds and backordered lines.
-READ_ORDER_STOCK = _DriverStatement("""
+# its SKUs, active holds and backordered lines. `stock_lock` is empty for an optimistic
+# read; for planning that cannot lose a race it locks every candidate stock row first,
+# in key order.
+_READ_ORDER_STOCK_SQL = """
 SELECT
   (SELECT coalesce(json_agg(json_build_array(w.id, w.code, w.country, w.region, w.priority, w.ships_to,
                                              w.active, w.time_zone, w.cutoff_time)), '[]')
@@ -132,37 +134,17 @@ SELECT
     FROM stock_levels s
     WHERE s.tenant_id = :tenant_id
       AND s.sku IN (SELECT l.sku FROM order_lines l WHERE l.tenant_id = :tenant_id AND l.order_id = :order_id)
-    ORDER BY s.warehouse_id, s.sku
+    {stock_lock}
   ) x) AS stock,
   (SELECT coalesce(json_agg(h.reason), '[]')
      FROM order_holds h
      WHERE h.tenant_id = :tenant_id AND h.order_id = :order_id AND h.released_at IS NULL) AS holds,
   (SELECT count(*) FROM backorders b WHERE b.tenant_id = :tenant_id AND b.order_id = :order_id) AS waiting
-""")
-# Planning that cannot lose a race: every candidate stock row locked first, in key order.
-READ_ORDER_STOCK_LOCKED = _DriverStatement("""
-SELECT
-  (SELECT coalesce(json_agg(json_build_array(w.id, w.code, w.country, w.region, w.priority, w.ships_to,
-                                             w.active, w.time_zone, w.cutoff_time)), '[]')
-     FROM warehouses w WHERE w.tenant_id = :tenant_id) AS sites,
-  (SELECT coalesce(json_agg(json_build_array(l.line_no, l.sku, l.quantity) ORDER BY l.line_no), '[]')
-     FROM order_lines l WHERE l.tenant_id = :tenant_id AND l.order_id = :order_id) AS lines,
-  (SELECT coalesce(json_agg(json_build_array(a.line_no, a.warehouse_id, a.sku, a.reserved_qty, a.shipped_qty)
-                            ORDER BY a.line_no), '[]')
-     FROM order_allocations a WHERE a.tenant_id = :tenant_id AND a.order_id = :order_id) AS allocations,
-  (SELECT coalesce(json_agg(json_build_array(x.warehouse_id, x.sku, x.available)), '[]') FROM (
-    SELECT s.warehouse_id, s.sku, s.on_hand - s.reserved AS available
-    FROM stock_levels s
-    WHERE s.tenant_id = :tenant_id
-      AND s.sku IN (SELECT l.sku FROM order_lines l WHERE l.tenant_id = :tenant_id AND l.order_id = :order_id)
-    ORDER BY s.warehouse_id, s.sku COLLATE "C"
-    FOR UPDATE
-  ) x) AS stock,
-  (SELECT coalesce(json_agg(h.reason), '[]')
-     FROM order_holds h
-     WHERE h.tenant_id = :tenant_id AND h.order_id = :order_id AND h.released_at IS NULL) AS holds,
-  (SELECT count(*) FROM backorders b WHERE b.tenant_id = :tenant_id AND b.order_id = :order_id) AS waiting
-""")
+"""
+READ_ORDER_STOCK = _DriverStatement(_READ_ORDER_STOCK_SQL.format(stock_lock="ORDER BY s.warehouse_id, s.sku"))
+READ_ORDER_STOCK_LOCKED = _DriverStatement(
+    _READ_ORDER_STOCK_SQL.format(stock_lock='ORDER BY s.warehouse_id, s.sku COLLATE "C"\n    FOR UPDATE')
+)
 READ_AVAILABLE = _DriverStatement("""
 SELECT coalesce(json_agg(json_build_array(x.warehouse_id, x.sku, x.available)), '[]') FROM (
     SELECT s.warehouse_id, s.sku, s.on_hand - s.reserved AS available
