@@ -108,8 +108,13 @@ class Database:
                 await session.begin()
                 await apply_scope(session, scope)
             except DBAPIError as error:
+                dropped = error.connection_invalidated or _from_dropped_connection(error)
+                if dropped and not error.connection_invalidated:
+                    # A goodbye SQLAlchemy did not read as a disconnect: drop the pool ourselves.
+                    await session.invalidate()
+                    await self.engine.dispose(close=False)
                 await session.close()
-                if error.connection_invalidated and attempt == 1:
+                if dropped and attempt == 1:
                     continue
                 raise
             return session
@@ -163,13 +168,32 @@ class Database:
         await self.engine.dispose()
 
 
-# How asyncpg reports a connection the server closed while it sat in the pool: a closed
-# socket, a closed connection, or the server's goodbye read as a protocol-state clash.
+# How asyncpg reports a connection the server closed while it sat in the pool, depending on
+# when the goodbye is read: a reset socket, a closed connection, the server's shutdown
+# message itself (57P01 and kin), or a protocol-state clash.
 _DROPPED_CONNECTION = (
     OSError,
     asyncpg.exceptions.InterfaceError,
     asyncpg.exceptions.InternalClientError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,
 )
+
+
+def _from_dropped_connection(error: BaseException) -> bool:
+    """Whether `error` (or what it wraps) says the server closed the connection."""
+    pending: list[BaseException | None] = [error]
+    seen: set[int] = set()
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        if isinstance(current, _DROPPED_CONNECTION):
+            return True
+        pending += [current.__cause__, current.__context__, getattr(current, "orig", None)]
+    return False
+
 
 _SCOPE_SQL = (
     f"SELECT set_config('{TENANTS_SETTING}', $1, true), set_config('{USER_SETTING}', $2, true),"
