@@ -227,6 +227,11 @@ async def test_the_worker_sweep_marks_imports_nobody_looks_at(client, world: Wor
         "UPDATE order_imports SET status = 'running', started_at = now(), heartbeat_at = now() WHERE id = $1",
         uuid.UUID(fresh),
     )
+    from orderdesk.worker import job_registry
+
+    assert any(
+        p.function is sweep_interrupted_imports_job and p.run_at_startup for p in job_registry().periodic
+    )
     result = await sweep_interrupted_imports_job({"db": db})
     assert result["interrupted"] >= 1
     rows = {
