@@ -23,6 +23,7 @@ from sqlalchemy.engine import make_url
 from orderdesk import devservices
 from orderdesk.accounts import services as accounts
 from orderdesk.accounts.models import ClientRole, StaffRole
+from orderdesk.comms import services as comms
 from orderdesk.core.db import Database, make_engine
 from orderdesk.core.migrations import upgrade
 from orderdesk.settings import Settings, load_settings
@@ -194,6 +195,27 @@ async def make_client_user(db, tenant: Tenant, role: ClientRole) -> Person:
         role=role,
     )
     return Person(email, PASSWORD, user.id)
+
+
+@dataclass
+class CustomerEmail:
+    """A tenant's inbound email set-up, as configure_customer_email left it."""
+
+    local_part: str
+    secret: str | None  # the inbound webhook secret, when one was rotated
+
+
+async def configure_customer_email(
+    db, tenant_id: uuid.UUID, *, prefix: str = "shop", **fields
+) -> CustomerEmail:
+    """Give a tenant an inbound address of its own (a unique local part) and any other comms
+    settings `fields` name, as an operations admin would."""
+    actor = await tenants.system_actor(db)
+    local_part = unique(prefix)
+    _settings, secret = await comms.configure_comms(
+        db, actor, tenant_id, inbound_local_part=local_part, **fields
+    )
+    return CustomerEmail(local_part, secret)
 
 
 @pytest.fixture
