@@ -39,6 +39,27 @@ def service_urls() -> Iterator[devservices.ServiceUrls]:
         yield urls
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _test_password_hashed_once() -> Iterator[None]:
+    """Hash PASSWORD once for every person the tests create, instead of once per person.
+
+    Hashing is argon2id at production cost, tens of milliseconds of CPU, and a test's
+    `world` alone creates seven people. Each stored hash is still a real argon2id hash of
+    PASSWORD, which sign-in verifies for real; only the salt is shared. Any other
+    password is hashed as usual.
+    """
+    real_hash = accounts.hash_password
+    shared_hash = real_hash(PASSWORD)
+
+    def hash_password(password: str) -> str:
+        return shared_hash if password == PASSWORD else real_hash(password)
+
+    patch = pytest.MonkeyPatch()
+    patch.setattr(accounts, "hash_password", hash_password)
+    yield
+    patch.undo()
+
+
 def _asyncpg_dsn(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
