@@ -17,6 +17,7 @@ from dataclasses import dataclass
 
 import asyncpg
 import pytest
+from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from sqlalchemy.engine import make_url
 
@@ -124,11 +125,24 @@ async def owner_connection(owner_url) -> AsyncIterator[asyncpg.Connection]:
     await connection.close()
 
 
-@pytest.fixture
-async def client(settings) -> AsyncIterator[AsyncTestClient]:
+@pytest.fixture(scope="session")
+def shared_app(settings) -> Litestar:
+    """One app for every test's `client`: building one (routes, schemas, templates) costs
+    about as much CPU as a typical test."""
     from orderdesk.app import create_app
 
-    async with AsyncTestClient(app=create_app(settings), base_url="http://testserver.local") as c:
+    return create_app(settings)
+
+
+@pytest.fixture
+async def client(shared_app, settings) -> AsyncIterator[AsyncTestClient]:
+    """A client of the shared app, started afresh for the test (its own connection pool and
+    queue), with the process-wide settings create_app makes: a test before may have changed
+    them (tracking links, logging)."""
+    from orderdesk.app import configure_process
+
+    configure_process(settings)
+    async with AsyncTestClient(app=shared_app, base_url="http://testserver.local") as c:
         yield c
 
 
