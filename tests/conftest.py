@@ -17,12 +17,14 @@ from dataclasses import dataclass
 
 import asyncpg
 import pytest
+from litestar import Litestar
 from litestar.testing import AsyncTestClient
 from sqlalchemy.engine import make_url
 
 from orderdesk import devservices
 from orderdesk.accounts import services as accounts
 from orderdesk.accounts.models import ClientRole, StaffRole
+from orderdesk.comms import services as comms
 from orderdesk.core.db import Database, make_engine
 from orderdesk.core.migrations import upgrade
 from orderdesk.settings import Settings, load_settings
@@ -36,6 +38,27 @@ PASSWORD = "correct horse battery staple"
 def service_urls() -> Iterator[devservices.ServiceUrls]:
     with devservices.test_services() as urls:
         yield urls
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _test_password_hashed_once() -> Iterator[None]:
+    """Hash PASSWORD once for every person the tests create, instead of once per person.
+
+    Hashing is argon2id at production cost, tens of milliseconds of CPU, and a test's
+    `world` alone creates seven people. Each stored hash is still a real argon2id hash of
+    PASSWORD, which sign-in verifies for real; only the salt is shared. Any other
+    password is hashed as usual.
+    """
+    real_hash = accounts.hash_password
+    shared_hash = real_hash(PASSWORD)
+
+    def hash_password(password: str) -> str:
+        return shared_hash if password == PASSWORD else real_hash(password)
+
+    patch = pytest.MonkeyPatch()
+    patch.setattr(accounts, "hash_password", hash_password)
+    yield
+    patch.undo()
 
 
 def _asyncpg_dsn(url: str) -> str:
@@ -102,11 +125,24 @@ async def owner_connection(owner_url) -> AsyncIterator[asyncpg.Connection]:
     await connection.close()
 
 
-@pytest.fixture
-async def client(settings) -> AsyncIterator[AsyncTestClient]:
+@pytest.fixture(scope="session")
+def shared_app(settings) -> Litestar:
+    """One app for every test's `client`: building one (routes, schemas, templates) costs
+    about as much CPU as a typical test."""
     from orderdesk.app import create_app
 
-    async with AsyncTestClient(app=create_app(settings), base_url="http://testserver.local") as c:
+    return create_app(settings)
+
+
+@pytest.fixture
+async def client(shared_app, settings) -> AsyncIterator[AsyncTestClient]:
+    """A client of the shared app, started afresh for the test (its own connection pool and
+    queue), with the process-wide settings create_app makes: a test before may have changed
+    them (tracking links, logging)."""
+    from orderdesk.app import configure_process
+
+    configure_process(settings)
+    async with AsyncTestClient(app=shared_app, base_url="http://testserver.local") as c:
         yield c
 
 
@@ -194,6 +230,27 @@ async def make_client_user(db, tenant: Tenant, role: ClientRole) -> Person:
         role=role,
     )
     return Person(email, PASSWORD, user.id)
+
+
+@dataclass
+class CustomerEmail:
+    """A tenant's inbound email set-up, as configure_customer_email left it."""
+
+    local_part: str
+    secret: str | None  # the inbound webhook secret, when one was rotated
+
+
+async def configure_customer_email(
+    db, tenant_id: uuid.UUID, *, prefix: str = "shop", **fields
+) -> CustomerEmail:
+    """Give a tenant an inbound address of its own (a unique local part) and any other comms
+    settings `fields` name, as an operations admin would."""
+    actor = await tenants.system_actor(db)
+    local_part = unique(prefix)
+    _settings, secret = await comms.configure_comms(
+        db, actor, tenant_id, inbound_local_part=local_part, **fields
+    )
+    return CustomerEmail(local_part, secret)
 
 
 @pytest.fixture

@@ -81,10 +81,16 @@ async def index(request: Request) -> Redirect:
     return Redirect(path="/console" if actor.is_staff else "/portal")
 
 
-def create_app(settings: Settings) -> Litestar:
+def configure_process(settings: Settings) -> None:
+    """What an app sets for the whole process: logging, the features' event handlers, and
+    the key and address of tracking links. create_app calls it."""
     configure_logging(settings.log_level, json=settings.log_json)
     connect_features()
     tracking_links.configure_public_links(settings.public_url, settings.secret_key)
+
+
+def create_app(settings: Settings) -> Litestar:
+    configure_process(settings)
 
     async def open_resources(app: Litestar) -> None:
         app.state.settings = settings

@@ -3,16 +3,12 @@ anything or loading remote images; an agent adds an internal note."""
 
 from __future__ import annotations
 
-import uuid
-
 import pytest
 
 from orderdesk.comms import inbound
-from orderdesk.comms import services as comms
-from orderdesk.tenants import services as tenants
 from tests.browser.conftest import sign_in
 from tests.browser.test_console_browser import pending_order
-from tests.conftest import World
+from tests.conftest import World, configure_customer_email
 from tests.support.email_fixtures import load
 
 pytestmark = [
@@ -25,9 +21,7 @@ async def test_a_hostile_email_is_shown_safely_and_notes_can_be_added(
     db, world: World, new_page, screenshot_dir
 ):
     order = await pending_order(db, world.a)
-    system = await tenants.system_actor(db)
-    local = f"b{uuid.uuid4().hex[:10]}"
-    await comms.configure_comms(db, system, world.a.id, inbound_local_part=local)
+    local = (await configure_customer_email(db, world.a.id)).local_part
     raw = load(
         "scripts_and_remote_images.eml",
         sender=order["customer_email"],

@@ -14,7 +14,7 @@ from orderdesk.orders.models import Channel, Order
 from orderdesk.orders.schemas import OrderCreate
 from orderdesk.tenants import services as tenants
 from tests.browser.conftest import sign_in
-from tests.conftest import World
+from tests.conftest import World, configure_customer_email
 from tests.integration.test_orders_api import order_body
 
 pytestmark = [
@@ -31,13 +31,7 @@ async def test_a_macro_fills_the_reply_box_and_a_refused_reply_keeps_the_text(
     order = (
         await orders.capture_order(db, system, OrderCreate.model_validate(body), channel=Channel.API)
     ).body
-    await comms.configure_comms(
-        db,
-        system,
-        world.a.id,
-        inbound_local_part=f"a{uuid.uuid4().hex[:8]}",
-        from_address="support@a.example",
-    )
+    await configure_customer_email(db, world.a.id, from_address="support@a.example")
     await outbound.create_macro(
         db,
         system,

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import uuid
-
 from orderdesk.comms import inbound
 from orderdesk.comms import services as comms
 from orderdesk.comms.models import Direction, MessageChannel
 from orderdesk.tenants import services as tenants
-from tests.conftest import World, session_csrf, sign_in
+from tests.conftest import World, configure_customer_email, session_csrf, sign_in
 from tests.integration.test_orders_api import bearer, order_body
 from tests.support.email_fixtures import load
 
 
 async def _customer_wrote(client, db, world: World) -> tuple[dict, inbound.InboundResult]:
-    system = await tenants.system_actor(db)
-    local = f"a{uuid.uuid4().hex[:10]}"
-    await comms.configure_comms(db, system, world.a.id, inbound_local_part=local)
+    local = (await configure_customer_email(db, world.a.id)).local_part
     order = (await client.post("/api/v1/orders", json=order_body(), headers=bearer(world.key_a))).json()
     raw = load(
         "apple_mail_forward_with_attachments_es.eml",

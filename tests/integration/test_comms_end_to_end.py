@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import smtplib
-import uuid
 from email.message import EmailMessage
 from email.utils import make_msgid
 
@@ -15,14 +14,13 @@ from sqlalchemy import select
 
 from orderdesk.accounts.models import StaffRole
 from orderdesk.comms import outbound, sending
-from orderdesk.comms import services as comms
 from orderdesk.comms.models import Conversation, Message
 from orderdesk.comms.smtp import start_smtp_server
 from orderdesk.core.tenancy import Scope
 from orderdesk.tenants import services as tenants
 from orderdesk.workqueue import services as work
 from orderdesk.workqueue.models import WorkItem
-from tests.conftest import make_staff, make_tenant, session_csrf, sign_in
+from tests.conftest import configure_customer_email, make_staff, make_tenant, session_csrf, sign_in
 from tests.integration.test_comms_outbound import policy_for
 from tests.integration.test_workqueue import ROUND_THE_CLOCK, capture
 from tests.support.smtp_receiver import SmtpReceiver
@@ -40,16 +38,16 @@ async def test_where_is_my_order_email_to_templated_reply_to_threaded_answer(db,
     tenant = await make_tenant(db, "Acme Outdoor")
     system = await tenants.system_actor(db)
     await work.set_sla_policy(db, system, tenant.id, ROUND_THE_CLOCK)
-    local = f"acme{uuid.uuid4().hex[:6]}"
-    await comms.configure_comms(
-        db,
-        system,
-        tenant.id,
-        inbound_local_part=local,
-        from_name="Acme Support",
-        from_address="support@acme.example",
-        order_number_pattern=r"ACME-(\d+)",
-    )
+    local = (
+        await configure_customer_email(
+            db,
+            tenant.id,
+            prefix="acme",
+            from_name="Acme Support",
+            from_address="support@acme.example",
+            order_number_pattern=r"ACME-(\d+)",
+        )
+    ).local_part
     order = await capture(db, tenant)
     number, customer = order["number"], order["customer_email"]
     template = await outbound.create_template(

@@ -17,7 +17,7 @@ from orderdesk.tenants import services as tenants
 from orderdesk.workqueue import services as work
 from orderdesk.workqueue.models import WorkItem
 from orderdesk.workqueue.states import WorkOutcome
-from tests.conftest import make_staff, make_tenant
+from tests.conftest import configure_customer_email, make_staff, make_tenant
 from tests.integration.test_workqueue import ROUND_THE_CLOCK, capture, staff
 
 
@@ -189,10 +189,8 @@ async def test_inbound_local_parts_are_unique_across_tenants(db):
     first = await make_tenant(db, "One")
     second = await make_tenant(db, "Two")
     system = await tenants.system_actor(db)
-    local = f"shop-{uuid.uuid4().hex[:6]}"
-    _row, secret = await comms.configure_comms(
-        db, system, first.id, inbound_local_part=local, rotate_inbound_secret=True
-    )
+    first_email = await configure_customer_email(db, first.id, rotate_inbound_secret=True)
+    local, secret = first_email.local_part, first_email.secret
     assert secret and secret.startswith("odin_")
     with pytest.raises(ValidationFailed):
         await comms.configure_comms(db, system, second.id, inbound_local_part=local.upper())

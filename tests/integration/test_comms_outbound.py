@@ -18,7 +18,7 @@ from orderdesk.orders.models import Order, OrderEvent
 from orderdesk.tenants import services as tenants
 from orderdesk.workqueue import services as work
 from orderdesk.workqueue.models import WorkItem
-from tests.conftest import make_staff, make_tenant, unique
+from tests.conftest import configure_customer_email, make_staff, make_tenant
 from tests.integration.test_workqueue import ROUND_THE_CLOCK, capture, staff
 from tests.support.smtp_receiver import SmtpReceiver, free_port
 
@@ -67,14 +67,8 @@ async def make_desk(db, *, name: str = "Acme Outdoor") -> Desk:
     tenant = await make_tenant(db, name)
     system = await tenants.system_actor(db)
     await work.set_sla_policy(db, system, tenant.id, ROUND_THE_CLOCK)
-    local_part = unique("acme")
-    await comms.configure_comms(
-        db,
-        system,
-        tenant.id,
-        inbound_local_part=local_part,
-        from_name="Acme Support",
-        from_address="support@acme.example",
+    email = await configure_customer_email(
+        db, tenant.id, prefix="acme", from_name="Acme Support", from_address="support@acme.example"
     )
     order = await capture(db, tenant)
     person = await make_staff(db, StaffRole.AGENT, tenant)
@@ -109,7 +103,7 @@ async def make_desk(db, *, name: str = "Acme Outdoor") -> Desk:
             placement=Placement.ORDER_NUMBER,
         ),
     )
-    return Desk(tenant, order, agent, conversation, (first_id, earlier_id), local_part)
+    return Desk(tenant, order, agent, conversation, (first_id, earlier_id), email.local_part)
 
 
 @pytest.fixture

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 
 from orderdesk.accounts.models import ClientRole
-from tests.conftest import World, make_client_user, session_csrf, sign_in
+from tests.conftest import World, configure_customer_email, make_client_user, session_csrf, sign_in
 from tests.integration.test_orders_api import bearer, order_body
 
 WISMO = {
@@ -149,14 +149,7 @@ async def _a_conversation(db, world: World, client) -> str:
 
     order = (await client.post("/api/v1/orders", json=order_body(), headers=bearer(world.key_a))).json()
     system = await tenants.system_actor(db)
-    await comms.configure_comms(
-        db,
-        system,
-        world.a.id,
-        inbound_local_part=f"a{uuid.uuid4().hex[:8]}",
-        from_name="A Support",
-        from_address="support@a.example",
-    )
+    await configure_customer_email(db, world.a.id, from_name="A Support", from_address="support@a.example")
     async with db.transaction(system.scope) as session:
         row = await session.get(Order, (world.a.id, uuid.UUID(order["id"])))
         conversation = await comms.start_conversation_in(

@@ -24,7 +24,7 @@ from orderdesk.orders.states import Action
 from orderdesk.tenants import services as tenants
 from orderdesk.workqueue import services as work
 from orderdesk.workqueue.models import WorkItem
-from tests.conftest import make_tenant
+from tests.conftest import configure_customer_email, make_tenant
 from tests.integration.test_workqueue import ROUND_THE_CLOCK, capture
 from tests.support.email_fixtures import load, new_message_id
 
@@ -44,18 +44,12 @@ async def make_desk(db, name: str = "Mail Co", *, orders_count: int = 1) -> Desk
     tenant = await make_tenant(db, name)
     system = await tenants.system_actor(db)
     await work.set_sla_policy(db, system, tenant.id, ROUND_THE_CLOCK)
-    local = f"shop{uuid.uuid4().hex[:8]}"
-    _row, secret = await comms.configure_comms(
-        db,
-        system,
-        tenant.id,
-        inbound_local_part=local,
-        rotate_inbound_secret=True,
-        known_contacts=["@client-staff.example"],
+    email = await configure_customer_email(
+        db, tenant.id, rotate_inbound_secret=True, known_contacts=["@client-staff.example"]
     )
     created = [await capture(db, tenant) for _ in range(orders_count)]
     order = created[-1]
-    return Desk(tenant, f"{local}@{DOMAIN}", secret, order, order["customer_email"])
+    return Desk(tenant, f"{email.local_part}@{DOMAIN}", email.secret, order, order["customer_email"])
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ import pytest
 
 from orderdesk.core.tenancy import Scope
 from orderdesk.workqueue.models import WorkItem
-from tests.conftest import World, session_csrf, sign_in
+from tests.conftest import World, configure_customer_email, session_csrf, sign_in
 from tests.integration.test_branding import tiny_png
 from tests.integration.test_orders_api import bearer, order_body
 
@@ -812,17 +812,17 @@ async def test_customer_messages_are_on_the_timeline_and_internal_notes_are_not(
 
 
 async def test_integration_settings_show_the_inbound_address(client, db, world: World):
-    from orderdesk.comms import services as comms
     from orderdesk.tenants import services as tenants
 
     headers = await portal_session(client, world.client_admin_a)
     page = await client.get("/portal/settings/integrations")
     assert "Customer email is not set up for you yet" in page.text
     system = await tenants.system_actor(db)
-    local = f"acme-{uuid.uuid4().hex[:6]}"
-    await comms.configure_comms(
-        db, system, world.a.id, inbound_local_part=local, from_name="Acme Support", rotate_inbound_secret=True
-    )
+    local = (
+        await configure_customer_email(
+            db, world.a.id, prefix="acme", from_name="Acme Support", rotate_inbound_secret=True
+        )
+    ).local_part
     page = await client.get("/portal/settings/integrations")
     assert f"{local}@" in page.text and "/hooks/inbound-email?recipient=" in page.text
     assert "Acme Support" in page.text and "Secret: set" in page.text

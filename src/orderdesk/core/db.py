@@ -8,9 +8,9 @@ every query it makes, whatever the code forgets.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 import asyncpg
@@ -18,6 +18,7 @@ from sqlalchemy import DateTime, MetaData, Uuid, func
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -71,6 +72,10 @@ def make_engine(url: URL, *, pool_size: int = 10, application_name: str = "order
     )
 
 
+# What a transaction opener hands back: a session, or the driver connection and its transaction.
+_Opened = TypeVar("_Opened")
+
+
 class Database:
     """The application's connection pool and its one way in: a scoped transaction."""
 
@@ -95,30 +100,22 @@ class Database:
             await session.close()  # rolls back whatever did not commit
 
     async def _open(self, scope: Scope) -> AsyncSession:
-        """A session in a new transaction with `scope` applied.
+        """A session in a new transaction with `scope` applied."""
 
-        Pooled connections are not pinged before use. If the scope statement, the first of
-        every transaction, meets a connection the server has dropped (a restart, a
-        failover), SQLAlchemy invalidates the pool's older connections and the transaction
-        starts once more on a fresh one: nothing of the caller's has run yet.
-        """
-        for attempt in (1, 2):
+        async def begin() -> AsyncSession:
             session = self.sessionmaker()
             try:
                 await session.begin()
                 await apply_scope(session, scope)
-            except DBAPIError as error:
-                dropped = error.connection_invalidated or _from_dropped_connection(error)
-                if dropped and not error.connection_invalidated:
-                    # A goodbye SQLAlchemy did not read as a disconnect: drop the pool ourselves.
+            except BaseException as error:
+                if _from_dropped_connection(error) and not _invalidated_by_sqlalchemy(error):
+                    # A goodbye SQLAlchemy did not read as a disconnect: never reuse this one.
                     await session.invalidate()
-                    await self.engine.dispose(close=False)
                 await session.close()
-                if dropped and attempt == 1:
-                    continue
                 raise
             return session
-        raise AssertionError("unreachable: the second attempt returns or raises")
+
+        return await self._begin_on_a_live_connection(begin)
 
     @asynccontextmanager
     async def driver_transaction(
@@ -139,30 +136,54 @@ class Database:
             if advisory_lock is None
             else (_SCOPE_AND_LOCK_SQL, (*settings, advisory_lock))
         )
-        for attempt in (1, 2):
-            async with self.engine.connect() as connection:
+
+        async def begin() -> tuple[AsyncConnection, Any, Any]:
+            connection = await self.engine.connect()
+            try:
                 driver = (await connection.get_raw_connection()).driver_connection
                 transaction = driver.transaction()
-                try:
-                    # As in `transaction`: a dropped pooled connection shows here, before
-                    # anything of the caller's has run, and is replaced once.
-                    await transaction.start()
-                    await driver.execute(sql, *arguments)
-                except _DROPPED_CONNECTION:
+                await transaction.start()
+                await driver.execute(sql, *arguments)
+            except BaseException as error:
+                if _from_dropped_connection(error):
                     await connection.invalidate()
-                    if attempt == 1:
-                        # What SQLAlchemy does on a disconnect it sees itself: the pool's
-                        # other idle connections are as dead as this one, so start a new pool.
-                        await self.engine.dispose(close=False)
-                        continue
+                await connection.close()
+                raise
+            return connection, driver, transaction
+
+        connection, driver, transaction = await self._begin_on_a_live_connection(begin)
+        try:
+            try:
+                yield driver
+            except BaseException:
+                await transaction.rollback()
+                raise
+            await transaction.commit()
+        finally:
+            await connection.close()
+
+    async def _begin_on_a_live_connection(self, begin: Callable[[], Awaitable[_Opened]]) -> _Opened:
+        """Run `begin` (take a pooled connection, start a transaction, run the scope statement).
+
+        Pooled connections are not pinged before use. If the scope statement, the first of
+        every transaction, meets a connection the server has dropped (a restart, a
+        failover), the pool's other idle connections are as dead as that one: they are
+        retired and the transaction starts once more on a fresh connection. Nothing of the
+        caller's has run yet. `begin` releases its own connection when it fails.
+        """
+        for attempt in (1, 2):
+            try:
+                return await begin()
+            except Exception as error:
+                if not _from_dropped_connection(error):
                     raise
-                try:
-                    yield driver
-                except BaseException:
-                    await transaction.rollback()
+                if not _invalidated_by_sqlalchemy(error):
+                    # A goodbye SQLAlchemy did not read as a disconnect, or one on the
+                    # driver's own connection, which it never sees: retire the pool here.
+                    await self.engine.dispose(close=False)
+                if attempt == 2:
                     raise
-                await transaction.commit()
-                return
+        raise AssertionError("unreachable: the second attempt returns or raises")
 
     async def dispose(self) -> None:
         await self.engine.dispose()
@@ -180,8 +201,16 @@ _DROPPED_CONNECTION = (
 )
 
 
+def _invalidated_by_sqlalchemy(error: BaseException) -> bool:
+    """Whether SQLAlchemy read `error` as a disconnect itself (it then retires the pool's
+    older connections on its own)."""
+    return isinstance(error, DBAPIError) and error.connection_invalidated
+
+
 def _from_dropped_connection(error: BaseException) -> bool:
     """Whether `error` (or what it wraps) says the server closed the connection."""
+    if _invalidated_by_sqlalchemy(error):
+        return True
     pending: list[BaseException | None] = [error]
     seen: set[int] = set()
     while pending:
