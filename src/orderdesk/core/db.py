@@ -168,6 +168,13 @@ class Database:
         await self.engine.dispose()
 
 
+async def session_driver(session: AsyncSession) -> Any:
+    """The asyncpg connection under `session`: statements on it run in the session's
+    transaction, under its scope, without SQLAlchemy's work per statement ($1 parameters)."""
+    connection = await session.connection()
+    return (await connection.get_raw_connection()).driver_connection
+
+
 # How asyncpg reports a connection the server closed while it sat in the pool, depending on
 # when the goodbye is read: a reset socket, a closed connection, the server's shutdown
 # message itself (57P01 and kin), or a protocol-state clash.
