@@ -9,6 +9,7 @@ from orderdesk.comms import jobs as comms_jobs
 from orderdesk.core.db import Database, make_engine
 from orderdesk.core.queue import JobRegistry, Periodic, job
 from orderdesk.fulfillment import jobs as fulfillment_jobs
+from orderdesk.imports.jobs import sweep_interrupted_imports_job
 from orderdesk.integrations import jobs as webhook_jobs
 from orderdesk.settings import Settings
 from orderdesk.tracking import links as tracking_links
@@ -32,6 +33,7 @@ def job_registry() -> JobRegistry:
         job(comms_jobs.send_outbound_messages, keep_result_seconds=0, max_tries=1),
         job(comms_jobs.sweep_outbound_messages, keep_result_seconds=0, max_tries=1),
         purge_tracking_lookups_job,
+        job(sweep_interrupted_imports_job, keep_result_seconds=0, max_tries=1),
     ]
     registry.periodic += [
         Periodic(purge_sign_in_state_job, minute={0, 15, 30, 45}),
@@ -48,6 +50,8 @@ def job_registry() -> JobRegistry:
             run_at_startup=True,
         ),
         Periodic(purge_tracking_lookups_job, minute={7, 37}),
+        # At start too: imports whose server died with the last deployment show as interrupted.
+        Periodic(sweep_interrupted_imports_job, second={30}, run_at_startup=True),
     ]
     return registry
 

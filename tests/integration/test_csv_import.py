@@ -166,6 +166,48 @@ async def test_good_orders_are_created_and_every_bad_row_is_reported(client, wor
     assert [r[0] for r in report_rows[1:]] == ["6", "7", "8", "9", "11", "12", "13"]
 
 
+BILLING_COLUMNS = ["bill_name", "bill_company", "bill_line1", "bill_line2", "bill_city", "bill_region",
+                   "bill_postal_code", "bill_country"]  # fmt: skip
+
+
+async def test_billing_addresses_are_imported_and_checked_against_shipping(client, world: World):
+    abroad, same, partial, bad_postal = ref("BILL"), ref("BILL"), ref("BILL"), ref("BILL")
+    paris = {"bill_name": "Acme SARL, comptabilité", "bill_line1": "Rue de Rivoli 5", "bill_city": "Paris",
+             "bill_postal_code": "75001", "bill_country": "FR"}  # fmt: skip
+    berlin = {"bill_line1": "Friedrichstr. 10", "bill_city": "Berlin", "bill_postal_code": "10117",
+              "bill_country": "DE"}  # fmt: skip
+    rows = [
+        *order_rows(abroad, lines=2, **paris),
+        *order_rows(same, lines=1, **berlin),
+        *order_rows(partial, lines=1, bill_name="Accounts", bill_postal_code="75001"),
+        *order_rows(bad_postal, lines=1, **(berlin | {"bill_postal_code": "1011"})),
+    ]
+    report = (await upload(client, world.key_a, csv_text(rows, columns=[*COLUMNS, *BILLING_COLUMNS]))).json()
+    assert (report["orders_created"], report["orders_rejected"], report["rows_rejected"]) == (2, 2, 2)
+    required = "is required when the order has a billing address (any bill_ column filled in)"
+    assert [(p["row"], p["external_ref"], p["column"], p["message"]) for p in report["first_problems"]] == [
+        (5, partial, "bill_line1", required),
+        (5, partial, "bill_city", required),
+        (5, partial, "bill_country", required),
+        (6, bad_postal, "bill_postal_code", "is not a valid DE postal code: expected 5 digits"),
+    ]
+
+    billed = await find_order(client, world.key_a, abroad)
+    assert billed["billing_address"] == {
+        "name": "Acme SARL, comptabilité", "company": None, "line1": "Rue de Rivoli 5", "line2": None,
+        "city": "Paris", "region": None, "postal_code": "75001", "country": "FR",
+    }  # fmt: skip
+    checks = {c["check"]: c for c in billed["checks"]}
+    assert checks["country_mismatch"]["result"] == "failed"
+    assert checks["country_mismatch"]["detail"] == "billing country FR differs from shipping DE"
+    assert billed["status"] == "awaiting_verification"
+    agreeing = await find_order(client, world.key_a, same)
+    assert agreeing["billing_address"]["city"] == "Berlin"
+    assert {c["check"]: c["result"] for c in agreeing["checks"]}["country_mismatch"] == "passed"
+    for refused in (partial, bad_postal):
+        assert await find_order(client, world.key_a, refused) is None
+
+
 async def test_the_error_report_cannot_run_formulas(client, world: World):
     evil = '=HYPERLINK("http://evil.example","x")'
     rows = [

@@ -185,3 +185,79 @@ def test_csv_line_quotes_and_neutralises():
     assert csv_safety.csv_line([3, "=cmd|' /C calc'!A0", 'say "hi"', None]) == (
         '3,\'=cmd|\' /C calc\'!A0,"say ""hi""",\r\n'
     )
+
+
+# ---------------------------------------------------------------- billing address
+
+BILLING = ["bill_name", "bill_company", "bill_line1", "bill_line2", "bill_city", "bill_region",
+           "bill_postal_code", "bill_country"]  # fmt: skip
+BILLING_LAYOUT = read_header([*COLUMNS, *BILLING], delimiter=",")
+
+
+def billed_row(number: int, **billing) -> Record:
+    cells = {name: "" for name in BILLING} | billing
+    return Record(number, [*row(number).fields, *(cells[name] for name in BILLING)])
+
+
+def parse_billed(*records: Record):
+    return csv_format.parse_order(
+        OrderRows("A-1", list(records)), BILLING_LAYOUT, tenant_id=TENANT, encoding="utf-8"
+    )
+
+
+def test_billing_columns_are_known_and_optional():
+    assert BILLING_LAYOUT.warnings == ()
+    assert not set(BILLING) & set(csv_format.REQUIRED_COLUMNS)
+
+
+def test_a_billing_address_is_read_like_the_shipping_one():
+    clean = parse_billed(
+        billed_row(2, bill_name="Acme GmbH Buchhaltung", bill_line1="Rue de Rivoli 5", bill_city="Paris",
+                   bill_postal_code="75001", bill_country="fr"),
+        billed_row(3),  # order columns may be left empty on an order's later rows
+    )  # fmt: skip
+    assert isinstance(clean, CleanOrder)
+    assert clean.billing_address == {
+        "name": "Acme GmbH Buchhaltung", "company": None, "line1": "Rue de Rivoli 5", "line2": None,
+        "city": "Paris", "region": None, "postal_code": "75001", "country": "FR",
+    }  # fmt: skip
+    assert clean.shipping_address["country"] == "DE"
+
+
+def test_no_billing_cells_means_no_billing_address():
+    clean = parse_billed(billed_row(2))
+    assert isinstance(clean, CleanOrder) and clean.billing_address is None
+
+
+def test_a_partial_billing_address_names_each_missing_column():
+    problems = parse_billed(billed_row(2, bill_name="Accounts", bill_postal_code="75001"))
+    assert {(p.row, p.column) for p in problems} == {(2, "bill_line1"), (2, "bill_city"), (2, "bill_country")}
+    assert {p.message for p in problems} == {
+        "is required when the order has a billing address (any bill_ column filled in)"
+    }
+
+
+@pytest.mark.parametrize(
+    ("billing", "column", "message"),
+    [
+        ({"bill_country": "XX"}, "bill_country", "'XX' is not an ISO 3166-1 alpha-2 country code"),
+        ({"bill_postal_code": "ABC"}, "bill_postal_code", "is not a valid DE postal code"),
+        ({"bill_country": "DEU"}, "bill_country", "must be at most 2 characters"),
+        ({"bill_city": "Bell\x07"}, "bill_city", "must not contain control characters"),
+    ],
+)
+def test_billing_values_follow_the_shipping_rules(billing, column, message):
+    complete = {"bill_line1": "Hauptstr. 1", "bill_city": "Köln", "bill_postal_code": "50667",
+                "bill_country": "DE"}  # fmt: skip
+    [problem] = parse_billed(billed_row(2, **(complete | billing)))
+    assert (problem.row, problem.column) == (2, column)
+    assert message in problem.message
+
+
+def test_billing_values_must_agree_between_an_orders_rows():
+    problems = parse_billed(
+        billed_row(2, bill_line1="Hauptstr. 1", bill_city="Köln", bill_country="DE"),
+        billed_row(3, bill_country="AT"),
+    )
+    [problem] = problems
+    assert (problem.row, problem.column) == (3, "bill_country") and "differs from 'DE'" in problem.message

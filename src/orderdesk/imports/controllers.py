@@ -240,7 +240,7 @@ class ConsoleImportController(Controller):
     async def progress(self, db: DB, actor: CurrentActor, import_id: FromPath[UUID]) -> Template:
         job = await services.get_import(db, actor, import_id)
         context: dict = {"actor": actor, "job": job}
-        if job.status in (ImportStatus.DONE, ImportStatus.FAILED):
+        if job.status not in (ImportStatus.PENDING, ImportStatus.RUNNING):
             # The finished import joins the list below the form.
             tenants = await tenant_services.list_tenants(db, actor)
             context["imports"] = await services.list_imports(db, actor)

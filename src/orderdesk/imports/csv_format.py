@@ -37,6 +37,14 @@ ORDER_COLUMNS = (
     "ship_region",
     "ship_postal_code",
     "ship_country",
+    "bill_name",
+    "bill_company",
+    "bill_line1",
+    "bill_line2",
+    "bill_city",
+    "bill_region",
+    "bill_postal_code",
+    "bill_country",
     "currency",
     "payment_status",
     "priority",
@@ -78,6 +86,9 @@ _ADDRESS_FIELDS = {
     "ship_postal_code": "postal_code",
     "ship_country": "country",
 }
+# The billing address is optional as a whole; once any of its cells is filled in, it
+# is an address like the shipping one (line1, city and country required).
+_BILLING_FIELDS = {f"bill_{key}": key for key in _ADDRESS_FIELDS.values()}
 _CUSTOMER_FIELDS = {"customer_name": "name", "customer_email": "email", "customer_phone": "phone"}
 _PLAIN_ORDER_FIELDS = (
     "currency",
@@ -432,6 +443,8 @@ def _order_data(group: OrderRows, layout: Layout, tenant_id: UUID) -> dict:
         "customer": cells(_CUSTOMER_FIELDS),
         "shipping_address": cells(_ADDRESS_FIELDS),
     }
+    if billing := cells(_BILLING_FIELDS):
+        data["billing_address"] = billing
     for column in _PLAIN_ORDER_FIELDS:
         value = _text_cell(first, positions.get(column))
         if value:
@@ -451,7 +464,7 @@ def _order_data(group: OrderRows, layout: Layout, tenant_id: UUID) -> dict:
     return data
 
 
-_SCHEMA_SECTIONS = {"customer": "customer_", "shipping_address": "ship_"}
+_SCHEMA_SECTIONS = {"customer": "customer_", "shipping_address": "ship_", "billing_address": "bill_"}
 _CHOICES = {
     "payment_status": ", ".join(s.value for s in PaymentStatus),
     "priority": ", ".join(p.value for p in Priority),
@@ -475,6 +488,8 @@ def _schema_problem(group: OrderRows, error: dict) -> Problem:
 def _schema_message(column: str | None, error: dict) -> str:
     kind, ctx, value = error["type"], error.get("ctx") or {}, error.get("input")
     shown = _short(value) if isinstance(value, str) else None
+    if kind == "missing" and column in _BILLING_FIELDS:
+        return "is required when the order has a billing address (any bill_ column filled in)"
     if kind == "missing":
         return "is required"
     if kind in ("int_parsing", "int_from_float"):

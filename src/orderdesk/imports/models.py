@@ -18,6 +18,9 @@ class ImportStatus(enum.StrEnum):
     RUNNING = "running"  # rows are being read and orders created
     DONE = "done"  # every row read; see the counts and the error report
     FAILED = "failed"  # the file itself could not be read (encoding, header); nothing partial
+    # Its process stopped mid-file (killed, redeployed): the heartbeat went quiet while
+    # running. What was committed stays; the same file uploaded again finishes the job.
+    INTERRUPTED = "interrupted"
 
 
 class OrderImport(Base):
@@ -31,6 +34,8 @@ class OrderImport(Base):
     created_at: Mapped[dt.datetime] = created_at_column()
     started_at: Mapped[dt.datetime | None]
     finished_at: Mapped[dt.datetime | None]
+    # Refreshed by the process running the import while it runs (imports/heartbeat.py).
+    heartbeat_at: Mapped[dt.datetime | None]
     encoding: Mapped[str | None] = mapped_column(String(20))
     delimiter: Mapped[str | None] = mapped_column(String(1))
     bytes_total: Mapped[int | None] = mapped_column(Integer)

@@ -50,6 +50,10 @@ class ImportView(OutputSchema):
     created_at: dt.datetime
     started_at: dt.datetime | None
     finished_at: dt.datetime | None
+    heartbeat_at: dt.datetime | None = Field(
+        description="While running, refreshed every 10 s by the process importing the file; "
+        "a running import silent for over a minute is marked interrupted"
+    )
     encoding: str | None = Field(description="The encoding used (utf-8-sig: UTF-8 with a byte order mark)")
     delimiter: str | None
     bytes_total: int | None = Field(description="The upload's Content-Length, when it announced one")
@@ -60,7 +64,10 @@ class ImportView(OutputSchema):
     orders_existing: int = Field(description="Orders whose external_ref already existed; left as they are")
     orders_rejected: int
     problems: int = Field(description="Entries in the error report (warnings about the header included)")
-    failure: str | None = Field(description="Why the file could not be read, or why reading stopped early")
+    failure: str | None = Field(
+        description="Why the file could not be read, why reading stopped early, or (interrupted) "
+        "that the importing process ended and the file should be uploaded again"
+    )
     errors_url: str
 
 

@@ -37,7 +37,7 @@ from orderdesk.core.errors import (
 )
 from orderdesk.core.ids import new_id
 from orderdesk.core.validation import has_control_characters
-from orderdesk.imports import csv_format
+from orderdesk.imports import csv_format, heartbeat
 from orderdesk.imports.csv_format import OrderRows, Problem
 from orderdesk.imports.models import ImportStatus, OrderImport, OrderImportError
 from orderdesk.imports.reader import CsvUpload, FileRefused, ReadingStopped
@@ -111,6 +111,7 @@ async def _find(session: AsyncSession, actor: Actor, import_id: UUID, *, lock: b
     found = await session.scalar(query)
     if found is None:
         raise NotFound("Import")
+    await heartbeat.settle_stale(session, [found])
     return found
 
 
@@ -176,6 +177,7 @@ async def list_imports(
                 .limit(limit)
             )
         )
+        await heartbeat.settle_stale(session, rows)
         counts = dict(
             (
                 await session.execute(
@@ -263,13 +265,15 @@ async def run_import(
             )
         row.status = ImportStatus.RUNNING
         row.started_at = dt.datetime.now(dt.UTC)
+        row.heartbeat_at = func.now()  # the database's clock, as every later beat
         # A larger announced size is refused as the body starts; it is not a progress total.
         row.bytes_total = bytes_total if bytes_total is not None and bytes_total <= MAX_FILE_BYTES else None
         tenant_id, encoding, delimiter = row.tenant_id, row.encoding, row.delimiter
     run = _ImportRun(db, actor, tenant_id, import_id)
     upload = CsvUpload(chunks, encoding=encoding, delimiter=delimiter, header_score=csv_format.header_score)
     try:
-        await run.read(upload)
+        async with heartbeat.beating(db, actor.scope, tenant_id, import_id):
+            await run.read(upload)
     except BaseException as exc:
         await run.interrupted(upload, exc)
         raise
