@@ -55,7 +55,7 @@ log = structlog.get_logger("orderdesk.imports")
 BATCH_ORDERS = 200
 BATCH_ROWS = 2000
 # Orders checked between two turns of the event loop, while the previous batch is stored.
-CHECKS_BETWEEN_YIELDS = 20
+CHECKS_BETWEEN_YIELDS = 2
 # The report keeps this many entries; past it, one last entry says how many more there were.
 MAX_PROBLEMS = 100_000
 REPORT_PAGE = 1000
