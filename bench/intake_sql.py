@@ -108,25 +108,18 @@ INSERT INTO order_events (tenant_id, order_id, seq, kind, actor_kind, actor_id, 
  $15::VARCHAR, $16::VARCHAR, $17::VARCHAR, $18::VARCHAR, $19::VARCHAR, $20::JSONB)
  RETURNING order_events.created_at, order_events.tenant_id, order_events.order_id, order_events.seq
 """
-# An order event's sequence number is taken in its INSERT (the max so far, plus one).
-INSERT_ORDER_OUTBOX = """
-INSERT INTO outbox_events (tenant_id, id, event_type, order_id, order_seq, payload, created_at)
-SELECT $1::UUID, $2::UUID, $3::VARCHAR, $4::UUID, next.seq,
- jsonb_set(CAST($5::VARCHAR AS jsonb), '{data,sequence}', to_jsonb(next.seq)), $6::TIMESTAMP WITH TIME ZONE
-FROM (SELECT coalesce(max(order_seq), 0) + 1 AS seq FROM outbox_events
- WHERE tenant_id = $1::UUID AND order_id = $4::UUID) AS next
-RETURNING order_seq
+# A new order's outbox rows are numbered 1, 2, … by the API and written in one statement.
+INSERT_OUTBOX = """
+INSERT INTO outbox_events (tenant_id, id, event_type, order_id, order_seq, payload, created_at, fanned_out_at)
+ VALUES ($1::UUID, $2::UUID, $3::VARCHAR, $4::UUID, $5::INTEGER, $6::JSONB, $7::TIMESTAMP WITH TIME ZONE,
+ $8::TIMESTAMP WITH TIME ZONE)
 """
+# The tenant's SLA policy (none here: the defaults) and its time zone, together.
 SELECT_SLA_POLICY = """
 SELECT sla_policies.tenant_id, sla_policies.time_zone, sla_policies.business_hours, sla_policies.holidays,
  sla_policies.targets, sla_policies.at_risk_percent, sla_policies.client_tier, sla_policies.stuck_after_hours,
- sla_policies.updated_at, sla_policies.updated_by
-FROM sla_policies
-WHERE sla_policies.tenant_id = $1::UUID
-"""
-SELECT_TENANT_TIME_ZONE = """
-SELECT tenants.time_zone
-FROM tenants
+ sla_policies.updated_at, sla_policies.updated_by, tenants.time_zone AS time_zone_1
+FROM tenants LEFT OUTER JOIN sla_policies ON sla_policies.tenant_id = tenants.id
 WHERE tenants.id = $1::UUID
 """
 OPEN_WORK_ITEM = """
@@ -286,6 +279,7 @@ async def capture(conn, key: dict, ref: str, trace: Trace | None = None) -> None
         await _many(conn, trace, INSERT_CHECKS, [(tenant_id, order_id, *check, now) for check in CHECKS])
         # The domain-event handlers, which capture runs before it answers: one outbox row
         # per timeline event, and the work queue's verification item.
+        outbox = []
         for seq, kind, channel, summary, changes, status in events:
             event_id, at = uuid.uuid4(), dt.datetime.now(dt.UTC)
             snapshot = {
@@ -296,14 +290,13 @@ async def capture(conn, key: dict, ref: str, trace: Trace | None = None) -> None
             change = {"summary": summary, "changes": changes, "channel": channel, "actor_kind": "api_key"}
             payload = {
                 "id": str(event_id), "type": f"order.{kind}", "version": 1, "timestamp": at.isoformat(),
-                "tenant_id": str(tenant_id), "data": {"change": change, "order": snapshot, "sequence": None},
+                "tenant_id": str(tenant_id), "data": {"change": change, "order": snapshot, "sequence": seq},
             }  # fmt: skip
-            await _fetch(
-                conn, trace, INSERT_ORDER_OUTBOX,
-                tenant_id, event_id, f"order.{kind}", order_id, json.dumps(payload), at,
-            )  # fmt: skip
+            outbox.append(
+                (tenant_id, event_id, f"order.{kind}", order_id, seq, json.dumps(payload), at, None)
+            )
+        await _many(conn, trace, INSERT_OUTBOX, outbox)
         await _fetch(conn, trace, SELECT_SLA_POLICY, tenant_id)
-        await _fetch(conn, trace, SELECT_TENANT_TIME_ZONE, tenant_id)
         opened = dt.datetime.now(dt.UTC)
         due = opened + dt.timedelta(seconds=SLA_TARGET_SECONDS)
         await _fetch(
