@@ -27,8 +27,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import intake  # noqa: E402 (after the path tweak)
-import loadgen  # noqa: E402
+import intake
+import loadgen
 
 
 def _body(ref: str) -> bytes:
