@@ -23,7 +23,7 @@ from orderdesk.core.db import session_driver
 from orderdesk.core.ids import new_id
 from orderdesk.integrations.models import OutboxEvent
 from orderdesk.orders.models import Order
-from orderdesk.orders.timeline import OrderChanged, OrdersCaptured, order_snapshot
+from orderdesk.orders.timeline import OrderChanged, OrdersCaptured, created_in_transaction, order_snapshot
 
 PAYLOAD_VERSION = 1
 
@@ -90,6 +90,10 @@ def _payload(event_id: UUID, event_type: str, timestamp: str, tenant_id: str, da
     }
 
 
+# Last sequence number given to each order created in the transaction (see write_event).
+_NEW_ORDER_SEQ_KEY = "orderdesk.outbox_new_order_seq"
+
+
 async def write_event(
     session: AsyncSession,
     tenant_id: UUID,
@@ -125,6 +129,13 @@ async def write_event(
         created_at=occurred_at,
     )
     if order is None:
+        session.add(event)
+        return event
+    if created_in_transaction(session, order.id):
+        # A new order's events are numbered here, from 1, and written with the session's
+        # next flush (one statement for all of them): nothing can be before them.
+        numbered = session.info.setdefault(_NEW_ORDER_SEQ_KEY, {})
+        event.order_seq = payload["data"]["sequence"] = numbered[order.id] = numbered.get(order.id, 0) + 1
         session.add(event)
         return event
     event.order_seq = await session.scalar(

@@ -14,7 +14,7 @@ import json
 from dataclasses import dataclass, field
 from uuid import UUID
 
-from sqlalchemy import exists, func, insert, select, text, update
+from sqlalchemy import bindparam, exists, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -104,6 +104,31 @@ def _check_idempotency_key(key: str) -> None:
 
 # ---------------------------------------------------------------- capture
 
+# The hot path's writes as Core statements on the tables (the same SQL as through the
+# mapped classes, without the ORM's bulk-statement bookkeeping on every request).
+_idempotency_keys = IdempotencyKey.__table__
+_CLAIM_IDEMPOTENCY_KEY = (
+    pg_insert(_idempotency_keys)
+    .on_conflict_do_nothing(index_elements=["tenant_id", "key"])
+    .returning(_idempotency_keys.c.key)
+)
+_STORE_RESPONSE = (
+    update(_idempotency_keys)
+    .where(
+        _idempotency_keys.c.tenant_id == bindparam("stored_tenant_id"),
+        _idempotency_keys.c.key == bindparam("stored_key"),
+    )
+    .values(response_status=bindparam("response_status"), response_body=bindparam("response_body"))
+)
+_order_counters = OrderCounter.__table__
+_NEXT_NUMBER = (
+    pg_insert(_order_counters)
+    .on_conflict_do_update(
+        index_elements=["tenant_id"], set_={"last_number": _order_counters.c.last_number + 1}
+    )
+    .returning(_order_counters.c.last_number)
+)
+
 
 async def capture_order(
     db: Database,
@@ -138,9 +163,13 @@ async def capture_order(
         result = await _capture_in_transaction(session, actor, tenant_id, clean, channel)
         if idempotency_key is not None:
             await session.execute(
-                update(IdempotencyKey)
-                .where(IdempotencyKey.tenant_id == tenant_id, IdempotencyKey.key == idempotency_key)
-                .values(response_status=result.status_code, response_body=result.body)
+                _STORE_RESPONSE,
+                {
+                    "stored_tenant_id": tenant_id,
+                    "stored_key": idempotency_key,
+                    "response_status": result.status_code,
+                    "response_body": result.body,
+                },
             )
         return result
 
@@ -154,10 +183,14 @@ async def _claim_idempotency_key(
     first commits, then finds its answer here: two requests, one order.
     """
     claimed = await session.scalar(
-        pg_insert(IdempotencyKey)
-        .values(tenant_id=tenant_id, key=key, request_hash=fingerprint, response_status=0, response_body={})
-        .on_conflict_do_nothing(index_elements=["tenant_id", "key"])
-        .returning(IdempotencyKey.key)
+        _CLAIM_IDEMPOTENCY_KEY,
+        {
+            "tenant_id": tenant_id,
+            "key": key,
+            "request_hash": fingerprint,
+            "response_status": 0,
+            "response_body": {},
+        },
     )
     if claimed is not None:
         return None
@@ -187,14 +220,7 @@ async def _capture_in_transaction(
             return CaptureResult(200, view.model_dump(mode="json"), created=False)
 
     policy = await _policy_checking_catalog(session, tenant_id, clean)
-    number = await session.scalar(
-        pg_insert(OrderCounter)
-        .values(tenant_id=tenant_id, last_number=FIRST_ORDER_NUMBER)
-        .on_conflict_do_update(
-            index_elements=["tenant_id"], set_={"last_number": OrderCounter.last_number + 1}
-        )
-        .returning(OrderCounter.last_number)
-    )
+    number = await session.scalar(_NEXT_NUMBER, {"tenant_id": tenant_id, "last_number": FIRST_ORDER_NUMBER})
     duplicates = await _recent_duplicates(session, tenant_id, clean, policy)
     outcomes = verification.run_checks(clean, policy, duplicates)
     now = dt.datetime.now(dt.UTC)

@@ -84,6 +84,18 @@ class OrdersCaptured:
     orders: tuple[CapturedOrder, ...]
 
 
+# Orders whose timeline began through `append_event` in this transaction. Not the orders of
+# an `OrdersCaptured` batch: their reactions wrote their rows set-based, and a later event
+# of theirs in the same transaction is numbered after those rows, as for any other order.
+_CREATED_KEY = "orderdesk.orders_created"
+
+
+def created_in_transaction(session: AsyncSession, order_id: object) -> bool:
+    """Whether the order's timeline began in this session's transaction: nothing about
+    it (outbox rows, work items) can exist yet outside what this transaction wrote."""
+    return order_id in session.info.get(_CREATED_KEY, ())
+
+
 CHANNEL_OF_ACTOR = {
     ActorKind.STAFF: "console",
     ActorKind.CLIENT: "portal",
@@ -105,6 +117,8 @@ def append_event(
 ) -> OrderEvent:
     """Add the next event of `order`'s timeline to the session (the order row must be locked)."""
     order.last_event_seq += 1
+    if order.last_event_seq == 1:
+        session.info.setdefault(_CREATED_KEY, set()).add(order.id)
     event = OrderEvent(
         tenant_id=order.tenant_id,
         order_id=order.id,

@@ -141,11 +141,19 @@ async def policy_in_session(session: AsyncSession, tenant_id: UUID) -> SlaPolicy
     """The tenant's SLA policy (or the defaults in its time zone), cached for the transaction."""
     cache = session.info.setdefault(_POLICY_CACHE, {})
     if tenant_id not in cache:
-        row = await session.get(SlaPolicyRow, tenant_id)
+        # The policy and the tenant's time zone (the defaults' calendar) in one round trip.
+        found = (
+            await session.execute(
+                select(SlaPolicyRow, Tenant.time_zone)
+                .select_from(Tenant)
+                .outerjoin(SlaPolicyRow, SlaPolicyRow.tenant_id == Tenant.id)
+                .where(Tenant.id == tenant_id)
+            )
+        ).first()
+        row, time_zone = found if found is not None else (None, None)
         if row is not None:
             cache[tenant_id] = _policy_from_row(row)
         else:
-            time_zone = await session.scalar(select(Tenant.time_zone).where(Tenant.id == tenant_id))
             cache[tenant_id] = default_policy(time_zone or "UTC")
     return cache[tenant_id]
 
@@ -566,6 +574,13 @@ async def create_work_item(
         return (await _views(session, [item], now))[0]
 
 
+# Opening is idempotent: one active item per order and cause.
+_OPEN_ORDER_ITEMS = pg_insert(WorkItem.__table__).on_conflict_do_nothing(
+    index_elements=["tenant_id", "order_id", "cause"],
+    index_where=text(f"order_id IS NOT NULL AND {ACTIVE_SQL}"),
+)
+
+
 async def apply_order_reactions(
     session: AsyncSession,
     ops: Iterable[tuple[reactions.Reaction, Order, Actor]],
@@ -582,14 +597,8 @@ async def apply_order_reactions(
 
     async def insert_pending() -> None:
         if pending:
-            await session.execute(
-                pg_insert(WorkItem)
-                .values(list(pending.values()))
-                .on_conflict_do_nothing(
-                    index_elements=["tenant_id", "order_id", "cause"],
-                    index_where=text(f"order_id IS NOT NULL AND {ACTIVE_SQL}"),
-                )
-            )
+            # One statement for any number of rows, compiled once (not a VALUES list per size).
+            await session.execute(_OPEN_ORDER_ITEMS, list(pending.values()))
             pending.clear()
 
     for reaction, order, actor in ops:
