@@ -566,6 +566,25 @@ async def test_the_console_page_uploads_and_shows_progress(client, world: World)
     assert "<dt>Orders created</dt><dd>1</dd>" in finished.text
 
 
+async def test_a_finished_import_lists_its_problems_on_the_console(client, world: World):
+    await sign_in(client, world.agent_a)
+    headers = {"X-CSRF-Token": session_csrf((await client.get("/console/imports")).text)}
+    hostile = "<b>X</b>"
+    rows = [*order_rows(ref("LIST"), lines=1), *order_rows(hostile, lines=1, currency="XYZ")]
+    rows += [row for n in range(25) for row in order_rows(ref("MANY"), lines=1, currency="ABC")]
+    report = (
+        await client.post("/api/v1/orders/imports/csv", params={"filename": "list.csv"},
+                          content=csv_text(rows).encode(), headers={**headers, "Content-Type": "text/csv"})
+    ).json()  # fmt: skip
+    assert report["problems"] == 26
+    shown = await client.get(f"/console/imports/{report['id']}/progress", headers={"HX-Request": "true"})
+    assert 'data-testid="import-problems"' in shown.text
+    assert "the first 20 of 26; the error report lists them all" in shown.text
+    assert "&lt;b&gt;X&lt;/b&gt;" in shown.text and hostile not in shown.text  # escaped, never markup
+    assert "&#39;XYZ&#39; is not an ISO 4217 currency code" in shown.text
+    assert shown.text.count("&#39;ABC&#39; is not an ISO 4217 currency code") == 19
+
+
 async def test_staff_with_several_tenants_choose_in_a_select(client, world: World):
     await sign_in(client, world.admin)
     page = await client.get("/console/imports")

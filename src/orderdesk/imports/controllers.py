@@ -217,6 +217,10 @@ class ImportApiController(Controller):
         )
 
 
+# Problems listed on the page once an import ends; the downloadable report has them all.
+PROBLEMS_SHOWN = 20
+
+
 class ConsoleImportController(Controller):
     path = "/console/imports"
     guards = [requires_staff]
@@ -239,7 +243,10 @@ class ConsoleImportController(Controller):
     @get("/{import_id:uuid}/progress")
     async def progress(self, db: DB, actor: CurrentActor, import_id: FromPath[UUID]) -> Template:
         job = await services.get_import(db, actor, import_id)
-        context: dict = {"actor": actor, "job": job}
+        if job.status not in (ImportStatus.PENDING, ImportStatus.RUNNING):
+            # Finished: the report's first problems are listed under the counts.
+            job = await services.get_report(db, actor, import_id)
+        context: dict = {"actor": actor, "job": job, "problems_shown": PROBLEMS_SHOWN}
         if job.status not in (ImportStatus.PENDING, ImportStatus.RUNNING):
             # The finished import joins the list below the form.
             tenants = await tenant_services.list_tenants(db, actor)
