@@ -59,7 +59,7 @@ SELECT (SELECT tenants.settings
 FROM tenants
 WHERE tenants.id = $1::UUID) AS anon_1, EXISTS (SELECT *
 FROM catalog_items
-WHERE catalog_items.tenant_id = $2::UUID) AS anon_2
+WHERE catalog_items.tenant_id = $1::UUID) AS anon_2
 """
 NEXT_NUMBER = """
 INSERT INTO order_counters (tenant_id, last_number) VALUES ($1::UUID, $2::BIGINT)
@@ -262,7 +262,7 @@ async def capture(conn, key: dict, ref: str, trace: Trace | None = None) -> None
     assert claimed, "idempotency key already taken"
     await _fetch(conn, trace, LOCK_REFERENCE, f"order-ref:{tenant_id}:{ref}")
     assert not await _fetch(conn, trace, SELECT_ORDER_BY_REF, tenant_id, ref)
-    settings, _ = (await _fetch(conn, trace, TENANT_SETTINGS_AND_CATALOG, tenant_id, tenant_id))[0]
+    settings, _ = (await _fetch(conn, trace, TENANT_SETTINGS_AND_CATALOG, tenant_id))[0]
     number = (await _fetch(conn, trace, NEXT_NUMBER, tenant_id, FIRST_ORDER_NUMBER, 1))[0][0]
     window = settings.get("verification", {}).get("duplicate_window_minutes", 60)
     now = dt.datetime.now(dt.UTC)

@@ -120,6 +120,27 @@ _STORE_RESPONSE = (
     )
     .values(response_status=bindparam("response_status"), response_body=bindparam("response_body"))
 )
+_ORDER_BY_REF = select(Order).where(
+    Order.tenant_id == bindparam("tenant_id"), Order.external_ref == bindparam("external_ref")
+)
+# The tenant's settings and whether it keeps a catalog, in one round trip.
+_SETTINGS_AND_CATALOG = select(
+    select(Tenant.settings).where(Tenant.id == bindparam("tenant_id")).scalar_subquery(),
+    exists().where(CatalogItem.tenant_id == bindparam("tenant_id")),
+)
+# The duplicate-order check's candidates, newest first.
+_RECENT_SIMILAR_ORDERS = (
+    select(Order.number)
+    .where(
+        Order.tenant_id == bindparam("tenant_id"),
+        Order.customer_email == bindparam("email"),
+        Order.lines_fingerprint == bindparam("fingerprint"),
+        Order.created_at >= bindparam("since"),
+    )
+    .order_by(Order.created_at.desc())
+    .limit(5)
+)
+_LOCK_REFERENCE = text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))")
 _order_counters = OrderCounter.__table__
 _NEXT_NUMBER = (
     pg_insert(_order_counters)
@@ -208,13 +229,8 @@ async def _capture_in_transaction(
     external_ref = clean.source.external_ref
     if external_ref:
         # Serialises creators of the same reference; the unique index is the backstop.
-        await session.execute(
-            text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
-            {"key": f"order-ref:{tenant_id}:{external_ref}"},
-        )
-        existing = await session.scalar(
-            select(Order).where(Order.tenant_id == tenant_id, Order.external_ref == external_ref)
-        )
+        await session.execute(_LOCK_REFERENCE, {"key": f"order-ref:{tenant_id}:{external_ref}"})
+        existing = await session.scalar(_ORDER_BY_REF, {"tenant_id": tenant_id, "external_ref": external_ref})
         if existing is not None:
             view = await _load_view(session, existing)
             return CaptureResult(200, view.model_dump(mode="json"), created=False)
@@ -379,14 +395,7 @@ async def _policy_checking_catalog(
     The tenant's settings and whether it has a catalog come in one round trip.
     Raises ValidationFailed.
     """
-    settings, has_catalog = (
-        await session.execute(
-            select(
-                select(Tenant.settings).where(Tenant.id == tenant_id).scalar_subquery(),
-                exists().where(CatalogItem.tenant_id == tenant_id),
-            )
-        )
-    ).one()
+    settings, has_catalog = (await session.execute(_SETTINGS_AND_CATALOG, {"tenant_id": tenant_id})).one()
     if has_catalog:
         await _check_catalog(session, tenant_id, clean)
     return verification.VerificationPolicy.from_settings(settings if settings is not None else {})
@@ -413,15 +422,13 @@ async def _recent_duplicates(
         return []
     since = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=policy.duplicate_window_minutes)
     rows = await session.scalars(
-        select(Order.number)
-        .where(
-            Order.tenant_id == tenant_id,
-            Order.customer_email == clean.customer_email,
-            Order.lines_fingerprint == clean.lines_fingerprint,
-            Order.created_at >= since,
-        )
-        .order_by(Order.created_at.desc())
-        .limit(5)
+        _RECENT_SIMILAR_ORDERS,
+        {
+            "tenant_id": tenant_id,
+            "email": clean.customer_email,
+            "fingerprint": clean.lines_fingerprint,
+            "since": since,
+        },
     )
     return list(rows)
 
