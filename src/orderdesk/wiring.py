@@ -23,9 +23,10 @@ def connect_features() -> None:
     invoice_handlers.connect()
     from orderdesk.core import events
     from orderdesk.integrations import outbox
-    from orderdesk.orders.timeline import OrderChanged
+    from orderdesk.orders.timeline import OrderChanged, OrdersCaptured
 
     events.subscribe(OrderChanged, outbox.on_order_changed)
+    events.subscribe(OrdersCaptured, outbox.on_orders_captured)
     from orderdesk.workqueue import handlers as workqueue_handlers
 
     workqueue_handlers.connect()

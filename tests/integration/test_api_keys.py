@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import gc
+import uuid
+import warnings
+
+from sqlalchemy.exc import SAWarning
+
 from orderdesk.accounts.tokens import digest
 from tests.conftest import World, session_csrf, sign_in
+from tests.integration.test_orders_api import order_body
 
 
 async def client_admin_headers(client, world: World) -> dict[str, str]:
@@ -90,3 +97,35 @@ async def test_oversized_body_is_413(client, world: World):
     )
     assert response.status_code == 413
     assert response.json()["status"] == 413
+
+
+async def test_key_use_is_recorded_even_when_the_request_then_fails(client, world: World, owner_connection):
+    await owner_connection.execute("UPDATE api_keys SET last_used_at = NULL WHERE id = $1", world.key_a_id)
+    bearer = {"Authorization": f"Bearer {world.key_a}", "Idempotency-Key": "used-twice"}
+    first = await client.post("/api/v1/orders", json=order_body(), headers=bearer)
+    assert first.status_code == 201
+    await owner_connection.execute("UPDATE api_keys SET last_used_at = NULL WHERE id = $1", world.key_a_id)
+    # Refused inside the order's transaction (same key, another body): rolled back whole.
+    refused = await client.post("/api/v1/orders", json=order_body(), headers=bearer)
+    assert refused.status_code == 409
+    used = await owner_connection.fetchval("SELECT last_used_at FROM api_keys WHERE id = $1", world.key_a_id)
+    assert used is not None
+
+
+async def test_key_requests_give_their_connection_back_whatever_the_answer(client, world: World):
+    bearer = {"Authorization": f"Bearer {world.key_a}"}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        answers = [
+            await client.post("/api/v1/orders", json=order_body(), headers=bearer),  # created
+            await client.post("/api/v1/orders", json={"currency": "EUR"}, headers=bearer),  # refused body
+            await client.get(f"/api/v1/orders/{uuid.uuid4()}", headers=bearer),  # not found
+            await client.get("/api/v1/orders", headers=bearer),  # a list
+            await client.get("/api/v1/no-such-route", headers=bearer),  # no route
+        ]
+        gc.collect()
+    assert [a.status_code for a in answers] == [201, 400, 404, 200, 404]
+    # The transaction that found the key is continued by the work or given back, never
+    # left for the garbage collector (an idle transaction holds a connection and locks).
+    assert client.app.state.db.engine.pool.checkedout() == 0
+    assert not [w for w in caught if issubclass(w.category, SAWarning)]

@@ -7,6 +7,7 @@ import asyncio
 import csv
 import ctypes
 import io
+import json
 import os
 import time
 import uuid
@@ -723,3 +724,92 @@ async def test_a_large_file_streams_in_flat_memory(settings, world: World):
     assert growth_mib < 0.5 * after_warm_up_mib, (
         f"RSS grew {growth_mib:.1f} MiB while {after_warm_up_mib:.1f} MiB more of the file streamed in"
     )
+
+
+# ---------------------------------------------------------------- other features' reactions
+
+
+async def _outbox_of(owner_connection, order_id: str) -> list[tuple[str, int, dict]]:
+    rows = await owner_connection.fetch(
+        "SELECT event_type, order_seq, payload::text FROM outbox_events"
+        " WHERE order_id = $1 ORDER BY order_seq",
+        uuid.UUID(order_id),
+    )
+    return [(r["event_type"], r["order_seq"], json.loads(r["payload"])) for r in rows]
+
+
+async def _work_items_of(owner_connection, order_id: str) -> list[dict]:
+    rows = await owner_connection.fetch(
+        "SELECT kind::text, status::text, cause, title, priority::text, value_minor, currency, order_number,"
+        " client_tier, sla_target_seconds, due_at IS NOT NULL AS due FROM work_items WHERE order_id = $1",
+        uuid.UUID(order_id),
+    )
+    return [dict(r) for r in rows]
+
+
+async def test_an_imported_order_reaches_the_outbox_and_the_work_queue_as_an_api_order(
+    client, world: World, owner_connection
+):
+    body = order_body()
+    api = (await client.post("/api/v1/orders", json=body, headers=bearer(world.key_b))).json()
+    imported_ref = ref("REACT")
+    rows = order_rows(imported_ref, lines=2, customer_email=f"{uuid.uuid4().hex[:8]}@example.com")
+    assert (await upload(client, world.key_b, csv_text(rows))).json()["orders_created"] == 1
+    imported = await find_order(client, world.key_b, imported_ref)
+
+    api_events = await _outbox_of(owner_connection, api["id"])
+    imported_events = await _outbox_of(owner_connection, imported["id"])
+    assert [(t, s) for t, s, _ in imported_events] == [("order.created", 1), ("order.verification_needed", 2)]
+    assert [(t, s) for t, s, _ in api_events] == [(t, s) for t, s, _ in imported_events]
+    for (_, seq, payload), (_, _, api_payload) in zip(imported_events, api_events, strict=True):
+        assert set(payload) == set(api_payload)
+        assert payload["tenant_id"] == str(world.b.id) and payload["version"] == api_payload["version"]
+        assert payload["data"]["sequence"] == seq
+        order = payload["data"]["order"]
+        assert order["id"] == imported["id"] and order["external_ref"] == imported_ref
+        assert order["number"] == imported["number"] and order["total_minor"] == imported["total_minor"]
+        assert set(order) == set(api_payload["data"]["order"])
+        assert set(payload["data"]["change"]) == set(api_payload["data"]["change"])
+    created, waiting = (p["data"] for _, _, p in imported_events)
+    assert created["order"]["status"] == "captured" and waiting["order"]["status"] == "awaiting_verification"
+    assert created["change"]["channel"] == "csv" and created["change"]["actor_kind"] == "api_key"
+    assert created["change"]["summary"] == f"Order #{imported['number']} captured via csv"
+    assert waiting["change"]["changes"]["failed_checks"] == []
+
+    [item] = await _work_items_of(owner_connection, imported["id"])
+    [api_item] = await _work_items_of(owner_connection, api["id"])
+    assert item["title"] == f"Verify order #{imported['number']}: manual verification"
+    assert item["order_number"] == imported["number"] and item["value_minor"] == imported["total_minor"]
+    same = ("kind", "status", "cause", "priority", "currency", "client_tier", "sla_target_seconds", "due")
+    assert {k: item[k] for k in same} == {k: api_item[k] for k in same}
+
+
+async def test_imported_orders_verified_automatically_are_allocated_as_api_orders_are(
+    client, world: World, db, owner_connection
+):
+    from orderdesk.orders import catalog
+    from orderdesk.orders.verification import VerificationPolicy
+    from orderdesk.tenants import services as tenants
+    from tests.integration.test_inventory import make_warehouse, put_stock
+
+    key = world.key_a
+    await catalog.set_verification_policy(
+        db, await tenants.system_actor(db), world.a.id, VerificationPolicy(auto_verify=True)
+    )
+    warehouse = await make_warehouse(client, key, f"IMP{uuid.uuid4().hex[:4].upper()}")
+    await put_stock(client, key, warehouse, TENT_2P=10, MAT_1=10)
+    refs = [ref("AUTO") for _ in range(2)]
+    report = (await upload(client, key, csv_text([row for r in refs for row in order_rows(r)]))).json()
+    assert report["orders_created"] == 2
+    for r in refs:
+        order = await find_order(client, key, r)
+        assert order["status"] == "allocated"
+        events = (await client.get(f"/api/v1/orders/{order['id']}/events", headers=bearer(key))).json()
+        assert [e["kind"] for e in events] == ["created", "verified", "allocate"]
+        outbox = await _outbox_of(owner_connection, order["id"])
+        assert [(t, s) for t, s, _ in outbox] == [
+            ("order.created", 1),
+            ("order.verified", 2),
+            ("order.allocated", 3),
+        ]
+        assert await _work_items_of(owner_connection, order["id"]) == []

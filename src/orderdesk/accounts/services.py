@@ -11,8 +11,9 @@ import datetime as dt
 from dataclasses import dataclass
 from uuid import UUID
 
-from sqlalchemy import delete, func, select, update
+from sqlalchemy import bindparam, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from orderdesk.accounts import tokens
 from orderdesk.accounts.actors import Actor, ActorKind
@@ -240,39 +241,83 @@ class IssuedKey:
     secret: str  # shown once, never stored
 
 
-async def resolve_api_key(db: Database, secret: str, *, now: dt.datetime | None = None) -> Actor:
-    """The tenant actor behind a bearer key.
+@dataclass(frozen=True, slots=True)
+class ApiKeyCaller:
+    actor: Actor
+    # Still open, scoped to the key's tenant: the request's work may continue it (see
+    # Database.continuing). None when the key's last-used time was written: that
+    # transaction is committed on its own, whatever the request then does.
+    transaction: AsyncSession | None
 
-    Raises AuthenticationFailed when the key is malformed, unknown or revoked.
+
+# The key and whether its tenant is active, in one round trip (row-level security lets
+# the caller see this key's row, and its tenant's, by the hash alone).
+_KEY_AND_TENANT = (
+    select(ApiKey.id, ApiKey.tenant_id, ApiKey.name, ApiKey.last_used_at, ApiKey.revoked_at, Tenant.is_active)
+    .outerjoin(Tenant, Tenant.id == ApiKey.tenant_id)
+    .where(ApiKey.secret_hash == bindparam("secret_hash"))
+)
+
+
+async def open_api_key_transaction(
+    db: Database, secret: str, *, now: dt.datetime | None = None
+) -> ApiKeyCaller:
+    """The tenant actor behind a bearer key, and the transaction that found it.
+
+    The caller closes `transaction` (or hands it to the request's work). At most once
+    a minute per key the key's last-used time is written and committed at once, and
+    no transaction is handed on.
+
+    Raises AuthenticationFailed when the key is malformed, unknown or revoked, or its
+    tenant is disabled.
     """
     now = now or utcnow()
     if not tokens.looks_like_api_key(secret):
         raise AuthenticationFailed("The API key is malformed")
     secret_hash = tokens.digest(secret)
-    async with db.transaction(Scope(api_key_hash=secret_hash)) as session:
-        key = await session.scalar(select(ApiKey).where(ApiKey.secret_hash == secret_hash))
+    session = await db.begin(Scope(api_key_hash=secret_hash))
+    try:
+        key = (await session.execute(_KEY_AND_TENANT, {"secret_hash": secret_hash})).first()
         if key is None:
             raise AuthenticationFailed("The API key is not valid")
         if key.revoked_at is not None:
             raise AuthenticationFailed("The API key has been revoked")
-        tenant = await session.get(Tenant, key.tenant_id)
-        if tenant is None or not tenant.is_active:
+        if not key.is_active:
             raise AuthenticationFailed("The API key's tenant is disabled")
+        actor = Actor(
+            kind=ActorKind.API_KEY,
+            id=key.id,
+            display_name=f"API key {key.name}",
+            tenant_ids=frozenset({key.tenant_id}),
+        )
+        # From here on the transaction sees the key's tenant, as the actor's own would;
+        # writing the key also needs it (the policy's WITH CHECK demands it).
+        await apply_scope(session, actor.scope)
         if key.last_used_at is None or now - key.last_used_at >= KEY_TOUCH_INTERVAL:
-            # Writing needs the tenant in scope: the policy's WITH CHECK demands it.
-            await apply_scope(session, Scope(tenant_ids=frozenset({key.tenant_id})))
             await session.execute(
                 update(ApiKey)
                 .where(ApiKey.tenant_id == key.tenant_id, ApiKey.id == key.id)
                 .values(last_used_at=now)
                 .execution_options(synchronize_session=False)
             )
-    return Actor(
-        kind=ActorKind.API_KEY,
-        id=key.id,
-        display_name=f"API key {key.name}",
-        tenant_ids=frozenset({key.tenant_id}),
-    )
+            await session.commit()
+            await session.close()
+            return ApiKeyCaller(actor, None)
+    except BaseException:
+        await session.close()
+        raise
+    return ApiKeyCaller(actor, session)
+
+
+async def resolve_api_key(db: Database, secret: str, *, now: dt.datetime | None = None) -> Actor:
+    """The tenant actor behind a bearer key.
+
+    Raises AuthenticationFailed when the key is malformed, unknown or revoked.
+    """
+    caller = await open_api_key_transaction(db, secret, now=now)
+    if caller.transaction is not None:
+        await caller.transaction.close()
+    return caller.actor
 
 
 def _require_key_manager(actor: Actor, tenant_id: UUID) -> None:

@@ -7,6 +7,7 @@ every query it makes, whatever the code forgets.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -76,12 +77,52 @@ def make_engine(url: URL, *, pool_size: int = 10, application_name: str = "order
 _Opened = TypeVar("_Opened")
 
 
+class _OpenTransaction:
+    """A transaction begun for a request (by its authentication), waiting to be continued."""
+
+    def __init__(self, session: AsyncSession, scope: Scope) -> None:
+        self.session: AsyncSession | None = session
+        self.scope = scope
+
+    def take(self, scope: Scope) -> AsyncSession | None:
+        """The session, once, to a transaction in the same scope; None otherwise."""
+        if scope != self.scope:
+            return None
+        session, self.session = self.session, None
+        return session
+
+
 class Database:
     """The application's connection pool and its one way in: a scoped transaction."""
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.sessionmaker = async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
+        self._open_transaction: _OpenTransaction | None = None
+
+    def continuing(self, session: AsyncSession, scope: Scope) -> Database:
+        """This database as one request sees it: its first `transaction(scope)` continues
+        `session` (begun, with `scope` applied) instead of opening another.
+
+        So a request that authenticated with a database read (an API key) does its work
+        in that same transaction: one connection checkout, one scope, one commit. The
+        request must call `release_open_transaction` when it ends.
+        """
+        view = copy.copy(self)
+        view._open_transaction = _OpenTransaction(session, scope)
+        return view
+
+    async def release_open_transaction(self) -> None:
+        """Roll back and return the transaction `continuing` was given, if nobody took it."""
+        pending = self._open_transaction
+        session = pending.session if pending else None
+        if session is not None:
+            pending.session = None
+            await session.close()
+
+    async def begin(self, scope: Scope) -> AsyncSession:
+        """A session in a new transaction limited to `scope`; the caller commits and closes it."""
+        return await self._open(scope)
 
     @asynccontextmanager
     async def transaction(self, scope: Scope) -> AsyncIterator[AsyncSession]:
@@ -90,7 +131,9 @@ class Database:
         The scope is set with transaction-local settings before any statement runs, so
         row-level security sees exactly the tenants the caller may touch.
         """
-        session = await self._open(scope)
+        session = self._open_transaction.take(scope) if self._open_transaction else None
+        if session is None:
+            session = await self._open(scope)
         try:
             yield session
             # Side effects of what the body recorded commit with it, or not at all.
@@ -187,6 +230,13 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+async def session_driver(session: AsyncSession) -> Any:
+    """The asyncpg connection under `session`: statements on it run in the session's
+    transaction, under its scope, without SQLAlchemy's work per statement ($1 parameters)."""
+    connection = await session.connection()
+    return (await connection.get_raw_connection()).driver_connection
 
 
 # How asyncpg reports a connection the server closed while it sat in the pool, depending on

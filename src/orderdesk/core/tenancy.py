@@ -54,14 +54,18 @@ def scope_settings(scope: Scope) -> tuple[str, str, str]:
     )
 
 
+# Built once: a text() clause parses its SQL for bind names each time it is made.
+_SET_SCOPE = text(
+    "SELECT set_config(:tenants_key, :tenants, true),"
+    " set_config(:user_key, :user_id, true),"
+    " set_config(:key_key, :key_hash, true)"
+)
+
+
 async def apply_scope(session: AsyncSession, scope: Scope) -> None:
     """Set the scope for the current transaction only (`set_config(..., true)`)."""
     await session.execute(
-        text(
-            "SELECT set_config(:tenants_key, :tenants, true),"
-            " set_config(:user_key, :user_id, true),"
-            " set_config(:key_key, :key_hash, true)"
-        ),
+        _SET_SCOPE,
         {
             "tenants_key": TENANTS_SETTING,
             "tenants": _array_literal(scope.tenant_ids),

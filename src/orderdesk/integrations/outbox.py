@@ -19,10 +19,11 @@ from uuid import UUID
 from sqlalchemy import DateTime, String, Uuid, bindparam, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from orderdesk.core.db import session_driver
 from orderdesk.core.ids import new_id
 from orderdesk.integrations.models import OutboxEvent
 from orderdesk.orders.models import Order
-from orderdesk.orders.timeline import OrderChanged, order_snapshot
+from orderdesk.orders.timeline import OrderChanged, OrdersCaptured, created_in_transaction, order_snapshot
 
 PAYLOAD_VERSION = 1
 
@@ -78,6 +79,21 @@ RETURNING order_seq
 )
 
 
+def _payload(event_id: UUID, event_type: str, timestamp: str, tenant_id: str, data: dict[str, Any]) -> dict:
+    return {
+        "id": str(event_id),
+        "type": event_type,
+        "version": PAYLOAD_VERSION,
+        "timestamp": timestamp,
+        "tenant_id": tenant_id,
+        "data": data,
+    }
+
+
+# Last sequence number given to each order created in the transaction (see write_event).
+_NEW_ORDER_SEQ_KEY = "orderdesk.outbox_new_order_seq"
+
+
 async def write_event(
     session: AsyncSession,
     tenant_id: UUID,
@@ -97,17 +113,13 @@ async def write_event(
         raise ValueError(f"unknown webhook event type {event_type!r}")
     event_id = new_id()
     occurred_at = occurred_at or dt.datetime.now(dt.UTC)
-    payload = {
-        "id": str(event_id),
-        "type": event_type,
-        "version": PAYLOAD_VERSION,
-        "timestamp": occurred_at.isoformat(),
-        "tenant_id": str(tenant_id),
-        "data": {
-            **data,
-            **({"order": snapshot or order_snapshot(order), "sequence": None} if order else {}),
-        },
-    }
+    payload = _payload(
+        event_id,
+        event_type,
+        occurred_at.isoformat(),
+        str(tenant_id),
+        {**data, **({"order": snapshot or order_snapshot(order), "sequence": None} if order else {})},
+    )
     event = OutboxEvent(
         tenant_id=tenant_id,
         id=event_id,
@@ -117,6 +129,13 @@ async def write_event(
         created_at=occurred_at,
     )
     if order is None:
+        session.add(event)
+        return event
+    if created_in_transaction(session, order.id):
+        # A new order's events are numbered here, from 1, and written with the session's
+        # next flush (one statement for all of them): nothing can be before them.
+        numbered = session.info.setdefault(_NEW_ORDER_SEQ_KEY, {})
+        event.order_seq = payload["data"]["sequence"] = numbered[order.id] = numbered.get(order.id, 0) + 1
         session.add(event)
         return event
     event.order_seq = await session.scalar(
@@ -154,3 +173,51 @@ async def on_order_changed(session: AsyncSession, changed: OrderChanged) -> None
         order=changed.order,
         snapshot=changed.snapshot,
     )
+
+
+# A batch of new orders: every event of every order in one statement. A new order has no
+# outbox event yet, so its sequence is counted here from 1, as `_INSERT_ORDER_EVENT` would.
+_INSERT_CAPTURED_EVENTS = (
+    "INSERT INTO outbox_events (tenant_id, id, event_type, order_id, order_seq, payload, created_at)"
+    " SELECT $1, e.id, e.event_type, e.order_id, e.order_seq, e.payload::jsonb, $2"
+    " FROM unnest($3::uuid[], $4::text[], $5::uuid[], $6::integer[], $7::text[])"
+    " AS e(id, event_type, order_id, order_seq, payload)"
+)
+
+
+async def on_orders_captured(session: AsyncSession, captured: OrdersCaptured) -> None:
+    """Domain-event handler: the outbox events of a batch of new orders, as `on_order_changed`
+    writes them one by one (same types, payloads and sequence numbers)."""
+    occurred_at = dt.datetime.now(dt.UTC)
+    timestamp, tenant_id = occurred_at.isoformat(), str(captured.tenant_id)
+    ids, types, order_ids, sequences, payloads = [], [], [], [], []
+    for order in captured.orders:
+        sequence = 0
+        for event in order.events:
+            event_type = EVENT_TYPE_OF_TIMELINE_KIND.get(event.kind)
+            if event_type is None:
+                continue
+            sequence += 1
+            event_id = new_id()
+            change = {
+                "summary": event.summary,
+                "changes": event.changes,
+                "channel": event.channel,
+                "actor_kind": event.actor_kind,
+            }
+            payload = _payload(
+                event_id,
+                event_type,
+                timestamp,
+                tenant_id,
+                {"change": change, "order": event.snapshot, "sequence": sequence},
+            )
+            ids.append(event_id)
+            types.append(event_type)
+            order_ids.append(order.id)
+            sequences.append(sequence)
+            payloads.append(json.dumps(payload, default=str))
+    if ids:
+        driver = await session_driver(session)
+        arrays = (ids, types, order_ids, sequences, payloads)
+        await driver.execute(_INSERT_CAPTURED_EVENTS, captured.tenant_id, occurred_at, *arrays)

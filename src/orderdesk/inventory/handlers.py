@@ -19,7 +19,7 @@ from orderdesk.core import events
 from orderdesk.core.errors import Conflict
 from orderdesk.inventory import allocation, ledger
 from orderdesk.orders.states import HoldReason, OrderStatus
-from orderdesk.orders.timeline import OrderChanged
+from orderdesk.orders.timeline import OrderChanged, OrdersCaptured, order_changes_of
 
 _FREED_KEY = "orderdesk.stock_freed"
 
@@ -65,6 +65,17 @@ async def on_order_changed(session: AsyncSession, event: OrderChanged) -> None:
             )
 
 
+# The timeline kinds `on_order_changed` acts on.
+_KINDS = frozenset({"verify", "verified", "cancel", "hold_placed", "hold_released", "allocate", "backorder"})
+
+
+async def on_orders_captured(session: AsyncSession, captured: OrdersCaptured) -> None:
+    """A batch of new orders: those verified automatically are routed one by one, as after
+    `capture_order`; the others (waiting for an agent) need nothing and cost no query."""
+    for changed in await order_changes_of(session, captured, _KINDS):
+        await on_order_changed(session, changed)
+
+
 async def on_stock_freed(session: AsyncSession, event: ledger.StockFreed) -> None:
     freed = session.info.get(_FREED_KEY)
     if freed is None:
@@ -83,6 +94,7 @@ async def on_fill_backorders(session: AsyncSession, _event: FillBackorders) -> N
 def connect() -> None:
     """Subscribe inventory's handlers (called from `orderdesk.wiring`)."""
     events.subscribe(OrderChanged, on_order_changed)
+    events.subscribe(OrdersCaptured, on_orders_captured)
     events.subscribe(ledger.StockFreed, on_stock_freed)
     events.subscribe(FillBackorders, on_fill_backorders)
     events.subscribe(ledger.MovementsQueued, ledger.flush_movements)

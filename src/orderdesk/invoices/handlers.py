@@ -13,7 +13,7 @@ from orderdesk.fulfillment.returns import ReturnRefunded
 from orderdesk.inventory.allocation import system_actor_for
 from orderdesk.invoices import services
 from orderdesk.orders.models import Order
-from orderdesk.orders.timeline import OrderChanged
+from orderdesk.orders.timeline import OrderChanged, OrdersCaptured, order_changes_of
 
 MOMENTS = {
     "verify": "verification",
@@ -32,6 +32,12 @@ async def on_order_changed(session: AsyncSession, event: OrderChanged) -> None:
         await services.issue_invoice_in(session, system_actor_for(event.order.tenant_id), event.order)
 
 
+async def on_orders_captured(session: AsyncSession, captured: OrdersCaptured) -> None:
+    """A batch of new orders: those verified automatically are invoiced as after `capture_order`."""
+    for changed in await order_changes_of(session, captured, MOMENTS.keys()):
+        await on_order_changed(session, changed)
+
+
 async def on_return_refunded(session: AsyncSession, event: ReturnRefunded) -> None:
     order = await session.scalar(
         select(Order).where(Order.tenant_id == event.tenant_id, Order.id == event.order_id)
@@ -47,4 +53,5 @@ async def on_return_refunded(session: AsyncSession, event: ReturnRefunded) -> No
 def connect() -> None:
     """Subscribe invoicing's handlers (called from `orderdesk.wiring`)."""
     events.subscribe(OrderChanged, on_order_changed)
+    events.subscribe(OrdersCaptured, on_orders_captured)
     events.subscribe(ReturnRefunded, on_return_refunded)

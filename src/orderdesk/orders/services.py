@@ -14,13 +14,13 @@ import json
 from dataclasses import dataclass, field
 from uuid import UUID
 
-from sqlalchemy import exists, func, insert, select, text, update
+from sqlalchemy import bindparam, exists, func, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from orderdesk.accounts.actors import Actor, ActorKind
 from orderdesk.core import events
-from orderdesk.core.db import Database
+from orderdesk.core.db import Database, session_driver
 from orderdesk.core.errors import (
     Conflict,
     FieldError,
@@ -58,7 +58,7 @@ from orderdesk.orders.schemas import (
     OrderView,
 )
 from orderdesk.orders.states import Action, HoldReason, OrderStatus
-from orderdesk.orders.timeline import append_event
+from orderdesk.orders.timeline import CapturedEvent, CapturedOrder, OrdersCaptured, append_event
 from orderdesk.tenants.models import Tenant
 
 # Numbers start here so that they look like order numbers, not row counts.
@@ -104,6 +104,52 @@ def _check_idempotency_key(key: str) -> None:
 
 # ---------------------------------------------------------------- capture
 
+# The hot path's writes as Core statements on the tables (the same SQL as through the
+# mapped classes, without the ORM's bulk-statement bookkeeping on every request).
+_idempotency_keys = IdempotencyKey.__table__
+_CLAIM_IDEMPOTENCY_KEY = (
+    pg_insert(_idempotency_keys)
+    .on_conflict_do_nothing(index_elements=["tenant_id", "key"])
+    .returning(_idempotency_keys.c.key)
+)
+_STORE_RESPONSE = (
+    update(_idempotency_keys)
+    .where(
+        _idempotency_keys.c.tenant_id == bindparam("stored_tenant_id"),
+        _idempotency_keys.c.key == bindparam("stored_key"),
+    )
+    .values(response_status=bindparam("response_status"), response_body=bindparam("response_body"))
+)
+_ORDER_BY_REF = select(Order).where(
+    Order.tenant_id == bindparam("tenant_id"), Order.external_ref == bindparam("external_ref")
+)
+# The tenant's settings and whether it keeps a catalog, in one round trip.
+_SETTINGS_AND_CATALOG = select(
+    select(Tenant.settings).where(Tenant.id == bindparam("tenant_id")).scalar_subquery(),
+    exists().where(CatalogItem.tenant_id == bindparam("tenant_id")),
+)
+# The duplicate-order check's candidates, newest first.
+_RECENT_SIMILAR_ORDERS = (
+    select(Order.number)
+    .where(
+        Order.tenant_id == bindparam("tenant_id"),
+        Order.customer_email == bindparam("email"),
+        Order.lines_fingerprint == bindparam("fingerprint"),
+        Order.created_at >= bindparam("since"),
+    )
+    .order_by(Order.created_at.desc())
+    .limit(5)
+)
+_LOCK_REFERENCE = text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))")
+_order_counters = OrderCounter.__table__
+_NEXT_NUMBER = (
+    pg_insert(_order_counters)
+    .on_conflict_do_update(
+        index_elements=["tenant_id"], set_={"last_number": _order_counters.c.last_number + 1}
+    )
+    .returning(_order_counters.c.last_number)
+)
+
 
 async def capture_order(
     db: Database,
@@ -138,9 +184,13 @@ async def capture_order(
         result = await _capture_in_transaction(session, actor, tenant_id, clean, channel)
         if idempotency_key is not None:
             await session.execute(
-                update(IdempotencyKey)
-                .where(IdempotencyKey.tenant_id == tenant_id, IdempotencyKey.key == idempotency_key)
-                .values(response_status=result.status_code, response_body=result.body)
+                _STORE_RESPONSE,
+                {
+                    "stored_tenant_id": tenant_id,
+                    "stored_key": idempotency_key,
+                    "response_status": result.status_code,
+                    "response_body": result.body,
+                },
             )
         return result
 
@@ -154,10 +204,14 @@ async def _claim_idempotency_key(
     first commits, then finds its answer here: two requests, one order.
     """
     claimed = await session.scalar(
-        pg_insert(IdempotencyKey)
-        .values(tenant_id=tenant_id, key=key, request_hash=fingerprint, response_status=0, response_body={})
-        .on_conflict_do_nothing(index_elements=["tenant_id", "key"])
-        .returning(IdempotencyKey.key)
+        _CLAIM_IDEMPOTENCY_KEY,
+        {
+            "tenant_id": tenant_id,
+            "key": key,
+            "request_hash": fingerprint,
+            "response_status": 0,
+            "response_body": {},
+        },
     )
     if claimed is not None:
         return None
@@ -175,26 +229,14 @@ async def _capture_in_transaction(
     external_ref = clean.source.external_ref
     if external_ref:
         # Serialises creators of the same reference; the unique index is the backstop.
-        await session.execute(
-            text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
-            {"key": f"order-ref:{tenant_id}:{external_ref}"},
-        )
-        existing = await session.scalar(
-            select(Order).where(Order.tenant_id == tenant_id, Order.external_ref == external_ref)
-        )
+        await session.execute(_LOCK_REFERENCE, {"key": f"order-ref:{tenant_id}:{external_ref}"})
+        existing = await session.scalar(_ORDER_BY_REF, {"tenant_id": tenant_id, "external_ref": external_ref})
         if existing is not None:
             view = await _load_view(session, existing)
             return CaptureResult(200, view.model_dump(mode="json"), created=False)
 
     policy = await _policy_checking_catalog(session, tenant_id, clean)
-    number = await session.scalar(
-        pg_insert(OrderCounter)
-        .values(tenant_id=tenant_id, last_number=FIRST_ORDER_NUMBER)
-        .on_conflict_do_update(
-            index_elements=["tenant_id"], set_={"last_number": OrderCounter.last_number + 1}
-        )
-        .returning(OrderCounter.last_number)
-    )
+    number = await session.scalar(_NEXT_NUMBER, {"tenant_id": tenant_id, "last_number": FIRST_ORDER_NUMBER})
     duplicates = await _recent_duplicates(session, tenant_id, clean, policy)
     outcomes = verification.run_checks(clean, policy, duplicates)
     now = dt.datetime.now(dt.UTC)
@@ -232,42 +274,9 @@ async def _capture_in_transaction(
     session.add(order)
     # The timeline is written before the first flush, so the order row is inserted once,
     # in its final status; each event still records the status it saw (its snapshot).
-    append_event(
-        session,
-        order,
-        actor,
-        "created",
-        f"Order #{number} captured via {channel.value}",
-        {"status": [None, OrderStatus.CAPTURED.value], "total_minor": [None, clean.total_minor]},
-        channel=channel.value,
-    )
-    failed = [o for o in outcomes if not o.passed]
-    if not failed and policy.auto_verify:
-        order.status = states.next_status(order.status, Action.VERIFY)
-        append_event(
-            session,
-            order,
-            actor,
-            "verified",
-            "Every check passed; verified automatically",
-            {"status": [OrderStatus.CAPTURED.value, order.status.value]},
-            channel="system",
-        )
-    else:
-        order.status = states.next_status(order.status, Action.SUBMIT_FOR_VERIFICATION)
-        why = ", ".join(o.check for o in failed) if failed else "the tenant verifies every order by hand"
-        append_event(
-            session,
-            order,
-            actor,
-            "verification_needed",
-            f"Waiting for an agent: {why}",
-            {
-                "status": [OrderStatus.CAPTURED.value, order.status.value],
-                "failed_checks": [o.check for o in failed],
-            },
-            channel="system",
-        )
+    for step in capture_timeline(number, channel, clean.total_minor, outcomes, policy):
+        order.status = step.status
+        append_event(session, order, actor, step.kind, step.summary, step.changes, channel=step.channel)
     await session.flush()  # the order, then its events (foreign-key order)
     lines = [
         {
@@ -325,6 +334,59 @@ async def _capture_in_transaction(
     return CaptureResult(201, view.model_dump(mode="json"), created=True)
 
 
+@dataclass(frozen=True, slots=True)
+class CaptureStep:
+    """One event a new order's timeline starts with, and the status it leaves the order in."""
+
+    kind: str
+    summary: str
+    changes: dict
+    channel: str
+    status: OrderStatus
+
+
+def capture_timeline(
+    number: int,
+    channel: Channel,
+    total_minor: int,
+    outcomes: list[verification.CheckOutcome],
+    policy: verification.VerificationPolicy,
+) -> tuple[CaptureStep, CaptureStep]:
+    """The first two events of every new order, whichever way it came in.
+
+    Captured; then verified automatically when every check passed and the tenant
+    verifies automatically, otherwise waiting for an agent (with the failed checks).
+    `capture_order` and `capture_order_batch` both write exactly these.
+    """
+    captured = OrderStatus.CAPTURED
+    created = CaptureStep(
+        "created",
+        f"Order #{number} captured via {channel.value}",
+        {"status": [None, captured.value], "total_minor": [None, total_minor]},
+        channel.value,
+        captured,
+    )
+    failed = [o.check for o in outcomes if not o.passed]
+    if not failed and policy.auto_verify:
+        verified = states.next_status(captured, Action.VERIFY)
+        return created, CaptureStep(
+            "verified",
+            "Every check passed; verified automatically",
+            {"status": [captured.value, verified.value]},
+            "system",
+            verified,
+        )
+    waiting = states.next_status(captured, Action.SUBMIT_FOR_VERIFICATION)
+    why = ", ".join(failed) if failed else "the tenant verifies every order by hand"
+    return created, CaptureStep(
+        "verification_needed",
+        f"Waiting for an agent: {why}",
+        {"status": [captured.value, waiting.value], "failed_checks": failed},
+        "system",
+        waiting,
+    )
+
+
 async def _policy_checking_catalog(
     session: AsyncSession, tenant_id: UUID, clean: CleanOrder
 ) -> verification.VerificationPolicy:
@@ -333,14 +395,7 @@ async def _policy_checking_catalog(
     The tenant's settings and whether it has a catalog come in one round trip.
     Raises ValidationFailed.
     """
-    settings, has_catalog = (
-        await session.execute(
-            select(
-                select(Tenant.settings).where(Tenant.id == tenant_id).scalar_subquery(),
-                exists().where(CatalogItem.tenant_id == tenant_id),
-            )
-        )
-    ).one()
+    settings, has_catalog = (await session.execute(_SETTINGS_AND_CATALOG, {"tenant_id": tenant_id})).one()
     if has_catalog:
         await _check_catalog(session, tenant_id, clean)
     return verification.VerificationPolicy.from_settings(settings if settings is not None else {})
@@ -367,15 +422,13 @@ async def _recent_duplicates(
         return []
     since = dt.datetime.now(dt.UTC) - dt.timedelta(minutes=policy.duplicate_window_minutes)
     rows = await session.scalars(
-        select(Order.number)
-        .where(
-            Order.tenant_id == tenant_id,
-            Order.customer_email == clean.customer_email,
-            Order.lines_fingerprint == clean.lines_fingerprint,
-            Order.created_at >= since,
-        )
-        .order_by(Order.created_at.desc())
-        .limit(5)
+        _RECENT_SIMILAR_ORDERS,
+        {
+            "tenant_id": tenant_id,
+            "email": clean.customer_email,
+            "fingerprint": clean.lines_fingerprint,
+            "since": since,
+        },
     )
     return list(rows)
 
@@ -398,8 +451,10 @@ async def capture_order_batch(
     """Store validated orders in the caller's transaction, by the rules of `capture_order`.
 
     Same numbering, catalog check, verification checks, duplicate suspicion and
-    timeline (through `append_event`, so domain events are identical), with one
-    round trip per step instead of per order. Every order must have an
+    timeline (`capture_timeline`), with one round trip per step instead of per
+    order: each table's rows go in as one statement for the batch, and other
+    features react to one `OrdersCaptured` event for the batch instead of an
+    `OrderChanged` per timeline event. Every order must have an
     `external_ref`, each different; an existing one is left as it is. Outcomes
     come back in the order of `orders`.
 
@@ -450,7 +505,11 @@ async def capture_order_batch(
     now = dt.datetime.now(dt.UTC)
     earlier = await _batch_recent_duplicates(session, tenant_id, [orders[i] for i in accepted], policy, now)
     in_batch: dict[tuple[str, str], list[int]] = {}
+    rows = _Columns(len(_ORDER_COLUMNS))
     lines, checks = _Columns(len(_LINE_COLUMNS)), _Columns(len(_CHECK_COLUMNS))
+    timeline = _Columns(len(_EVENT_COLUMNS))
+    captured: list[CapturedOrder] = []
+    actor_kind = actor.kind.value
     for offset, index in enumerate(accepted):
         clean, number = orders[index], last_number - count + 1 + offset
         key = (clean.customer_email, clean.lines_fingerprint)
@@ -458,90 +517,77 @@ async def capture_order_batch(
         duplicates = (in_batch.get(key, [])[::-1] + earlier.get(key, []))[:5] if clean.customer_email else []
         in_batch.setdefault(key, []).append(number)
         source = clean.source
-        order = Order(
-            tenant_id=tenant_id,
-            id=new_id(),
-            number=number,
-            external_ref=source.external_ref,
-            channel=channel,
-            status=OrderStatus.CAPTURED,
-            payment_status=source.payment_status,
-            priority=source.priority,
-            customer_name=clean.customer_name,
-            customer_email=clean.customer_email,
-            customer_phone=clean.customer_phone,
-            shipping_address=clean.shipping_address,
-            billing_address=clean.billing_address,
-            currency=clean.currency,
-            subtotal_minor=clean.subtotal_minor,
-            tax_minor=clean.tax_minor,
-            shipping_minor=source.shipping_minor,
-            discount_minor=source.discount_minor,
-            total_minor=clean.total_minor,
-            ship_by=source.ship_by,
-            deliver_by=source.deliver_by,
-            tags=list(clean.tags),
-            notes=source.notes,
-            lines_fingerprint=clean.lines_fingerprint,
-            created_at=now,
-            updated_at=now,
-            version=1,
-            last_event_seq=0,
-        )
-        session.add(order)
+        order_id = new_id()
+        results = verification.run_checks(clean, policy, duplicates)
+        steps = capture_timeline(number, channel, clean.total_minor, results, policy)
+        rows.add(
+            order_id, number, source.external_ref, steps[-1].status.value, source.payment_status.value,
+            source.priority.value, clean.customer_name, clean.customer_email, clean.customer_phone,
+            json.dumps(clean.shipping_address),
+            json.dumps(clean.billing_address) if clean.billing_address is not None else None,
+            clean.currency, clean.subtotal_minor, clean.tax_minor, source.shipping_minor,
+            source.discount_minor, clean.total_minor, source.ship_by, source.deliver_by,
+            _tags_text(clean.tags), source.notes, clean.lines_fingerprint, len(steps),
+        )  # fmt: skip
         for line in clean.lines:
             lines.add(
-                order.id, line.line_no, line.sku, line.description, line.quantity,
+                order_id, line.line_no, line.sku, line.description, line.quantity,
                 line.unit_price_minor, line.tax_minor, line.total_minor,
             )  # fmt: skip
-        results = verification.run_checks(clean, policy, duplicates)
         for o in results:
-            checks.add(order.id, o.check, o.result.value, o.detail)
-        # The same events, in the same order and wording, as _capture_in_transaction.
-        append_event(
-            session,
-            order,
-            actor,
-            "created",
-            f"Order #{number} captured via {channel.value}",
-            {"status": [None, OrderStatus.CAPTURED.value], "total_minor": [None, clean.total_minor]},
-            channel=channel.value,
-        )
-        failed = [o for o in results if not o.passed]
-        if not failed and policy.auto_verify:
-            order.status = states.next_status(order.status, Action.VERIFY)
-            append_event(
-                session,
-                order,
-                actor,
-                "verified",
-                "Every check passed; verified automatically",
-                {"status": [OrderStatus.CAPTURED.value, order.status.value]},
-                channel="system",
+            checks.add(order_id, o.check, o.result.value, o.detail)
+        # What `order_snapshot` gives after each event: the order as the outside world sees it.
+        snapshot = {
+            "id": str(order_id),
+            "number": number,
+            "external_ref": source.external_ref,
+            "status": None,
+            "payment_status": source.payment_status.value,
+            "priority": source.priority.value,
+            "currency": clean.currency,
+            "total_minor": clean.total_minor,
+            "customer": {"name": clean.customer_name, "email": clean.customer_email},
+        }
+        entries = []
+        for seq, step in enumerate(steps, start=1):
+            timeline.add(order_id, seq, step.kind, step.channel, step.summary, json.dumps(step.changes))
+            entries.append(
+                CapturedEvent(
+                    seq, step.kind, step.summary, step.changes, step.channel, actor_kind,
+                    {**snapshot, "status": step.status.value},
+                )
+            )  # fmt: skip
+        captured.append(
+            CapturedOrder(
+                tenant_id, order_id, number, steps[-1].status, source.priority, clean.currency,
+                clean.total_minor, tuple(entries),
             )
-        else:
-            order.status = states.next_status(order.status, Action.SUBMIT_FOR_VERIFICATION)
-            why = ", ".join(o.check for o in failed) if failed else "the tenant verifies every order by hand"
-            append_event(
-                session,
-                order,
-                actor,
-                "verification_needed",
-                f"Waiting for an agent: {why}",
-                {
-                    "status": [OrderStatus.CAPTURED.value, order.status.value],
-                    "failed_checks": [o.check for o in failed],
-                },
-                channel="system",
-            )
+        )  # fmt: skip
         outcomes[index] = BatchOutcome(created=True, number=number)
-    # Orders (and their events) first: lines and checks refer to them.
-    await session.flush()
-    await session.execute(_INSERT_LINES, {"tenant_id": tenant_id, **lines.named(_LINE_COLUMNS)})
-    await session.execute(
-        _INSERT_CHECKS, {"tenant_id": tenant_id, "checked_at": now, **checks.named(_CHECK_COLUMNS)}
+    # Set-based, without the ORM's unit of work: one statement per table for the whole batch,
+    # on the session's own connection (same transaction, same scope). Orders first: the
+    # other rows refer to them.
+    driver = await session_driver(session)
+    await driver.execute(_INSERT_ORDERS, tenant_id, channel.value, now, *rows.columns)
+    await driver.execute(
+        _INSERT_EVENTS, tenant_id, actor_kind, str(actor.id), actor.display_name, *timeline.columns
     )
+    await driver.execute(_INSERT_LINES, tenant_id, *lines.columns)
+    await driver.execute(_INSERT_CHECKS, tenant_id, now, *checks.columns)
+    # Other features react to the whole batch at once (outbox rows, work items, …).
+    events.record(session, OrdersCaptured(tenant_id=tenant_id, actor=actor, orders=tuple(captured)))
     return outcomes
+
+
+def _tags_text(tags: tuple[str, ...]) -> str:
+    # Tags passed intake, which refuses control characters, so the unit separator cannot
+    # occur in one; checked all the same, since a tag split in two would be silent.
+    if any(_TAG_SEPARATOR in tag for tag in tags):
+        raise ValueError("a tag contains the unit separator")
+    return _TAG_SEPARATOR.join(tags)
+
+
+_TAG_SEPARATOR = "\x1f"
 
 
 class _Columns:
@@ -554,28 +600,58 @@ class _Columns:
         for column, value in zip(self.columns, values, strict=True):
             column.append(value)
 
-    def named(self, names: tuple[str, ...]) -> dict[str, list]:
-        return dict(zip(names, self.columns, strict=True))
 
-
-# A batch's lines and checks each go in as one statement over arrays: its text never
-# changes (one prepared statement), and PostgreSQL reads the rows as fast as it reads
-# a multi-row VALUES list, without the per-row round trips of executemany.
+# A batch's rows go in as one statement per table over arrays, one array per column: the
+# text never changes (one prepared statement), and PostgreSQL reads the rows as fast as
+# a multi-row VALUES list, without the per-row round trips of executemany. Values go in
+# as text and are assigned to the columns, so a value too long for its column is refused
+# (an explicit cast to varchar(n) would cut it silently).
+_ORDER_COLUMNS = (
+    "id", "number", "external_ref", "status", "payment_status", "priority", "customer_name",
+    "customer_email", "customer_phone", "shipping_address", "billing_address", "currency",
+    "subtotal_minor", "tax_minor", "shipping_minor", "discount_minor", "total_minor", "ship_by",
+    "deliver_by", "tags", "notes", "lines_fingerprint", "last_event_seq",
+)  # fmt: skip
+_INSERT_ORDERS = (
+    "INSERT INTO orders (tenant_id, id, number, external_ref, channel, status, payment_status, priority,"
+    " customer_name, customer_email, customer_phone, shipping_address, billing_address, currency,"
+    " subtotal_minor, tax_minor, shipping_minor, discount_minor, total_minor, ship_by, deliver_by, tags,"
+    " notes, lines_fingerprint, created_at, updated_at, version, last_event_seq)"
+    " SELECT $1, o.id, o.number, o.external_ref, $2::order_channel, o.status::order_status,"
+    " o.payment_status::payment_status, o.priority::order_priority, o.customer_name, o.customer_email,"
+    " o.customer_phone, o.shipping_address::jsonb, o.billing_address::jsonb, o.currency, o.subtotal_minor,"
+    " o.tax_minor, o.shipping_minor, o.discount_minor, o.total_minor, o.ship_by, o.deliver_by,"
+    " string_to_array(o.tags, chr(31)), o.notes, o.lines_fingerprint, $3, $3, 1, o.last_event_seq"
+    " FROM unnest($4::uuid[], $5::bigint[], $6::text[], $7::text[], $8::text[], $9::text[], $10::text[],"
+    " $11::text[], $12::text[], $13::text[], $14::text[], $15::text[], $16::bigint[], $17::bigint[],"
+    " $18::bigint[], $19::bigint[], $20::bigint[], $21::timestamptz[], $22::timestamptz[], $23::text[],"
+    " $24::text[], $25::text[], $26::integer[]) AS o(id, number, external_ref, status, payment_status,"
+    " priority, customer_name, customer_email, customer_phone, shipping_address, billing_address, currency,"
+    " subtotal_minor, tax_minor, shipping_minor, discount_minor, total_minor, ship_by, deliver_by, tags,"
+    " notes, lines_fingerprint, last_event_seq)"
+)
+_EVENT_COLUMNS = ("order_id", "seq", "kind", "channel", "summary", "changes")
+_INSERT_EVENTS = (
+    "INSERT INTO order_events (tenant_id, order_id, seq, kind, actor_kind, actor_id, actor_name, channel,"
+    " summary, changes)"
+    " SELECT $1, e.order_id, e.seq, e.kind, $2, $3, $4, e.channel, e.summary, e.changes::jsonb"
+    " FROM unnest($5::uuid[], $6::integer[], $7::text[], $8::text[], $9::text[], $10::text[])"
+    " AS e(order_id, seq, kind, channel, summary, changes)"
+)
 _LINE_COLUMNS = (
     "order_id", "line_no", "sku", "description", "quantity", "unit_price_minor", "tax_minor", "total_minor",
 )  # fmt: skip
-_INSERT_LINES = text(
+_INSERT_LINES = (
     "INSERT INTO order_lines (tenant_id, order_id, line_no, sku, description, quantity, unit_price_minor,"
     " tax_minor, total_minor)"
-    " SELECT :tenant_id, * FROM unnest(CAST(:order_id AS uuid[]), CAST(:line_no AS smallint[]),"
-    " CAST(:sku AS text[]), CAST(:description AS text[]), CAST(:quantity AS integer[]),"
-    " CAST(:unit_price_minor AS bigint[]), CAST(:tax_minor AS bigint[]), CAST(:total_minor AS bigint[]))"
+    " SELECT $1, * FROM unnest($2::uuid[], $3::smallint[], $4::text[], $5::text[], $6::integer[],"
+    " $7::bigint[], $8::bigint[], $9::bigint[])"
 )
 _CHECK_COLUMNS = ("order_id", "check", "result", "detail")
-_INSERT_CHECKS = text(
+_INSERT_CHECKS = (
     'INSERT INTO verification_checks (tenant_id, order_id, "check", result, detail, checked_at)'
-    " SELECT :tenant_id, o, c, CAST(r AS check_result), d, :checked_at FROM unnest(CAST(:order_id AS uuid[]),"
-    " CAST(:check AS text[]), CAST(:result AS text[]), CAST(:detail AS text[])) AS t(o, c, r, d)"
+    " SELECT $1, c.order_id, c.name, c.result::check_result, c.detail, $2"
+    " FROM unnest($3::uuid[], $4::text[], $5::text[], $6::text[]) AS c(order_id, name, result, detail)"
 )
 
 

@@ -16,9 +16,12 @@ from litestar.middleware import ASGIMiddleware
 from litestar.types import ASGIApp, Receive, Scope, Send
 
 from orderdesk.accounts import services as accounts
+from orderdesk.core.db import Database
 from orderdesk.core.errors import AuthenticationFailed
 
 SESSION_COOKIE = "od_session"
+# Where the request's own view of the database is kept (see `request_database`).
+REQUEST_DB_KEY = "orderdesk.request_db"
 
 
 def _header(scope: Scope, name: bytes) -> str | None:
@@ -59,8 +62,19 @@ class AuthenticationMiddleware(ASGIMiddleware):
                 scheme, _, credential = authorization.partition(" ")
                 if scheme.lower() != "bearer" or not credential.strip():
                     raise AuthenticationFailed("Use 'Authorization: Bearer <API key>'")
-                scope["user"] = await accounts.resolve_api_key(db, credential.strip())
+                caller = await accounts.open_api_key_transaction(db, credential.strip())
+                scope["user"] = caller.actor
                 scope["auth"] = "api_key"
+                if caller.transaction is not None:
+                    # The request's work continues the transaction that found the key:
+                    # one checkout, one scope, one commit for lookup and work together.
+                    request_db = db.continuing(caller.transaction, caller.actor.scope)
+                    state[REQUEST_DB_KEY] = request_db
+                    try:
+                        await next_app(scope, receive, _releasing(request_db, send))
+                    finally:
+                        await request_db.release_open_transaction()
+                    return
             elif token := _cookie(scope, SESSION_COOKIE):
                 scope["user"] = await accounts.resolve_session(db, token)
                 scope["auth"] = "session"
@@ -73,6 +87,24 @@ class AuthenticationMiddleware(ASGIMiddleware):
                 tenants=",".join(sorted(str(t) for t in actor.tenant_ids))[:200],
             )
         await next_app(scope, receive, send)
+
+
+def _releasing(request_db, send: Send) -> Send:
+    """`send`, giving back the request's open transaction, if its work never took it, as
+    the answer starts (a streamed answer does not hold a connection while it streams)."""
+
+    async def send_releasing(message) -> None:
+        if message["type"] == "http.response.start":
+            await request_db.release_open_transaction()
+        await send(message)
+
+    return send_releasing
+
+
+def request_database(scope: Scope) -> Database:
+    """The database as this request sees it: continuing its authentication's transaction
+    when there is one (API keys), otherwise the application's."""
+    return scope.get("state", {}).get(REQUEST_DB_KEY) or Litestar.from_scope(scope).state.db
 
 
 def client_address(request) -> str | None:

@@ -9,11 +9,12 @@ from litestar.di import NamedDependency, Provide
 from orderdesk.accounts.actors import Actor
 from orderdesk.core.db import Database
 from orderdesk.settings import Settings
+from orderdesk.web.auth import request_database
 from orderdesk.web.guards import current_actor
 
 
-def provide_db(state: State) -> Database:
-    return state.db
+def provide_db(request: Request) -> Database:
+    return request_database(request.scope)
 
 
 def provide_settings(state: State) -> Settings:

@@ -22,6 +22,7 @@ risk, and the client's leads (and the holder) when it breached; see `_NOTIFY_SLA
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -37,7 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from orderdesk.accounts.actors import Actor, ActorKind
 from orderdesk.accounts.models import AgentAssignment, StaffRole, User, UserKind, WebSession
-from orderdesk.core.db import Database
+from orderdesk.core.db import Database, session_driver
 from orderdesk.core.errors import (
     Conflict,
     FieldError,
@@ -140,11 +141,19 @@ async def policy_in_session(session: AsyncSession, tenant_id: UUID) -> SlaPolicy
     """The tenant's SLA policy (or the defaults in its time zone), cached for the transaction."""
     cache = session.info.setdefault(_POLICY_CACHE, {})
     if tenant_id not in cache:
-        row = await session.get(SlaPolicyRow, tenant_id)
+        # The policy and the tenant's time zone (the defaults' calendar) in one round trip.
+        found = (
+            await session.execute(
+                select(SlaPolicyRow, Tenant.time_zone)
+                .select_from(Tenant)
+                .outerjoin(SlaPolicyRow, SlaPolicyRow.tenant_id == Tenant.id)
+                .where(Tenant.id == tenant_id)
+            )
+        ).first()
+        row, time_zone = found if found is not None else (None, None)
         if row is not None:
             cache[tenant_id] = _policy_from_row(row)
         else:
-            time_zone = await session.scalar(select(Tenant.time_zone).where(Tenant.id == tenant_id))
             cache[tenant_id] = default_policy(time_zone or "UTC")
     return cache[tenant_id]
 
@@ -565,6 +574,13 @@ async def create_work_item(
         return (await _views(session, [item], now))[0]
 
 
+# Opening is idempotent: one active item per order and cause.
+_OPEN_ORDER_ITEMS = pg_insert(WorkItem.__table__).on_conflict_do_nothing(
+    index_elements=["tenant_id", "order_id", "cause"],
+    index_where=text(f"order_id IS NOT NULL AND {ACTIVE_SQL}"),
+)
+
+
 async def apply_order_reactions(
     session: AsyncSession,
     ops: Iterable[tuple[reactions.Reaction, Order, Actor]],
@@ -581,14 +597,8 @@ async def apply_order_reactions(
 
     async def insert_pending() -> None:
         if pending:
-            await session.execute(
-                pg_insert(WorkItem)
-                .values(list(pending.values()))
-                .on_conflict_do_nothing(
-                    index_elements=["tenant_id", "order_id", "cause"],
-                    index_where=text(f"order_id IS NOT NULL AND {ACTIVE_SQL}"),
-                )
-            )
+            # One statement for any number of rows, compiled once (not a VALUES list per size).
+            await session.execute(_OPEN_ORDER_ITEMS, list(pending.values()))
             pending.clear()
 
     for reaction, order, actor in ops:
@@ -634,6 +644,82 @@ async def apply_order_reactions(
                 now,
             )
     await insert_pending()
+
+
+# The items a batch of new orders opens, in one statement (see `open_items_for_new_orders`).
+_ITEM_COLUMNS = (
+    ("id", "uuid"), ("kind", "text"), ("status", "text"), ("title", "text"), ("detail", "text"),
+    ("cause", "text"), ("order_id", "uuid"), ("order_number", "bigint"), ("language", "text"),
+    ("channel", "text"), ("priority", "text"), ("value_minor", "bigint"), ("currency", "text"),
+    ("client_tier", "smallint"), ("created_by", "text"), ("created_at", "timestamptz"),
+    ("updated_at", "timestamptz"), ("sla_target_seconds", "integer"), ("sla_consumed_seconds", "integer"),
+    ("sla_running_since", "timestamptz"), ("due_at", "timestamptz"), ("at_risk_at", "timestamptz"),
+)  # fmt: skip
+_ENUM_OF_ITEM_COLUMN = {"kind": "work_item_kind", "status": "work_item_status", "priority": "order_priority"}
+# Built from the constant column list above, nothing else.
+_INSERT_ITEMS = (
+    "INSERT INTO work_items (tenant_id, "  # noqa: S608
+    + ", ".join(name for name, _ in _ITEM_COLUMNS)
+    + ") SELECT $1, "
+    + ", ".join(f"i.{name}::{_ENUM_OF_ITEM_COLUMN[name]}" if name in _ENUM_OF_ITEM_COLUMN else f"i.{name}"
+                for name, _ in _ITEM_COLUMNS)
+    + " FROM unnest("
+    + ", ".join(f"${n}::{kind}[]" for n, (_, kind) in enumerate(_ITEM_COLUMNS, start=2))
+    + ") AS i("
+    + ", ".join(name for name, _ in _ITEM_COLUMNS)
+    + f") ON CONFLICT (tenant_id, order_id, cause) WHERE order_id IS NOT NULL AND {ACTIVE_SQL} DO NOTHING"
+)  # fmt: skip
+
+
+async def open_items_for_new_orders(
+    session: AsyncSession,
+    tenant_id: UUID,
+    actor: Actor,
+    opened: Sequence[tuple[reactions.OpenItem, Any]],
+    now: dt.datetime | None = None,
+) -> None:
+    """Open the items that reactions to a batch of new orders ask for, in one statement.
+
+    Each item is the one `apply_order_reactions` opens for the same reaction (same SLA
+    clock, same idempotence: one active item per order and cause). An order here needs
+    `id`, `number`, `priority`, `total_minor` and `currency`.
+    """
+    if not opened:
+        return
+    now = now or utcnow()
+    policy = await policy_in_session(session, tenant_id)
+    # The clock depends only on the kind and priority (one `now` for the batch): one
+    # template item each, copied for every order.
+    templates: dict[tuple[str, Priority], dict[str, Any]] = {}
+    columns: list[list] = [[] for _ in _ITEM_COLUMNS]
+    for reaction, order in opened:
+        template = templates.get((reaction.kind, order.priority))
+        if template is None:
+            template = templates[(reaction.kind, order.priority)] = _new_item(
+                tenant_id=tenant_id,
+                kind=reaction.kind,
+                cause=reaction.cause,
+                title="",
+                policy=policy,
+                now=now,
+                created_by=actor.display_name,
+                priority=order.priority,
+            )
+        item = {
+            **template,
+            "id": new_id(),
+            "cause": reaction.cause,
+            "title": reaction.title[:200],
+            "order_id": order.id,
+            "order_number": order.number,
+            "value_minor": order.total_minor,
+            "currency": order.currency,
+        }
+        for column, (name, _) in zip(columns, _ITEM_COLUMNS, strict=True):
+            value = item[name]
+            column.append(value.value if isinstance(value, enum.Enum) else value)
+    driver = await session_driver(session)
+    await driver.execute(_INSERT_ITEMS, tenant_id, *columns)
 
 
 async def open_or_update_conversation_item(
