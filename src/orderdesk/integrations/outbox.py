@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
@@ -97,17 +98,14 @@ async def write_event(
         raise ValueError(f"unknown webhook event type {event_type!r}")
     event_id = new_id()
     occurred_at = occurred_at or dt.datetime.now(dt.UTC)
-    payload = {
-        "id": str(event_id),
-        "type": event_type,
-        "version": PAYLOAD_VERSION,
-        "timestamp": occurred_at.isoformat(),
-        "tenant_id": str(tenant_id),
-        "data": {
-            **data,
-            **({"order": snapshot or order_snapshot(order), "sequence": None} if order else {}),
-        },
-    }
+    payload = _payload(
+        event_id,
+        event_type,
+        tenant_id,
+        occurred_at,
+        data,
+        snapshot=(snapshot or order_snapshot(order)) if order else None,
+    )
     event = OutboxEvent(
         tenant_id=tenant_id,
         id=event_id,
@@ -143,14 +141,68 @@ async def on_order_changed(session: AsyncSession, changed: OrderChanged) -> None
         session,
         changed.order.tenant_id,
         event_type,
-        {
-            "change": {
-                "summary": changed.event.summary,
-                "changes": changed.event.changes,
-                "channel": changed.event.channel,
-                "actor_kind": changed.event.actor_kind,
-            }
-        },
+        _change_data(changed.event),
         order=changed.order,
         snapshot=changed.snapshot,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class OrderOutboxRow:
+    """The outbox row `on_order_changed` would write for one timeline event, for a
+    statement that writes it itself. `payload` is JSON whose `data.sequence` is null:
+    the statement numbers the row after the order's last event, as `write_event` does."""
+
+    id: UUID
+    event_type: str
+    payload: str
+    created_at: dt.datetime
+
+
+def order_outbox_row(
+    tenant_id: UUID, event: Any, snapshot: dict[str, Any], *, occurred_at: dt.datetime | None = None
+) -> OrderOutboxRow | None:
+    """What client systems hear about timeline `event` (kind, summary, changes, channel,
+    actor_kind) of an order as `snapshot` shows it; None for kinds they do not hear about.
+
+    For write paths that record the timeline without the ORM (allocation): the same
+    payload, byte for byte apart from id and time, as the domain-event handler writes.
+    """
+    event_type = EVENT_TYPE_OF_TIMELINE_KIND.get(event.kind)
+    if event_type is None:
+        return None
+    event_id = new_id()
+    occurred_at = occurred_at or dt.datetime.now(dt.UTC)
+    payload = _payload(event_id, event_type, tenant_id, occurred_at, _change_data(event), snapshot=snapshot)
+    return OrderOutboxRow(event_id, event_type, json.dumps(payload, default=str), occurred_at)
+
+
+def _change_data(event: Any) -> dict[str, Any]:
+    return {
+        "change": {
+            "summary": event.summary,
+            "changes": event.changes,
+            "channel": event.channel,
+            "actor_kind": event.actor_kind,
+        }
+    }
+
+
+def _payload(
+    event_id: UUID,
+    event_type: str,
+    tenant_id: UUID,
+    occurred_at: dt.datetime,
+    data: dict[str, Any],
+    *,
+    snapshot: dict[str, Any] | None,
+) -> dict[str, Any]:
+    """Payload version 1 (docs/webhooks.md); an order's `sequence` is filled in by the INSERT."""
+    return {
+        "id": str(event_id),
+        "type": event_type,
+        "version": PAYLOAD_VERSION,
+        "timestamp": occurred_at.isoformat(),
+        "tenant_id": str(tenant_id),
+        "data": {**data, **({"order": snapshot, "sequence": None} if snapshot is not None else {})},
+    }
