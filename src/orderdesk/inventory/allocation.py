@@ -2,8 +2,8 @@
 
 Called by the inventory handlers (after verification, on stock arrival, on
 cancellation) and by the services (retry, override). The order row is locked by
-the caller; stock rows are locked by the reservations themselves, in (warehouse,
-sku) order.
+the caller (by the first read for a retry, which runs on the driver connection);
+stock rows are locked by the reservations themselves, in (warehouse, sku) order.
 """
 
 from __future__ import annotations
@@ -72,7 +72,8 @@ class LostRace(Exception):
 #
 # Allocating an order used to take about twenty statements. Now it reads what routing
 # needs in one statement and writes the whole outcome in one more: the reservations,
-# their ledger rows, the allocation rows and the backorders. That write is
+# their ledger rows, the allocation rows and the backorders (for `retry_allocation`
+# also the order's status, its timeline row and its webhook event). That write is
 # all-or-nothing: it locks the stock rows it wants in (warehouse, sku) order, checks
 # every one of them against the plan under those locks, and changes nothing unless
 # all of them still have the units. The CHECK on stock_levels stays the backstop.
