@@ -77,6 +77,8 @@ class Phase:
     seconds: float
     reserved_units: int
     backordered_orders: int
+    # Python CPU time of this process during the phase (time.process_time), per order.
+    cpu_seconds: float = 0.0
 
     @property
     def rate(self) -> float:
@@ -244,11 +246,11 @@ async def raw_phase(args, app_dsn: str, tenant: dict, orders) -> Phase:
                             missing = True
                 backordered += missing
 
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(worker() for _ in range(args.concurrency)))
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     await pool.close()
-    return Phase("raw SQL", len(orders), seconds, reserved, backordered)
+    return Phase("raw SQL", len(orders), seconds, reserved, backordered, cpu)
 
 
 async def app_phase(args, settings, tenant: dict) -> Phase:
@@ -272,11 +274,11 @@ async def app_phase(args, settings, tenant: dict) -> Phase:
 
     # Warm the pool so that connecting is not measured.
     await asyncio.gather(*(db.engine.connect().__aenter__() for _ in range(0)))
-    start = time.perf_counter()
+    start, cpu = time.perf_counter(), time.process_time()
     await asyncio.gather(*(worker() for _ in range(args.concurrency)))
-    seconds = time.perf_counter() - start
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     await db.dispose()
-    return Phase("OrderDesk allocation", len(tenant["orders"]), seconds, reserved, backordered)
+    return Phase("OrderDesk allocation", len(tenant["orders"]), seconds, reserved, backordered, cpu)
 
 
 async def oversell_check(owner_dsn: str, tenant_id) -> dict:
@@ -368,10 +370,15 @@ async def run(args) -> dict:
                 "orders_per_s": round(p.rate, 1),
                 "units_reserved": p.reserved_units,
                 "orders_backordered": p.backordered_orders,
+                "cpu_ms_per_order": round(1000 * p.cpu_seconds / p.orders, 2),
             }
             for p in phases
         ],
         "ratio_to_raw": round(phases[1].rate / raw_rate, 3),
+        # Raw CPU per order over ours: steadier than rates on a shared machine.
+        "cpu_cost_ratio": round(
+            (phases[0].cpu_seconds + phases[2].cpu_seconds) / 2 / phases[1].cpu_seconds, 3
+        ),
         "oversell_check": checks,
     }
 
@@ -380,13 +387,17 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     result = asyncio.run(run(args))
     print()
-    print(f"{'phase':<24}{'orders':>8}{'seconds':>10}{'orders/s':>10}{'units':>8}{'backordered':>13}")
+    print(
+        f"{'phase':<24}{'orders':>8}{'seconds':>10}{'orders/s':>10}{'units':>8}{'backordered':>13}"
+        f"{'CPU ms/order':>14}"
+    )
     for p in result["phases"]:
         print(
             f"{p['name']:<24}{p['orders']:>8}{p['seconds']:>10}{p['orders_per_s']:>10}"
-            f"{p['units_reserved']:>8}{p['orders_backordered']:>13}"
+            f"{p['units_reserved']:>8}{p['orders_backordered']:>13}{p['cpu_ms_per_order']:>14}"
         )
     print(f"\nOrderDesk / raw (mean of both raw runs): {result['ratio_to_raw']:.0%}")
+    print(f"CPU cost ratio (raw CPU per order / OrderDesk's): {result['cpu_cost_ratio']:.0%}")
     for role, check in result["oversell_check"].items():
         print(f"oversell check {role}: {check}")
     if args.json:

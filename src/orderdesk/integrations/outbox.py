@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
@@ -162,14 +163,7 @@ async def on_order_changed(session: AsyncSession, changed: OrderChanged) -> None
         session,
         changed.order.tenant_id,
         event_type,
-        {
-            "change": {
-                "summary": changed.event.summary,
-                "changes": changed.event.changes,
-                "channel": changed.event.channel,
-                "actor_kind": changed.event.actor_kind,
-            }
-        },
+        _change_data(changed.event),
         order=changed.order,
         snapshot=changed.snapshot,
     )
@@ -199,19 +193,8 @@ async def on_orders_captured(session: AsyncSession, captured: OrdersCaptured) ->
                 continue
             sequence += 1
             event_id = new_id()
-            change = {
-                "summary": event.summary,
-                "changes": event.changes,
-                "channel": event.channel,
-                "actor_kind": event.actor_kind,
-            }
-            payload = _payload(
-                event_id,
-                event_type,
-                timestamp,
-                tenant_id,
-                {"change": change, "order": event.snapshot, "sequence": sequence},
-            )
+            data = {**_change_data(event), "order": event.snapshot, "sequence": sequence}
+            payload = _payload(event_id, event_type, timestamp, tenant_id, data)
             ids.append(event_id)
             types.append(event_type)
             order_ids.append(order.id)
@@ -221,3 +204,46 @@ async def on_orders_captured(session: AsyncSession, captured: OrdersCaptured) ->
         driver = await session_driver(session)
         arrays = (ids, types, order_ids, sequences, payloads)
         await driver.execute(_INSERT_CAPTURED_EVENTS, captured.tenant_id, occurred_at, *arrays)
+
+
+@dataclass(frozen=True, slots=True)
+class OrderOutboxRow:
+    """The outbox row `on_order_changed` would write for one timeline event, for a
+    statement that writes it itself. `payload` is JSON whose `data.sequence` is null:
+    the statement numbers the row after the order's last event, as `write_event` does."""
+
+    id: UUID
+    event_type: str
+    payload: str
+    created_at: dt.datetime
+
+
+def order_outbox_row(
+    tenant_id: UUID, event: Any, snapshot: dict[str, Any], *, occurred_at: dt.datetime | None = None
+) -> OrderOutboxRow | None:
+    """What client systems hear about timeline `event` (kind, summary, changes, channel,
+    actor_kind) of an order as `snapshot` shows it; None for kinds they do not hear about.
+
+    For write paths that record the timeline without the ORM (allocation): the same
+    payload, byte for byte apart from id and time, as the domain-event handler writes.
+    """
+    event_type = EVENT_TYPE_OF_TIMELINE_KIND.get(event.kind)
+    if event_type is None:
+        return None
+    event_id = new_id()
+    occurred_at = occurred_at or dt.datetime.now(dt.UTC)
+    data = {**_change_data(event), "order": snapshot, "sequence": None}
+    payload = _payload(event_id, event_type, occurred_at.isoformat(), str(tenant_id), data)
+    return OrderOutboxRow(event_id, event_type, json.dumps(payload, default=str), occurred_at)
+
+
+def _change_data(event: Any) -> dict[str, Any]:
+    return {
+        "change": {
+            "summary": event.summary,
+            "changes": event.changes,
+            "channel": event.channel,
+            "actor_kind": event.actor_kind,
+        }
+    }
+

@@ -2,8 +2,8 @@
 
 Called by the inventory handlers (after verification, on stock arrival, on
 cancellation) and by the services (retry, override). The order row is locked by
-the caller; stock rows are locked by the reservations themselves, in (warehouse,
-sku) order.
+the caller (by the first read for a retry, which runs on the driver connection);
+stock rows are locked by the reservations themselves, in (warehouse, sku) order.
 """
 
 from __future__ import annotations
@@ -18,16 +18,15 @@ from uuid import UUID
 from sqlalchemy import delete, exists, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm.attributes import set_committed_value
 
 from orderdesk.accounts.actors import Actor, ActorKind
-from orderdesk.core import events
+from orderdesk.integrations import outbox
 from orderdesk.inventory import ledger, routing
 from orderdesk.inventory.models import Allocation, Backorder, StockLevel, Warehouse
 from orderdesk.orders import services as orders
-from orderdesk.orders.models import Order, OrderEvent, OrderHold, OrderLine, Priority
+from orderdesk.orders.models import Order, OrderHold, OrderLine, PaymentStatus, Priority
 from orderdesk.orders.states import Action, HoldReason, OrderStatus
-from orderdesk.orders.timeline import append_event
+from orderdesk.orders.timeline import append_event, order_snapshot
 
 # Optimistic attempts (plan from a plain read, reserve, re-plan if a race was lost)
 # before planning under row locks, which cannot lose.
@@ -73,7 +72,8 @@ class LostRace(Exception):
 #
 # Allocating an order used to take about twenty statements. Now it reads what routing
 # needs in one statement and writes the whole outcome in one more: the reservations,
-# their ledger rows, the allocation rows and the backorders. That write is
+# their ledger rows, the allocation rows and the backorders (for `retry_allocation`
+# also the order's status, its timeline row and its webhook event). That write is
 # all-or-nothing: it locks the stock rows it wants in (warehouse, sku) order, checks
 # every one of them against the plan under those locks, and changes nothing unless
 # all of them still have the units. The CHECK on stock_levels stays the backstop.
@@ -107,43 +107,86 @@ class _DriverStatement:
         return (await connection.get_raw_connection()).driver_connection
 
     async def fetchrow(self, session: AsyncSession, params: dict):
-        driver = await self._connection(session)
-        return await driver.fetchrow(self.sql, *(params[n] for n in self.names))
+        return await self.fetchrow_on(await self._connection(session), params)
 
     async def fetchval(self, session: AsyncSession, params: dict):
-        driver = await self._connection(session)
+        return await self.fetchval_on(await self._connection(session), params)
+
+    async def fetchrow_on(self, driver, params: dict):
+        """On a driver connection in a transaction the caller opened (`Database.driver_transaction`)."""
+        return await driver.fetchrow(self.sql, *(params[n] for n in self.names))
+
+    async def fetchval_on(self, driver, params: dict):
         return await driver.fetchval(self.sql, *(params[n] for n in self.names))
 
 
 # What routing one order needs: warehouses, lines, existing allocations, availability of
-# its SKUs, active holds and backordered lines. `stock_lock` is empty for an optimistic
-# read; for planning that cannot lose a race it locks every candidate stock row first,
-# in key order.
-_READ_ORDER_STOCK_SQL = """
-SELECT
+# its SKUs, active holds and backordered lines, for the order whose key is `{tenant}`,
+# `{order}`. `stock_lock` is empty for an optimistic read; for planning that cannot lose
+# a race it locks every candidate stock row first, in key order.
+_ORDER_STOCK_COLUMNS = """
   (SELECT coalesce(json_agg(json_build_array(w.id, w.code, w.country, w.region, w.priority, w.ships_to,
                                              w.active, w.time_zone, w.cutoff_time)), '[]')
-     FROM warehouses w WHERE w.tenant_id = :tenant_id) AS sites,
+     FROM warehouses w WHERE w.tenant_id = {tenant}) AS sites,
   (SELECT coalesce(json_agg(json_build_array(l.line_no, l.sku, l.quantity) ORDER BY l.line_no), '[]')
-     FROM order_lines l WHERE l.tenant_id = :tenant_id AND l.order_id = :order_id) AS lines,
+     FROM order_lines l WHERE l.tenant_id = {tenant} AND l.order_id = {order}) AS lines,
   (SELECT coalesce(json_agg(json_build_array(a.line_no, a.warehouse_id, a.sku, a.reserved_qty, a.shipped_qty)
                             ORDER BY a.line_no), '[]')
-     FROM order_allocations a WHERE a.tenant_id = :tenant_id AND a.order_id = :order_id) AS allocations,
+     FROM order_allocations a WHERE a.tenant_id = {tenant} AND a.order_id = {order}) AS allocations,
   (SELECT coalesce(json_agg(json_build_array(x.warehouse_id, x.sku, x.available)), '[]') FROM (
     SELECT s.warehouse_id, s.sku, s.on_hand - s.reserved AS available
     FROM stock_levels s
-    WHERE s.tenant_id = :tenant_id
-      AND s.sku IN (SELECT l.sku FROM order_lines l WHERE l.tenant_id = :tenant_id AND l.order_id = :order_id)
+    WHERE s.tenant_id = {tenant}
+      AND s.sku IN (SELECT l.sku FROM order_lines l WHERE l.tenant_id = {tenant} AND l.order_id = {order})
     {stock_lock}
   ) x) AS stock,
   (SELECT coalesce(json_agg(h.reason), '[]')
      FROM order_holds h
-     WHERE h.tenant_id = :tenant_id AND h.order_id = :order_id AND h.released_at IS NULL) AS holds,
-  (SELECT count(*) FROM backorders b WHERE b.tenant_id = :tenant_id AND b.order_id = :order_id) AS waiting
+     WHERE h.tenant_id = {tenant} AND h.order_id = {order} AND h.released_at IS NULL) AS holds,
+  (SELECT count(*) FROM backorders b WHERE b.tenant_id = {tenant} AND b.order_id = {order}) AS waiting
 """
-READ_ORDER_STOCK = _DriverStatement(_READ_ORDER_STOCK_SQL.format(stock_lock="ORDER BY s.warehouse_id, s.sku"))
+_OPTIMISTIC = "ORDER BY s.warehouse_id, s.sku"
+_LOCKING = 'ORDER BY s.warehouse_id, s.sku COLLATE "C"\n    FOR UPDATE'
+READ_ORDER_STOCK = _DriverStatement(
+    "SELECT" + _ORDER_STOCK_COLUMNS.format(tenant=":tenant_id", order=":order_id", stock_lock=_OPTIMISTIC)
+)
 READ_ORDER_STOCK_LOCKED = _DriverStatement(
-    _READ_ORDER_STOCK_SQL.format(stock_lock='ORDER BY s.warehouse_id, s.sku COLLATE "C"\n    FOR UPDATE')
+    "SELECT" + _ORDER_STOCK_COLUMNS.format(tenant=":tenant_id", order=":order_id", stock_lock=_LOCKING)
+)
+
+# The same read for a transaction that starts with it (`retry_allocation`): the order
+# row is looked up within the caller's tenants and locked in the same statement, with
+# the columns routing, the timeline and the webhook snapshot need.
+#
+# A statement reads from one snapshot, taken when it starts. If the order lock had to
+# wait for another transaction, the locked row is that transaction's result, but the
+# other sub-selects still see the world before it. `read_version` (the row as the
+# snapshot saw it) differs from `row_version` (the row locked) exactly then: every
+# change to an order's lines, allocations, backorders or holds is made under its row
+# lock and updates the row (at least its timeline counter). The caller then reads once
+# more, under the lock it now holds.
+_LOCKED_ORDER_STOCK_SQL = """
+WITH target AS (
+  SELECT o.tenant_id, o.id, CAST(o.xmin AS text) AS row_version, o.number, o.external_ref, o.status,
+         o.payment_status, o.priority, o.currency, o.total_minor, o.customer_name, o.customer_email,
+         o.shipping_address, o.ship_by, o.created_at, o.version, o.last_event_seq
+  FROM orders o
+  WHERE o.id = :order_id AND o.tenant_id = ANY (CAST(:tenant_ids AS uuid[]))
+  FOR UPDATE OF o
+)
+SELECT t.*,
+  (SELECT CAST(seen.xmin AS text) FROM orders seen WHERE seen.tenant_id = t.tenant_id AND seen.id = t.id)
+    AS read_version,{columns}FROM target t
+"""
+READ_LOCKED_ORDER_STOCK = _DriverStatement(
+    _LOCKED_ORDER_STOCK_SQL.format(
+        columns=_ORDER_STOCK_COLUMNS.format(tenant="t.tenant_id", order="t.id", stock_lock=_OPTIMISTIC)
+    )
+)
+READ_LOCKED_ORDER_STOCK_LOCKED = _DriverStatement(
+    _LOCKED_ORDER_STOCK_SQL.format(
+        columns=_ORDER_STOCK_COLUMNS.format(tenant="t.tenant_id", order="t.id", stock_lock=_LOCKING)
+    )
 )
 READ_AVAILABLE = _DriverStatement("""
 SELECT coalesce(json_agg(json_build_array(x.warehouse_id, x.sku, x.available)), '[]') FROM (
@@ -220,6 +263,17 @@ WITH want AS (
     AS e(seq, kind, actor_kind, actor_id, actor_name, channel, summary, changes),
        verdict v
   WHERE v.ok
+), outbox AS (
+  INSERT INTO outbox_events (tenant_id, id, event_type, order_id, order_seq, payload, created_at)
+  SELECT CAST(:tenant_id AS uuid), e.id, e.event_type, CAST(:order_id AS uuid), last.seq + e.n,
+         jsonb_set(CAST(e.payload AS jsonb), '{data,sequence}', to_jsonb(last.seq + e.n)), e.created_at
+  FROM unnest(CAST(:outbox_ids AS uuid[]), CAST(:outbox_types AS varchar[]), CAST(:outbox_payloads AS text[]),
+              CAST(:outbox_created_at AS timestamptz[]))
+         WITH ORDINALITY AS e(id, event_type, payload, created_at, n),
+       (SELECT coalesce(max(x.order_seq), 0) AS seq FROM outbox_events x
+         WHERE x.tenant_id = :tenant_id AND x.order_id = :order_id) AS last,
+       verdict v
+  WHERE v.ok
 )
 SELECT ok FROM verdict
 """)
@@ -267,6 +321,86 @@ async def read_order_stock(session: AsyncSession, order: Order, *, lock: bool = 
         await session.flush()
     params = {"tenant_id": order.tenant_id, "order_id": order.id}
     row = await (READ_ORDER_STOCK_LOCKED if lock else READ_ORDER_STOCK).fetchrow(session, params)
+    return _order_stock_of(row)
+
+
+@dataclass(slots=True)
+class OrderForAllocation:
+    """The order columns allocation needs, read with the order's row lock (no ORM object:
+    `retry_allocation` runs on the driver connection). Attribute names follow `Order`, so
+    routing (`destination_of`) and the webhook snapshot (`order_snapshot`) read it alike."""
+
+    tenant_id: UUID
+    id: UUID
+    number: int
+    external_ref: str | None
+    status: OrderStatus
+    payment_status: PaymentStatus
+    priority: Priority
+    currency: str
+    total_minor: int
+    customer_name: str
+    customer_email: str | None
+    shipping_address: dict
+    ship_by: dt.datetime | None
+    created_at: dt.datetime
+    version: int
+    last_event_seq: int
+    updated_at: dt.datetime | None = None  # set when allocation changes the order
+
+
+@dataclass(frozen=True, slots=True)
+class TimelineEntry:
+    """A timeline row as `append_event` would add it, written by `RESERVE_PLAN`."""
+
+    seq: int
+    kind: str
+    actor_kind: str
+    actor_id: str
+    actor_name: str
+    channel: str
+    summary: str
+    changes: dict
+
+
+async def read_locked_order_stock(
+    driver, tenant_ids: frozenset[UUID], order_id: UUID, *, lock_stock: bool = False
+) -> tuple[OrderForAllocation, OrderStock] | None:
+    """Lock the order `order_id` (one of `tenant_ids`) and read what routing it needs, in one
+    statement on the driver connection of the caller's scoped transaction. None when no
+    such order exists for these tenants. `lock_stock` as `lock` in `read_order_stock`."""
+    statement = READ_LOCKED_ORDER_STOCK_LOCKED if lock_stock else READ_LOCKED_ORDER_STOCK
+    params = {"order_id": order_id, "tenant_ids": list(tenant_ids)}
+    row = await statement.fetchrow_on(driver, params)
+    if row is not None and row["read_version"] != row["row_version"]:
+        # The lock waited for a transaction that changed the order: read again under it.
+        row = await statement.fetchrow_on(driver, params)
+        if row["read_version"] != row["row_version"]:
+            raise RuntimeError("an order changed while this transaction held its row lock")
+    if row is None:
+        return None
+    order = OrderForAllocation(
+        tenant_id=row["tenant_id"],
+        id=row["id"],
+        number=row["number"],
+        external_ref=row["external_ref"],
+        status=OrderStatus(row["status"]),
+        payment_status=PaymentStatus(row["payment_status"]),
+        priority=Priority(row["priority"]),
+        currency=row["currency"],
+        total_minor=row["total_minor"],
+        customer_name=row["customer_name"],
+        customer_email=row["customer_email"],
+        shipping_address=_json(row["shipping_address"]),
+        ship_by=row["ship_by"],
+        created_at=row["created_at"],
+        version=row["version"],
+        last_event_seq=row["last_event_seq"],
+    )
+    return order, _order_stock_of(row)
+
+
+def _order_stock_of(row) -> OrderStock:
     sites = {}
     now = utcnow()
     for wid, code, country, region, priority, ships_to, active, zone, cutoff in _json(row["sites"]):
@@ -315,94 +449,72 @@ def plan_for(order: Order, stock: OrderStock) -> routing.Plan:
     return routing.plan_allocation(stock.needs, destination_of(order), stock.sites.values(), stock.available)
 
 
-def _take_order_writes(session: AsyncSession, order: Order) -> tuple[dict, list[OrderEvent]]:
-    """Take the order's pending timeline rows and changed columns away from the ORM's flush,
-    for the reservation statement to write (only if it reserves). The ORM then holds
-    the order as written: the statement writes exactly these values."""
-    pending = sorted(
-        (o for o in session.new if isinstance(o, OrderEvent) and o.order_id == order.id), key=lambda e: e.seq
-    )
-    for event in pending:
-        session.expunge(event)
-    columns = {
-        "status": order.status,
-        "version": order.version,
-        "updated_at": order.updated_at,
-        "last_event_seq": order.last_event_seq,
-    }
-    for name, value in columns.items():
-        set_committed_value(order, name, value)
-    return columns, pending
-
-
-async def reserve_plan(
-    session: AsyncSession,
-    actor: Actor,
-    order: Order,
-    plan: routing.Plan,
-    *,
-    order_writes: tuple[dict, list[OrderEvent]] | None = None,
-) -> bool:
+async def reserve_plan(session: AsyncSession, actor: Actor, order: Order, plan: routing.Plan) -> bool:
     """Write `plan` in one statement: reservations with their ledger rows, allocation rows,
     and the order's backorders replaced by the plan's. All or nothing: False when some
     stock row no longer has the planned units (then nothing was written).
 
-    `order_writes` (from `_take_order_writes`): the same statement also writes the
-    order's changed columns and its new timeline rows, so they are written only if
-    the reservations are.
+    For allocation inside a transaction the ORM holds: the order's own changes and their
+    timeline rows go through the session and its domain events.
     """
     # Ledger rows queued earlier in this transaction keep their place before these.
     await ledger.flush_movements(session)
+    return bool(await RESERVE_PLAN.fetchval(session, _reserve_params(actor, order, plan)))
+
+
+def _reserve_params(
+    actor: Actor,
+    order: Order | OrderForAllocation,
+    plan: routing.Plan,
+    *,
+    timeline: list[TimelineEntry] | None = None,
+    outbox_rows: list[outbox.OrderOutboxRow] | None = None,
+) -> dict:
+    """RESERVE_PLAN's parameters. With `timeline`, the statement also writes the order's
+    status, version, update time and timeline counter as `order` holds them, the timeline
+    rows and their `outbox_rows`, so they are written only if the reservations are."""
     per_row: dict[tuple[UUID, str], int] = defaultdict(int)
     for pick in plan.picks:
         per_row[(pick.warehouse_id, pick.sku)] += pick.quantity
     rows = sorted(per_row.items(), key=lambda kv: (str(kv[0][0]), kv[0][1]))
-    if order_writes is not None:
-        columns, timeline = order_writes
-    else:
-        columns = {
-            "status": order.status,
-            "version": order.version,
-            "updated_at": order.updated_at,
-            "last_event_seq": order.last_event_seq,
-        }
-        timeline = []
-    ok = await RESERVE_PLAN.fetchval(
-        session,
-        {
-            "tenant_id": order.tenant_id,
-            "order_id": order.id,
-            "row_warehouses": [w for (w, _), _ in rows],
-            "row_skus": [sku for (_, sku), _ in rows],
-            "row_qty": [q for _, q in rows],
-            "pick_lines": [p.line_no for p in plan.picks],
-            "pick_warehouses": [p.warehouse_id for p in plan.picks],
-            "pick_skus": [p.sku for p in plan.picks],
-            "pick_qty": [p.quantity for p in plan.picks],
-            "wait_lines": [b.line_no for b in plan.backorders],
-            "wait_skus": [b.sku for b in plan.backorders],
-            "wait_qty": [b.quantity for b in plan.backorders],
-            "urgency": URGENCY[order.priority],
-            "order_created_at": order.created_at,
-            "actor_kind": actor.kind.value,
-            "actor_id": str(actor.id),
-            "actor_name": actor.display_name,
-            "record_order": order_writes is not None,
-            "status": columns["status"].value,
-            "version": columns["version"],
-            "updated_at": columns["updated_at"],
-            "last_event_seq": columns["last_event_seq"],
-            "event_seqs": [e.seq for e in timeline],
-            "event_kinds": [e.kind for e in timeline],
-            "event_actor_kinds": [e.actor_kind for e in timeline],
-            "event_actor_ids": [e.actor_id for e in timeline],
-            "event_actor_names": [e.actor_name for e in timeline],
-            "event_channels": [e.channel for e in timeline],
-            "event_summaries": [e.summary for e in timeline],
-            "event_changes": [json.dumps(e.changes or {}) for e in timeline],
-        },
-    )
-    return bool(ok)
+    timeline = timeline if timeline is not None else []
+    outbox_rows = outbox_rows or []
+    return {
+        "tenant_id": order.tenant_id,
+        "order_id": order.id,
+        "row_warehouses": [w for (w, _), _ in rows],
+        "row_skus": [sku for (_, sku), _ in rows],
+        "row_qty": [q for _, q in rows],
+        "pick_lines": [p.line_no for p in plan.picks],
+        "pick_warehouses": [p.warehouse_id for p in plan.picks],
+        "pick_skus": [p.sku for p in plan.picks],
+        "pick_qty": [p.quantity for p in plan.picks],
+        "wait_lines": [b.line_no for b in plan.backorders],
+        "wait_skus": [b.sku for b in plan.backorders],
+        "wait_qty": [b.quantity for b in plan.backorders],
+        "urgency": URGENCY[order.priority],
+        "order_created_at": order.created_at,
+        "actor_kind": actor.kind.value,
+        "actor_id": str(actor.id),
+        "actor_name": actor.display_name,
+        "record_order": bool(timeline),
+        "status": order.status.value,
+        "version": order.version,
+        "updated_at": order.updated_at,
+        "last_event_seq": order.last_event_seq,
+        "event_seqs": [e.seq for e in timeline],
+        "event_kinds": [e.kind for e in timeline],
+        "event_actor_kinds": [e.actor_kind for e in timeline],
+        "event_actor_ids": [e.actor_id for e in timeline],
+        "event_actor_names": [e.actor_name for e in timeline],
+        "event_channels": [e.channel for e in timeline],
+        "event_summaries": [e.summary for e in timeline],
+        "event_changes": [json.dumps(e.changes or {}) for e in timeline],
+        "outbox_ids": [r.id for r in outbox_rows],
+        "outbox_types": [r.event_type for r in outbox_rows],
+        "outbox_payloads": [r.payload for r in outbox_rows],
+        "outbox_created_at": [r.created_at for r in outbox_rows],
+    }
 
 
 async def manages_stock(session: AsyncSession, tenant_id: UUID) -> bool:
@@ -505,43 +617,94 @@ async def allocate(
     return plan
 
 
-async def allocate_reserving_last(
-    session: AsyncSession, order: Order, stock: OrderStock
-) -> routing.Plan | None:
-    """Route `order` in a transaction the caller owns and retries whole on LostRace.
+async def route_and_reserve(driver, order: OrderForAllocation, stock: OrderStock) -> routing.Plan | None:
+    """Route `order` (locked by `read_locked_order_stock`) in a driver transaction the
+    caller owns and retries whole on LostRace.
 
-    The outcome goes on the timeline and its reactions (outbox, work queue) are
-    written first; the reservations are the last statement before commit, so the
-    contended stock rows stay locked only for the commit. Returns None when there
-    is nothing to allocate (not verified, nothing backordered). Raises LostRace
-    (nothing reserved: roll back and try again), InvalidTransition (on hold).
+    What the ORM path records through `apply_action`, `append_event` and the domain
+    events, written by the one reserving statement: the order's new status, its timeline
+    row and the outbox row webhooks are sent from (the same payload and per-order
+    sequence as `outbox.on_order_changed` writes). No other feature reacts to these
+    timeline kinds (allocate, backorder, backorder_filled): the work queue opens and
+    settles nothing for them, invoices are issued at verification or shipment, and the
+    inventory handler itself ignores allocations it made (tests/integration/
+    test_inventory.py checks this against the subscribed handlers). The reservation is
+    the last statement before commit, so the contended stock rows stay locked only for
+    the commit.
+
+    Returns None when there is nothing to allocate (not verified, nothing backordered).
+    Raises LostRace (nothing written: roll back and try again), InvalidTransition (on hold).
     """
     actor = system_actor_for(order.tenant_id)
     plan = plan_for(order, stock)
+    timeline: list[TimelineEntry] = []
     if order.status is OrderStatus.VERIFIED:
-        await _record_allocation(session, actor, order, plan, stock)
+        timeline.append(
+            _transition(
+                order,
+                actor,
+                Action.ALLOCATE if plan.complete else Action.BACKORDER,
+                summary_of(plan, stock.sites, destination_of(order)),
+                {"allocation": describe(plan, stock.sites)},
+                stock.holds,
+            )
+        )
     elif order.status in FILLABLE and stock.waiting_lines:
         if plan.picks:
-            await _after_fill(
-                session,
-                actor,
-                order,
-                plan.complete,
-                describe(plan, stock.sites),
-                summary_of(plan, stock.sites, destination_of(order)),
-                active_holds=stock.holds,
-            )
+            summary = summary_of(plan, stock.sites, destination_of(order))
+            changes = {"allocation": describe(plan, stock.sites)}
+            if plan.complete and order.status is OrderStatus.BACKORDERED:
+                timeline.append(_transition(order, actor, Action.ALLOCATE, summary, changes, stock.holds))
+            else:
+                timeline.append(_timeline_entry(order, actor, "backorder_filled", summary, changes))
+                order.version += 1
+                order.updated_at = dt.datetime.now(dt.UTC)
     else:
         return None
-    # The reactions (outbox) first, then the one statement that reserves and writes the
-    # order: the hot stock rows are locked from here to the commit only.
-    await events.dispatch(session)
-    writes = _take_order_writes(session, order)
-    if session.new or session.dirty or session.deleted:
-        await session.flush()  # what the reactions added through the ORM (work items, …)
-    if not await reserve_plan(session, actor, order, plan, order_writes=writes):
+    snapshot = order_snapshot(order)
+    outbox_rows = [
+        row for entry in timeline if (row := outbox.order_outbox_row(order.tenant_id, entry, snapshot))
+    ]
+    params = _reserve_params(actor, order, plan, timeline=timeline, outbox_rows=outbox_rows)
+    if not await RESERVE_PLAN.fetchval_on(driver, params):
         raise LostRace
     return plan
+
+
+def _transition(
+    order: OrderForAllocation,
+    actor: Actor,
+    action: Action,
+    summary: str,
+    changes: dict,
+    active_holds: list[HoldReason],
+) -> TimelineEntry:
+    """`orders.apply_action` for an order held outside the ORM: same state machine and holds."""
+    after = orders.next_status(order.status, action, active_holds)
+    before, order.status = order.status, after
+    entry = _timeline_entry(
+        order, actor, action.value, summary, {"status": [before.value, after.value], **changes}
+    )
+    order.version += 1
+    order.updated_at = dt.datetime.now(dt.UTC)
+    return entry
+
+
+def _timeline_entry(
+    order: OrderForAllocation, actor: Actor, kind: str, summary: str, changes: dict
+) -> TimelineEntry:
+    """`append_event` for an order held outside the ORM (channel "system", as routing's)."""
+    order.last_event_seq += 1
+    return TimelineEntry(
+        seq=order.last_event_seq,
+        kind=kind,
+        actor_kind=actor.kind.value,
+        actor_id=str(actor.id),
+        actor_name=actor.display_name,
+        channel="system",
+        summary=summary,
+        changes=changes,
+    )
 
 
 def describe(plan: routing.Plan, sites: dict[UUID, routing.Site]) -> dict:

@@ -1187,10 +1187,7 @@ async def apply_action(
         raise ValueError("holds go through perform_action")
     if active_holds is None:
         active_holds = [h.reason for h in await _active_holds(session, order)]
-    try:
-        after = states.next_status(order.status, action, active_holds)
-    except states.TransitionRefused as exc:
-        raise _refuse(exc) from None
+    after = next_status(order.status, action, active_holds)
     before = order.status
     order.status = after
     append_event(
@@ -1205,6 +1202,15 @@ async def apply_action(
     order.version += 1
     order.updated_at = dt.datetime.now(dt.UTC)
     return after
+
+
+def next_status(status: OrderStatus, action: Action, active_holds: list[HoldReason]) -> OrderStatus:
+    """Where `action` takes an order in `status` with these holds, as `apply_action` decides
+    it (for write paths that hold the order outside the ORM). Raises InvalidTransition."""
+    try:
+        return states.next_status(status, action, active_holds)
+    except states.TransitionRefused as exc:
+        raise _refuse(exc) from None
 
 
 async def load_order_view(session: AsyncSession, order: Order) -> OrderView:

@@ -1,0 +1,236 @@
+"""Retrying allocation (POST /orders/{id}/allocation/retry): the driver-connection path.
+
+It writes the order's status, timeline row and webhook event itself instead of going
+through the ORM and the domain events, so these tests hold it to what the event
+handlers would have written, and to the same locking as every other allocation.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+
+import pytest
+from sqlalchemy import func, select
+
+from orderdesk.core import events
+from orderdesk.core.errors import Conflict
+from orderdesk.integrations.models import OutboxEvent
+from orderdesk.inventory import services as inventory
+from orderdesk.inventory.allocation import system_actor_for
+from orderdesk.invoices.models import Invoice
+from orderdesk.orders.models import Order, OrderEvent
+from orderdesk.orders.timeline import OrderChanged, order_snapshot
+from orderdesk.tenants import services as tenants
+from orderdesk.workqueue.models import WorkItem
+from tests.conftest import World
+from tests.integration.test_inventory import (
+    allocation_of,
+    hold,
+    level,
+    make_warehouse,
+    new_order,
+    put_stock,
+    timeline,
+    verify,
+)
+from tests.integration.test_orders_api import bearer
+
+
+async def retry(client, key: str, order: dict):
+    return await client.post(f"/api/v1/orders/{order['id']}/allocation/retry", headers=bearer(key))
+
+
+async def outbox_of(owner_connection, order: dict) -> list:
+    rows = await owner_connection.fetch(
+        "SELECT event_type, order_seq, payload FROM outbox_events WHERE order_id = $1 ORDER BY order_seq",
+        uuid.UUID(order["id"]),
+    )
+    return [(r["event_type"], r["order_seq"], json.loads(r["payload"])) for r in rows]
+
+
+async def ledger_reserved(owner_connection, order: dict) -> int:
+    return await owner_connection.fetchval(
+        "SELECT coalesce(sum(reserved_after - reserved_before), 0) FROM stock_movements"
+        " WHERE order_id = $1 AND kind = 'reserve'",
+        uuid.UUID(order["id"]),
+    )
+
+
+class _RollBack(Exception):
+    pass
+
+
+async def test_retry_writes_the_webhook_event_the_event_handlers_would_write(
+    client, world: World, db, owner_connection
+):
+    key = world.key_a
+    order = await verify(client, key, await new_order(client, key, TENT=2))
+    assert order["status"] == "verified"  # no warehouse yet
+    wh = await make_warehouse(client, key, "LATE")
+    await put_stock(client, key, wh, TENT=5)
+
+    answer = await retry(client, key, order)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["status"] == "allocated"
+    written = await outbox_of(owner_connection, order)
+    assert [seq for _, seq, _ in written] == list(range(1, len(written) + 1))
+    event_type, seq, payload = written[-1]
+    assert event_type == "order.allocated" and payload["data"]["sequence"] == seq
+    assert payload["data"]["order"]["status"] == "allocated"
+    assert payload["data"]["change"]["summary"] == "Allocated to LATE"
+    assert payload["data"]["change"]["changes"]["status"] == ["verified", "allocated"]
+
+    # Hand the stored timeline event to every subscribed handler, as the ORM path did,
+    # and compare what they write with what the retry wrote (then roll it back).
+    system = await tenants.system_actor(db)
+    with pytest.raises(_RollBack) as rolled_back:
+        async with db.transaction(system.scope) as session:
+            stored = await session.scalar(select(Order).where(Order.id == uuid.UUID(order["id"])))
+            last = (await timeline(client, key, order))[-1]
+            assert last["kind"] == "allocate"
+            event = OrderEvent(
+                tenant_id=stored.tenant_id,
+                order_id=stored.id,
+                seq=last["seq"],
+                kind=last["kind"],
+                actor_kind=last["actor_kind"],
+                actor_id=str(uuid.UUID(int=0)),
+                actor_name=last["actor_name"],
+                channel=last["channel"],
+                summary=last["summary"],
+                changes=last["changes"],
+            )
+            work_before = await session.scalar(select(func.count()).select_from(WorkItem))
+            invoices_before = await session.scalar(select(func.count()).select_from(Invoice))
+            events.record(
+                session,
+                OrderChanged(stored, event, system_actor_for(stored.tenant_id), order_snapshot(stored)),
+            )
+            await events.dispatch(session)
+            assert not session.new and not session.dirty
+            assert await session.scalar(select(func.count()).select_from(WorkItem)) == work_before
+            assert await session.scalar(select(func.count()).select_from(Invoice)) == invoices_before
+            by_handler = await session.scalar(
+                select(OutboxEvent).where(OutboxEvent.order_id == stored.id, OutboxEvent.order_seq == seq + 1)
+            )
+            raise _RollBack(by_handler.event_type, by_handler.payload)
+    handler_type, handler_payload = rolled_back.value.args
+    assert handler_type == event_type
+    assert handler_payload["data"]["sequence"] == seq + 1  # the handler numbers after the retry's
+    for written_by in (payload, handler_payload):
+        del written_by["id"], written_by["timestamp"], written_by["data"]["sequence"]
+    assert payload == handler_payload
+
+
+async def test_a_backorder_filled_by_retry_stays_backordered_and_tells_no_webhook(
+    client, world: World, owner_connection
+):
+    key = world.key_a
+    wh = await make_warehouse(client, key, "DEONLY", ships_to=["DE"])
+    await put_stock(client, key, wh, TENT=1)
+    order = await verify(client, key, await new_order(client, key, country="FR", TENT=2))
+    assert order["status"] == "backordered"
+    before = await outbox_of(owner_connection, order)
+    assert before[-1][0] == "order.backordered"
+
+    patched = await client.patch(
+        f"/api/v1/warehouses/{wh['id']}", json={"ships_to": ["DE", "FR"]}, headers=bearer(key)
+    )
+    assert patched.status_code == 200, patched.text
+    answer = await retry(client, key, order)
+    assert answer.status_code == 200, answer.text
+    view = answer.json()
+    assert view["status"] == "backordered"
+    assert [(a["warehouse_code"], a["reserved_qty"]) for a in view["allocations"]] == [("DEONLY", 1)]
+    assert view["backorders"] == [{"line_no": 1, "sku": "TENT", "quantity": 1}]
+    assert view == await allocation_of(client, key, order)  # the answer is what is stored
+    last = (await timeline(client, key, order))[-1]
+    assert last["kind"] == "backorder_filled" and last["channel"] == "system"
+    assert last["summary"] == "Backordered: waiting for 1 × TENT; reserved the rest at DEONLY"
+    assert await outbox_of(owner_connection, order) == before  # not a webhook event
+    assert (await level(client, key, wh, "TENT"))["reserved"] == 1
+    assert await ledger_reserved(owner_connection, order) == 1
+
+    # The rest arrives: filled on arrival, allocated, and webhooks hear it next in sequence.
+    await put_stock(client, key, wh, TENT=2)
+    assert (await allocation_of(client, key, order))["status"] == "allocated"
+    after = await outbox_of(owner_connection, order)
+    assert [t for t, _, _ in after[len(before) :]] == ["order.allocated"]
+    assert [seq for _, seq, _ in after] == list(range(1, len(after) + 1))
+
+
+async def test_retry_of_an_order_on_hold_is_refused_and_reserves_nothing(
+    client, world: World, owner_connection
+):
+    key = world.key_a
+    order = await verify(client, key, await new_order(client, key, TENT=1))
+    await hold(client, key, order, "address_problem")
+    wh = await make_warehouse(client, key, "HELD")
+    await put_stock(client, key, wh, TENT=3)
+    before = await outbox_of(owner_connection, order)
+
+    answer = await retry(client, key, order)
+    assert answer.status_code == 409, answer.text
+    assert (await level(client, key, wh, "TENT"))["reserved"] == 0
+    assert await outbox_of(owner_connection, order) == before
+    assert (await timeline(client, key, order))[-1]["kind"] == "hold_placed"
+
+
+async def test_concurrent_retries_of_one_order_reserve_its_units_once(
+    client, world: World, db, owner_connection
+):
+    """The retries queue on the order's row lock; each must see what the one before it wrote."""
+    key = world.key_a
+    wh = await make_warehouse(client, key, "ONCE", ships_to=["DE"])
+    await put_stock(client, key, wh, TENT=10)
+    order = await verify(client, key, await new_order(client, key, country="FR", TENT=2))
+    assert order["status"] == "backordered"
+    patched = await client.patch(
+        f"/api/v1/warehouses/{wh['id']}", json={"ships_to": ["DE", "FR"]}, headers=bearer(key)
+    )
+    assert patched.status_code == 200
+    system = await tenants.system_actor(db)
+
+    async def retry_once():
+        try:
+            return (await inventory.retry_allocation(db, system, uuid.UUID(order["id"]))).status
+        except Conflict:
+            return "nothing to do"
+
+    outcomes = await asyncio.gather(*(retry_once() for _ in range(8)))
+    assert sorted(outcomes) == ["allocated"] + ["nothing to do"] * 7
+    assert (await level(client, key, wh, "TENT"))["reserved"] == 2
+    assert await ledger_reserved(owner_connection, order) == 2
+    kinds = [e["kind"] for e in await timeline(client, key, order)]
+    assert kinds.count("allocate") == 1
+    assert [t for t, _, _ in await outbox_of(owner_connection, order)].count("order.allocated") == 1
+
+
+async def test_concurrent_retries_never_oversell(client, world: World, db, owner_connection):
+    """Twenty orders verified before any warehouse existed race for seven units in two warehouses."""
+    key = world.key_a
+    orders = [
+        await verify(client, key, await new_order(client, key, region="Berlin", HOT=1)) for _ in range(20)
+    ]
+    ber = await make_warehouse(client, key, "RB", region="Berlin")
+    muc = await make_warehouse(client, key, "RM", region="Bayern")
+    await put_stock(client, key, ber, HOT=4)
+    await put_stock(client, key, muc, HOT=3)
+    system = await tenants.system_actor(db)
+    views = await asyncio.gather(
+        *(inventory.retry_allocation(db, system, uuid.UUID(o["id"])) for o in orders)
+    )
+    statuses = [v.status for v in views]
+    assert statuses.count("allocated") == 7 and statuses.count("backordered") == 13
+    assert (
+        (await level(client, key, ber, "HOT"))["reserved"],
+        (await level(client, key, muc, "HOT"))["reserved"],
+    ) == (4, 3)
+    assert sum([await ledger_reserved(owner_connection, o) for o in orders]) == 7
+    for o, view in zip(orders, views, strict=True):
+        written = await outbox_of(owner_connection, o)
+        assert [seq for _, seq, _ in written] == list(range(1, len(written) + 1))
+        assert written[-1][0] == f"order.{view.status}"
+        assert written[-1][2]["data"]["order"]["status"] == view.status
