@@ -297,13 +297,15 @@ async def append_message_in(
     *,
     work_note: WorkNote | None = None,
     now: dt.datetime | None = None,
+    locked_order: Order | None = None,
 ) -> AppendResult:
     """Store `draft` in `conversation`, inside the caller's transaction.
 
     - A draft whose provider message id the tenant already has is a redelivery:
       nothing is written and the stored message is returned (`duplicate=True`).
     - When the conversation has an order, the message goes on the order's timeline
-      (the order row is locked, as the timeline requires).
+      (the order row is locked, as the timeline requires; `locked_order` is that order
+      when the caller has locked it already in this transaction, which saves the look-up).
     - An inbound message (not a note) opens or updates the conversation's
       customer-message work item, titled by `work_note`.
 
@@ -402,7 +404,13 @@ async def append_message_in(
 
     order = None
     if conversation.order_id is not None:
-        order = await _lock_order(session, tenant_id, conversation.order_id)
+        if locked_order is not None and (locked_order.tenant_id, locked_order.id) == (
+            tenant_id,
+            conversation.order_id,
+        ):
+            order = locked_order
+        else:
+            order = await _lock_order(session, tenant_id, conversation.order_id)
         if order is not None:
             append_event(
                 session,

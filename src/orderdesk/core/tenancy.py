@@ -54,20 +54,26 @@ def scope_settings(scope: Scope) -> tuple[str, str, str]:
     )
 
 
-async def apply_scope(session: AsyncSession, scope: Scope) -> None:
-    """Set the scope for the current transaction only (`set_config(..., true)`)."""
-    await session.execute(
-        text(
-            "SELECT set_config(:tenants_key, :tenants, true),"
-            " set_config(:user_key, :user_id, true),"
-            " set_config(:key_key, :key_hash, true)"
-        ),
-        {
-            "tenants_key": TENANTS_SETTING,
-            "tenants": _array_literal(scope.tenant_ids),
-            "user_key": USER_SETTING,
-            "user_id": str(scope.user_id) if scope.user_id else "",
-            "key_key": API_KEY_SETTING,
-            "key_hash": scope.api_key_hash or "",
-        },
+async def apply_scope(session: AsyncSession, scope: Scope, *, advisory_lock: str | None = None) -> None:
+    """Set the scope for the current transaction only (`set_config(..., true)`).
+
+    `advisory_lock` also takes that transaction-level advisory lock (by name) in the same
+    round trip, after the settings.
+    """
+    sql = (
+        "SELECT set_config(:tenants_key, :tenants, true),"
+        " set_config(:user_key, :user_id, true),"
+        " set_config(:key_key, :key_hash, true)"
     )
+    parameters = {
+        "tenants_key": TENANTS_SETTING,
+        "tenants": _array_literal(scope.tenant_ids),
+        "user_key": USER_SETTING,
+        "user_id": str(scope.user_id) if scope.user_id else "",
+        "key_key": API_KEY_SETTING,
+        "key_hash": scope.api_key_hash or "",
+    }
+    if advisory_lock is not None:
+        sql += ", pg_advisory_xact_lock(hashtextextended(:lock, 0))"
+        parameters["lock"] = advisory_lock
+    await session.execute(text(sql), parameters)
