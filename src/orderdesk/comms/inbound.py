@@ -19,6 +19,7 @@ run under the tenant's scope only, so another tenant's order cannot be found at 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import re
@@ -27,7 +28,7 @@ from typing import Any
 from uuid import UUID
 
 import structlog
-from sqlalchemy import func, literal_column, select, text
+from sqlalchemy import Select, bindparam, func, literal_column, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -195,14 +196,13 @@ class _Facts:
     by_headers: Conversation | None
 
 
-async def _read_facts(
-    session: AsyncSession, tenant_id: UUID, provider_id: str, token: str | None, referenced: list[str]
-) -> _Facts:
-    """One round trip for the duplicate check, the settings (comms and SLA) and the
-    conversations named by the reply token and by `In-Reply-To`/`References`."""
+# The statements of the threading look-ups are built once per shape, with bind parameters:
+# building an ORM statement with aliases costs more CPU than the database spends running it.
+
+
+@functools.cache
+def _facts_statement(with_token: bool, with_headers: bool) -> Select:
     duplicate = aliased(Message, name="duplicate")
-    by_token = aliased(Conversation, name="by_token")
-    by_headers = aliased(Conversation, name="by_headers")
     statement = (
         select(
             Tenant.time_zone,
@@ -216,22 +216,25 @@ async def _read_facts(
         .outerjoin(CommsSettings, CommsSettings.tenant_id == Tenant.id)
         .outerjoin(SlaPolicyRow, SlaPolicyRow.tenant_id == Tenant.id)
         .outerjoin(
-            duplicate, (duplicate.tenant_id == Tenant.id) & (duplicate.provider_message_id == provider_id)
+            duplicate,
+            (duplicate.tenant_id == Tenant.id) & (duplicate.provider_message_id == bindparam("provider_id")),
         )
-        .where(Tenant.id == tenant_id)
+        .where(Tenant.id == bindparam("tenant_id"))
     )
-    if token:
+    if with_token:
+        by_token = aliased(Conversation, name="by_token")
         statement = statement.add_columns(by_token).outerjoin(
-            by_token, (by_token.tenant_id == Tenant.id) & (by_token.reply_token == token)
+            by_token, (by_token.tenant_id == Tenant.id) & (by_token.reply_token == bindparam("token"))
         )
-    if referenced:
+    if with_headers:
         # Our own Message-IDs among In-Reply-To / References: the newest such message's conversation.
+        by_headers = aliased(Conversation, name="by_headers")
         newest = (
             select(Message.conversation_id)
             .where(
-                Message.tenant_id == tenant_id,
+                Message.tenant_id == bindparam("tenant_id"),
                 Message.direction == Direction.OUTBOUND,
-                Message.provider_message_id.in_(referenced[:50]),
+                Message.provider_message_id.in_(bindparam("referenced", expanding=True)),
             )
             .order_by(Message.created_at.desc())
             .limit(1)
@@ -240,7 +243,20 @@ async def _read_facts(
         statement = statement.add_columns(by_headers).outerjoin(
             by_headers, (by_headers.tenant_id == Tenant.id) & (by_headers.id == newest)
         )
-    row = (await session.execute(statement)).one()
+    return statement
+
+
+async def _read_facts(
+    session: AsyncSession, tenant_id: UUID, provider_id: str, token: str | None, referenced: list[str]
+) -> _Facts:
+    """One round trip for the duplicate check, the settings (comms and SLA) and the
+    conversations named by the reply token and by `In-Reply-To`/`References`."""
+    parameters: dict[str, Any] = {"tenant_id": tenant_id, "provider_id": provider_id}
+    if token:
+        parameters["token"] = token
+    if referenced:
+        parameters["referenced"] = referenced[:50]
+    row = (await session.execute(_facts_statement(bool(token), bool(referenced)), parameters)).one()
     work.remember_policy_in_session(session, tenant_id, row.SlaPolicyRow, row.time_zone)
     return _Facts(
         duplicate=row if row.duplicate_id is not None else None,
@@ -250,7 +266,7 @@ async def _read_facts(
     )
 
 
-def _order_with_state(tenant_id: UUID):
+def _orders_with_state() -> Select:
     """Orders with their active holds and newest tracking, locked (FOR UPDATE OF orders):
     a message that joins an order appends to its timeline, which needs the lock anyway."""
     holds = literal_column(
@@ -265,8 +281,38 @@ def _order_with_state(tenant_id: UUID):
     )
     return (
         select(Order, holds.label("holds"), tracking.label("tracking"))
-        .where(Order.tenant_id == tenant_id)
+        .where(Order.tenant_id == bindparam("tenant_id"))
         .with_for_update(of=Order)
+    )
+
+
+@functools.cache
+def _order_of_conversation_statement() -> Select:
+    return _orders_with_state().where(Order.id == bindparam("order_id"))
+
+
+@functools.cache
+def _orders_by_number_statement() -> Select:
+    """The named orders, each with the sender's latest conversation about it."""
+    conversation = aliased(Conversation, name="sender_conversation")
+    latest = (
+        select(Conversation.id)
+        .where(
+            Conversation.tenant_id == Order.tenant_id,
+            Conversation.order_id == Order.id,
+            func.lower(Conversation.customer_email) == bindparam("sender"),
+        )
+        .order_by(Conversation.last_message_at.desc().nulls_last())
+        .limit(1)
+        .scalar_subquery()
+    )
+    return (
+        _orders_with_state()
+        .add_columns(conversation)
+        .outerjoin(conversation, (conversation.tenant_id == Order.tenant_id) & (conversation.id == latest))
+        .where(Order.number.in_(bindparam("numbers", expanding=True)))
+        # Locks are taken in one order, whatever order the message names them in.
+        .order_by(Order.number)
     )
 
 
@@ -282,7 +328,8 @@ async def _check_conversation(
     if conversation.order_id is not None:
         row = (
             await session.execute(
-                _order_with_state(conversation.tenant_id).where(Order.id == conversation.order_id)
+                _order_of_conversation_statement(),
+                {"tenant_id": conversation.tenant_id, "order_id": conversation.order_id},
             )
         ).first()
     order = row.Order if row is not None else None
@@ -337,29 +384,10 @@ async def place_message(
         [parsed.subject, parsed.summary], settings.order_number_pattern if settings else None
     )
     if numbers:
-        # The sender's latest conversation about each order comes with it.
-        conversation = aliased(Conversation, name="sender_conversation")
-        latest = (
-            select(Conversation.id)
-            .where(
-                Conversation.tenant_id == Order.tenant_id,
-                Conversation.order_id == Order.id,
-                func.lower(Conversation.customer_email) == (parsed.sender_address or ""),
-            )
-            .order_by(Conversation.last_message_at.desc().nulls_last())
-            .limit(1)
-            .scalar_subquery()
-        )
         rows = (
             await session.execute(
-                _order_with_state(tenant_id)
-                .add_columns(conversation)
-                .outerjoin(
-                    conversation, (conversation.tenant_id == Order.tenant_id) & (conversation.id == latest)
-                )
-                .where(Order.number.in_(numbers[:10]))
-                # Locks are taken in one order, whatever order the message names them in.
-                .order_by(Order.number)
+                _orders_by_number_statement(),
+                {"tenant_id": tenant_id, "numbers": numbers[:10], "sender": parsed.sender_address or ""},
             )
         ).all()
         by_number = {row.Order.number: row for row in rows}
