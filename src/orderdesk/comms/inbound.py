@@ -28,7 +28,7 @@ from typing import Any
 from uuid import UUID
 
 import structlog
-from sqlalchemy import Select, bindparam, func, literal_column, select, text
+from sqlalchemy import Select, bindparam, func, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import aliased
 
@@ -107,14 +107,16 @@ def split_address(address: str, domains: tuple[str, ...] = ()) -> tuple[str, str
     return base, token_match.group(1) if token_match else None
 
 
+def _lookup_settings(parts: tuple[str, str | None] | None) -> dict[str, str] | None:
+    """The setting the lookup policy of `comms_settings` reads: set when the transaction opens."""
+    return {INBOUND_LOCAL_PART_SETTING: parts[0]} if parts is not None else None
+
+
 async def _lookup_recipient(
     session: AsyncSession, address: str, parts: tuple[str, str | None]
 ) -> Recipient | None:
+    """The recipient's tenant, in a transaction opened with `_lookup_settings(parts)`."""
     local_part, token = parts
-    await session.execute(
-        text("SELECT set_config(:key, :value, true)"),
-        {"key": INBOUND_LOCAL_PART_SETTING, "value": local_part},
-    )
     row = (
         await session.execute(
             select(CommsSettings.tenant_id, CommsSettings.inbound_secret_hash)
@@ -135,7 +137,7 @@ async def resolve_recipient(db: Database, address: str, domains: tuple[str, ...]
     parts = split_address(address, domains)
     if parts is None:
         return None
-    async with db.transaction(Scope()) as session:
+    async with db.transaction(Scope(), extra_settings=_lookup_settings(parts)) as session:
         return await _lookup_recipient(session, address, parts)
 
 
@@ -493,7 +495,7 @@ async def receive_email(
     detected = intents.detect_intent(parsed.subject, parsed.summary)
     referenced = [r for r in [parsed.in_reply_to, *reversed(parsed.references)] if r]
     # One transaction from the address lookup (no tenant in scope yet) to the commit.
-    async with db.transaction(Scope()) as session:
+    async with db.transaction(Scope(), extra_settings=_lookup_settings(parts)) as session:
         target = resolved or await _lookup_recipient(session, recipient, parts)
         if target is None:
             raise NotFound("Inbound address")

@@ -79,13 +79,16 @@ class Database:
         self.sessionmaker = async_sessionmaker(engine, expire_on_commit=False, autoflush=False)
 
     @asynccontextmanager
-    async def transaction(self, scope: Scope) -> AsyncIterator[AsyncSession]:
+    async def transaction(
+        self, scope: Scope, *, extra_settings: dict[str, str] | None = None
+    ) -> AsyncIterator[AsyncSession]:
         """Open a transaction limited to `scope`; commits on success, rolls back on error.
 
         The scope is set with transaction-local settings before any statement runs, so
         row-level security sees exactly the tenants the caller may touch.
+        `extra_settings` are set with it, in the same statement (see `apply_scope`).
         """
-        session = await self._open(scope)
+        session = await self._open(scope, extra_settings)
         try:
             yield session
             # Side effects of what the body recorded commit with it, or not at all.
@@ -94,7 +97,7 @@ class Database:
         finally:
             await session.close()  # rolls back whatever did not commit
 
-    async def _open(self, scope: Scope) -> AsyncSession:
+    async def _open(self, scope: Scope, extra_settings: dict[str, str] | None = None) -> AsyncSession:
         """A session in a new transaction with `scope` applied.
 
         Pooled connections are not pinged before use. If the scope statement, the first of
@@ -106,7 +109,7 @@ class Database:
             session = self.sessionmaker()
             try:
                 await session.begin()
-                await apply_scope(session, scope)
+                await apply_scope(session, scope, extra_settings=extra_settings)
             except DBAPIError as error:
                 dropped = error.connection_invalidated or _from_dropped_connection(error)
                 if dropped and not error.connection_invalidated:

@@ -8,6 +8,7 @@ nothing foreign.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from uuid import UUID
 
@@ -54,11 +55,18 @@ def scope_settings(scope: Scope) -> tuple[str, str, str]:
     )
 
 
-async def apply_scope(session: AsyncSession, scope: Scope, *, advisory_lock: str | None = None) -> None:
+async def apply_scope(
+    session: AsyncSession,
+    scope: Scope,
+    *,
+    advisory_lock: str | None = None,
+    extra_settings: Mapping[str, str] | None = None,
+) -> None:
     """Set the scope for the current transaction only (`set_config(..., true)`).
 
-    `advisory_lock` also takes that transaction-level advisory lock (by name) in the same
-    round trip, after the settings.
+    In the same round trip: `extra_settings` (name → value, also transaction-local; e.g.
+    the inbound address a lookup policy reads), and `advisory_lock`, that
+    transaction-level advisory lock (by name), taken after the settings.
     """
     sql = (
         "SELECT set_config(:tenants_key, :tenants, true),"
@@ -73,6 +81,10 @@ async def apply_scope(session: AsyncSession, scope: Scope, *, advisory_lock: str
         "key_key": API_KEY_SETTING,
         "key_hash": scope.api_key_hash or "",
     }
+    for index, (name, value) in enumerate((extra_settings or {}).items()):
+        sql += f", set_config(:extra_key_{index}, :extra_value_{index}, true)"
+        parameters[f"extra_key_{index}"] = name
+        parameters[f"extra_value_{index}"] = value
     if advisory_lock is not None:
         sql += ", pg_advisory_xact_lock(hashtextextended(:lock, 0))"
         parameters["lock"] = advisory_lock
