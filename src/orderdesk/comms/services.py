@@ -18,10 +18,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from uuid import UUID
 
-from sqlalchemy import select, text, update
+from sqlalchemy import bindparam, exists, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from orderdesk.accounts.actors import Actor
 from orderdesk.comms.models import (
@@ -289,16 +290,50 @@ def _timeline_summary(message: Message) -> str:
     return f"{message.channel.value.title()} sent: {about}"[:500]
 
 
-_INSERT_MESSAGE = pg_insert(Message.__table__).returning(Message.__table__.c.id)
-# A redelivery (same provider message id for the tenant) inserts nothing and returns no id.
-_INSERT_MESSAGE_ONCE = (
-    pg_insert(Message.__table__)
-    .on_conflict_do_nothing(
-        index_elements=["tenant_id", "provider_message_id"],
-        index_where=text("provider_message_id IS NOT NULL"),
+def _append_statement(*, once: bool):
+    """INSERT the message and, only if it was inserted, UPDATE its conversation's status,
+    count, times and subject: one round trip. With `once`, a redelivery (the same provider
+    message id for the tenant) inserts nothing, updates nothing and returns no row."""
+    messages, conversations = Message.__table__, Conversation.__table__
+    insert_message = pg_insert(messages).values(
+        {column.name: bindparam(f"m_{column.name}", type_=column.type) for column in _MESSAGE_COLUMNS}
     )
-    .returning(Message.__table__.c.id)
-)
+    if once:
+        insert_message = insert_message.on_conflict_do_nothing(
+            index_elements=["tenant_id", "provider_message_id"],
+            index_where=text("provider_message_id IS NOT NULL"),
+        )
+    inserted = insert_message.returning(messages.c.id).cte("inserted")
+    return (
+        update(conversations)
+        .add_cte(inserted)
+        .where(
+            conversations.c.tenant_id == bindparam("m_tenant_id"),
+            conversations.c.id == bindparam("m_conversation_id"),
+            exists(select(inserted.c.id)),
+        )
+        .values(
+            status=bindparam("c_status", type_=conversations.c.status.type),
+            # Counted in the database: two messages of one conversation may arrive at once.
+            message_count=conversations.c.message_count + 1,
+            last_message_at=bindparam("m_created_at"),
+            updated_at=bindparam("m_created_at"),
+            subject=bindparam("c_subject", type_=conversations.c.subject.type),
+        )
+        .returning(conversations.c.message_count)
+    )
+
+
+_MESSAGE_COLUMNS = [
+    column
+    for column in Message.__table__.columns
+    if column.name
+    not in ("send_attempts", "sent_at", "last_error")  # outbound delivery state, set by the sender
+]
+# Built once: building a 30-column statement per message costs more CPU than the database
+# spends running it.
+_APPEND_MESSAGE = _append_statement(once=False)
+_APPEND_MESSAGE_ONCE = _append_statement(once=True)
 _INSERT_ATTACHMENTS = pg_insert(Attachment.__table__)
 
 
@@ -366,10 +401,19 @@ async def append_message_in(
         "created_by": draft.created_by[:200],
         "created_at": now,
     }
-    # Core statements on the tables, built once: the ORM's bulk-insert path and building a
-    # 30-column statement per message cost more CPU than the database spends on the INSERT.
-    statement = _INSERT_MESSAGE_ONCE if draft.provider_message_id else _INSERT_MESSAGE
-    inserted = await session.scalar(statement, values)
+    is_note = draft.channel is MessageChannel.NOTE
+    status = conversation.status
+    if not is_note:
+        inbound = draft.direction is Direction.INBOUND
+        status = ConversationStatus.OPEN if inbound else ConversationStatus.WAITING
+    subject = conversation.subject
+    if not subject and draft.subject:
+        subject = draft.subject[:300]
+    statement = _APPEND_MESSAGE_ONCE if draft.provider_message_id else _APPEND_MESSAGE
+    inserted = await session.scalar(
+        statement,
+        {**{f"m_{name}": value for name, value in values.items()}, "c_status": status, "c_subject": subject},
+    )
     if inserted is None:
         existing = await session.scalar(
             select(Message).where(
@@ -401,16 +445,15 @@ async def append_message_in(
         )
     # What was just inserted, without reading it back (raw bytes and HTML can be large).
     message = Message(**values)
-    is_note = draft.channel is MessageChannel.NOTE
-    if not is_note:
-        conversation.status = (
-            ConversationStatus.OPEN if draft.direction is Direction.INBOUND else ConversationStatus.WAITING
-        )
-    conversation.message_count += 1
-    conversation.last_message_at = now
-    conversation.updated_at = now
-    if not conversation.subject and draft.subject:
-        conversation.subject = draft.subject[:300]
+    # The conversation row has these values already: the session must not write them again.
+    for attribute, value in (
+        ("status", status),
+        ("message_count", inserted),
+        ("last_message_at", now),
+        ("updated_at", now),
+        ("subject", subject),
+    ):
+        set_committed_value(conversation, attribute, value)
 
     order = None
     if conversation.order_id is not None:
