@@ -368,8 +368,6 @@ async def append_message_in(
                 [FieldError(f"attachments[{index}]", f"larger than {MAX_ATTACHMENT_BYTES} bytes")]
             )
     tenant_id = conversation.tenant_id
-    # A conversation with no message yet cannot have a work item: no need to look for one.
-    first_message = conversation.message_count == 0
     message_id = new_id()
     values = {
         "tenant_id": tenant_id,
@@ -494,7 +492,9 @@ async def append_message_in(
             language=draft.language,
             channel=draft.channel.value,
             now=now,
-            known_new=first_message,
+            # The conversation's first message (counted by the database, so of two messages
+            # arriving at once only one is first) cannot find a work item: no need to look.
+            known_new=inserted == 1,
         )
     await session.flush()
     if draft.direction is Direction.INBOUND and not is_note:
