@@ -216,7 +216,8 @@ async def test_mail_bytes_are_stored_without_compression_attempts(owner_connecti
     """Migration 0018: raw messages and attachments are mostly base64 of photos and PDFs,
     which pglz reads in full before giving up."""
     rows = await owner_connection.fetch(
-        """SELECT c.relname, a.attname, a.attstorage::text AS attstorage FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+        """SELECT c.relname, a.attname, a.attstorage::text AS attstorage
+             FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
            WHERE (c.relname, a.attname) IN (('messages', 'raw_mime'), ('message_attachments', 'data'),
                                             ('messages', 'html_body'))"""
     )
