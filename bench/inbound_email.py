@@ -23,7 +23,11 @@ What one run does, on a fresh database of its own (`--server-url`):
 4. Raw baseline again (after): the machine is shared, two samples show drift.
 
 Latency is measured per message (wall clock around one message); throughput is
-messages over the phase's wall time. Prints the table (and `--json`), drops the database.
+messages over the phase's wall time. CPU per message: the script's own process, and the
+database backends serving the phase's pool (from /proc, read at the end of the phase;
+each phase opens its pool anew, so their whole CPU is the phase's). The CPU-cost ratio
+(raw CPU per message over OrderDesk's) is the steadier guide on a shared machine.
+Prints the table (and `--json`), drops the database.
 """
 
 from __future__ import annotations
@@ -165,6 +169,8 @@ class Phase:
     latencies_ms: list[float] = field(default_factory=list)
     seconds: float = 0.0
     by_kind: dict[str, list[float]] = field(default_factory=dict)
+    client_cpu: float = 0.0
+    db_cpu: float = 0.0
 
     def summary(self) -> dict:
         ordered = sorted(self.latencies_ms)
@@ -181,6 +187,8 @@ class Phase:
             "p95_ms": pct(0.95),
             "p99_ms": pct(0.99),
             "mean_ms": round(statistics.fmean(ordered), 1),
+            "client_cpu_ms_per_msg": round(self.client_cpu * 1000 / len(ordered), 2),
+            "db_cpu_ms_per_msg": round(self.db_cpu * 1000 / len(ordered), 2),
             "p95_by_kind_ms": {
                 kind: round(sorted(v)[min(len(v) - 1, int(0.95 * len(v)))], 1)
                 for kind, v in self.by_kind.items()
@@ -188,7 +196,34 @@ class Phase:
         }
 
 
-async def _run_phase(name: str, mix, concurrency: int, handle) -> Phase:
+def cpu_seconds(pids: list[int]) -> float:
+    """User + system CPU of these processes from /proc (0 for those gone or unreadable)."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    total = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += int(fields[11]) + int(fields[12])
+    return total / ticks
+
+
+async def backends_cpu(owner_dsn: str) -> float:
+    """CPU of the backends connected to the bench database, other than this query's own."""
+    import asyncpg
+
+    conn = await asyncpg.connect(owner_dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+    finally:
+        await conn.close()
+    return cpu_seconds([r["pid"] for r in rows])
+
+
+async def _run_phase(name: str, mix, concurrency: int, handle, owner_dsn: str) -> Phase:
     phase = Phase(name)
     queue: asyncio.Queue = asyncio.Queue()
     for item in mix:
@@ -203,14 +238,16 @@ async def _run_phase(name: str, mix, concurrency: int, handle) -> Phase:
             phase.latencies_ms.append(elapsed)
             phase.by_kind.setdefault(kind, []).append(elapsed)
 
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     phase.seconds = time.perf_counter() - started
+    phase.client_cpu = time.process_time() - cpu_started
+    phase.db_cpu = await backends_cpu(owner_dsn)
     return phase
 
 
 async def raw_phase(
-    name: str, app_dsn: str, tenant_id: uuid.UUID, conversation_id: uuid.UUID, mix, concurrency
+    name: str, app_dsn: str, tenant_id: uuid.UUID, conversation_id: uuid.UUID, mix, concurrency, owner_dsn
 ):
     import asyncpg
 
@@ -245,12 +282,12 @@ async def raw_phase(
             )
 
     try:
-        return await _run_phase(name, mix, concurrency, handle)
+        return await _run_phase(name, mix, concurrency, handle, owner_dsn)
     finally:
         await pool.close()
 
 
-async def app_phase(settings, target: Target, mix, concurrency: int) -> Phase:
+async def app_phase(settings, target: Target, mix, concurrency: int, owner_dsn: str) -> Phase:
     from orderdesk.comms import inbound
     from orderdesk.core.db import Database, make_engine
 
@@ -261,7 +298,7 @@ async def app_phase(settings, target: Target, mix, concurrency: int) -> Phase:
         assert not result.duplicate
 
     try:
-        return await _run_phase("OrderDesk receive_email", mix, concurrency, handle)
+        return await _run_phase("OrderDesk receive_email", mix, concurrency, handle, owner_dsn)
     finally:
         await db.dispose()
 
@@ -389,11 +426,17 @@ async def run(args) -> dict:
             tenant_id, conversation_id = made["raw"][role]
             phases.append(
                 await raw_phase(
-                    label, app_dsn, tenant_id, conversation_id, fresh_ids(mix, tag), args.concurrency
+                    label,
+                    app_dsn,
+                    tenant_id,
+                    conversation_id,
+                    fresh_ids(mix, tag),
+                    args.concurrency,
+                    owner_url,
                 )
             )
             print(f"  {label}: {phases[-1].summary()['messages_per_s']} msg/s", flush=True)
-        phases.append(await app_phase(settings, made["target"], mix, args.concurrency))
+        phases.append(await app_phase(settings, made["target"], mix, args.concurrency, owner_url))
         print(f"  {phases[-1].name}: {phases[-1].summary()['messages_per_s']} msg/s", flush=True)
         tenant_id, conversation_id = made["raw"]["raw2"]
         phases.append(
@@ -404,6 +447,7 @@ async def run(args) -> dict:
                 conversation_id,
                 fresh_ids(mix, "r2"),
                 args.concurrency,
+                owner_url,
             )
         )
         print(f"  {phases[-1].name}: {phases[-1].summary()['messages_per_s']} msg/s", flush=True)
@@ -418,6 +462,11 @@ async def run(args) -> dict:
     raw_rate = (summaries[0]["messages_per_s"] + summaries[2]["messages_per_s"]) / 2
     raw_p95 = (summaries[0]["p95_ms"] + summaries[2]["p95_ms"]) / 2
     app = summaries[1]
+
+    def cpu(summary: dict) -> float:
+        return summary["client_cpu_ms_per_msg"] + summary["db_cpu_ms_per_msg"]
+
+    raw_cpu = (cpu(summaries[0]) + cpu(summaries[2])) / 2
     return {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load": os.getloadavg()},
         "params": {"messages": args.messages, "concurrency": args.concurrency, "seed": args.seed},
@@ -425,6 +474,7 @@ async def run(args) -> dict:
         "phases": summaries,
         "throughput_ratio_to_raw": round(app["messages_per_s"] / raw_rate, 3),
         "p95_ratio_to_raw": round(app["p95_ms"] / raw_p95, 2),
+        "cpu_cost_ratio": round(raw_cpu / cpu(app), 3),
         "p95_goal_met": app["p95_ms"] <= 100,
     }
 
@@ -440,6 +490,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{p['name']:<32}{figures}   {kinds}")
     print(f"\nOrderDesk / raw throughput (mean of both raw runs): {result['throughput_ratio_to_raw']:.0%}")
     print(f"OrderDesk p95 / raw p95: {result['p95_ratio_to_raw']}x")
+    for p in result["phases"]:
+        print(
+            f"CPU per message, {p['name']}: client {p['client_cpu_ms_per_msg']} ms, "
+            f"database {p['db_cpu_ms_per_msg']} ms"
+        )
+    print(f"CPU-cost ratio (raw CPU per message / OrderDesk's): {result['cpu_cost_ratio']:.0%}")
     print(f"p95 goal (<= 100 ms) met: {result['p95_goal_met']}")
     print(f"load average: {result['machine']['load']}")
     if args.json:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 
 import pytest
@@ -196,3 +197,31 @@ async def test_inbound_local_parts_are_unique_across_tenants(db):
         await comms.configure_comms(db, system, second.id, inbound_local_part=local.upper())
     with pytest.raises(ValidationFailed):
         await comms.configure_comms(db, system, second.id, order_number_pattern=r"ACME-\d+")
+
+
+async def test_two_messages_arriving_at_once_are_both_counted(db, shop):
+    tenant, order, system = shop
+    conversation = await _conversation(db, system, tenant, order["id"])
+    results = await asyncio.gather(
+        *(comms.append_message(db, system, conversation.id, inbound()) for _ in range(2))
+    )
+    assert [r.duplicate for r in results] == [False, False]
+    view = await comms.get_conversation(db, system, conversation.id)
+    assert view.message_count == 2 and len(view.messages) == 2 and view.status == "open"
+
+
+async def test_mail_bytes_are_stored_without_compression_attempts(owner_connection):
+    """Migration 0018: raw messages and attachments are mostly base64 of photos and PDFs,
+    which pglz reads in full before giving up."""
+    rows = await owner_connection.fetch(
+        """SELECT c.relname, a.attname, a.attstorage::text AS attstorage
+             FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid
+           WHERE (c.relname, a.attname) IN (('messages', 'raw_mime'), ('message_attachments', 'data'),
+                                            ('messages', 'html_body'))"""
+    )
+    storage = {(r["relname"], r["attname"]): r["attstorage"] for r in rows}
+    assert storage == {
+        ("messages", "raw_mime"): "e",
+        ("message_attachments", "data"): "e",
+        ("messages", "html_body"): "x",  # text still compresses
+    }

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from email.message import EmailMessage
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from orderdesk.comms import inbound
 from orderdesk.comms import services as comms
@@ -568,3 +568,53 @@ async def test_where_is_my_order_with_the_tenants_number_pattern_round_trip(db, 
     assert [m.direction for m in messages] == ["in", "out", "in"]
     assert messages[-1].placement == "token"
     assert (await work.get_work_item(db, agent, item.id)).status == "open"
+
+
+async def test_a_reply_to_an_order_costs_a_fixed_handful_of_statements(db, desk):
+    """Each round trip costs more than the work it does for a short reply (bench/inbound_email.py):
+    the address, the duplicate check, the settings and the threading look-ups are folded."""
+    from sqlalchemy import event
+
+    first = plain(desk.customer, desk.address, f"Order #{desk.order['number']}", "Where is my order?")
+    await receive(db, first, desk.address)
+    statements: list[str] = []
+
+    def count(_conn, _cursor, statement, *_args) -> None:
+        statements.append(statement.split(None, 1)[0])
+
+    event.listen(db.engine.sync_engine, "before_cursor_execute", count)
+    try:
+        result = await receive(
+            db,
+            plain(desk.customer, desk.address, f"Re: Order #{desk.order['number']}", "Any news?"),
+            desk.address,
+        )
+    finally:
+        event.remove(db.engine.sync_engine, "before_cursor_execute", count)
+    assert result.placement == "order_number" and not result.duplicate
+    # Scope (+ address), address, scope + lock, facts, order (locked) with the sender's
+    # conversation, message + conversation, work item read and update, order's timeline
+    # sequence and event: 10, where it was 19.
+    assert len(statements) <= 10, statements
+    assert (await timeline_kinds(db, desk.tenant.id, desk.order["id"])).count("message_received") == 2
+
+
+async def test_the_order_a_message_joins_is_locked_until_the_message_is_stored(db, desk):
+    """The threading query takes the order's row lock itself: an order change waits for it."""
+    from orderdesk.comms.inbound import _order_of_conversation_statement
+    from orderdesk.orders.models import Order
+
+    async with db.transaction(Scope.for_tenants(desk.tenant.id)) as session:
+        row = (
+            await session.execute(
+                _order_of_conversation_statement(),
+                {"tenant_id": desk.tenant.id, "order_id": uuid.UUID(desk.order["id"])},
+            )
+        ).one()
+        assert row.Order.number == desk.order["number"] and row.holds == [] and row.tracking is None
+        async with db.transaction(Scope.for_tenants(desk.tenant.id)) as other:
+            await other.execute(text("SET LOCAL lock_timeout = '200ms'"))
+            with pytest.raises(Exception, match="lock timeout"):
+                await other.execute(
+                    select(Order.id).where(Order.id == uuid.UUID(desk.order["id"])).with_for_update()
+                )

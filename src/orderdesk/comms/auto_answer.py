@@ -73,7 +73,11 @@ def decide(
     order_status: OrderStatus | None,
     answered_recently: bool,
 ) -> Decision:
-    """Whether one inbound message gets an automatic answer, and why (in words for the log)."""
+    """Whether one inbound message gets an automatic answer, and why (in words for the log).
+
+    `has_template` and `answered_recently` are asked last, and `after_inbound` relies on
+    it: it reads them from the database only when every other rule allows an answer.
+    """
     if direction is not Direction.INBOUND or channel is MessageChannel.NOTE:
         return Decision(False, "not a customer's message")
     if is_automated:
@@ -129,19 +133,31 @@ async def after_inbound(
     from orderdesk.comms import outbound  # outbound imports the services this hook is called from
 
     settings = await session.get(CommsSettings, conversation.tenant_id)
-    extra = await session.get(OutboundSettings, conversation.tenant_id)
     now = dt.datetime.now(dt.UTC)
-    decision = decide(
-        enabled=bool(settings and settings.auto_answer_enabled),
-        has_template=bool(extra and extra.auto_answer_template_id),
-        direction=message.direction,
-        channel=message.channel,
-        intent=message.intent,
-        confidence=message.intent_confidence,
-        is_automated=message.is_automated,
-        order_status=order.status if order is not None else None,
-        answered_recently=await _answered_recently(session, conversation, now),
-    )
+
+    def decision_with(has_template: bool, answered_recently: bool) -> Decision:
+        return decide(
+            enabled=bool(settings and settings.auto_answer_enabled),
+            has_template=has_template,
+            direction=message.direction,
+            channel=message.channel,
+            intent=message.intent,
+            confidence=message.intent_confidence,
+            is_automated=message.is_automated,
+            order_status=order.status if order is not None else None,
+            answered_recently=answered_recently,
+        )
+
+    # The template and the last answer are the rules' last two questions: read them only
+    # when every other rule allows an answer (most messages are settled without them).
+    extra = None
+    decision = decision_with(has_template=True, answered_recently=False)
+    if decision.answer:
+        extra = await session.get(OutboundSettings, conversation.tenant_id)
+        decision = decision_with(
+            has_template=bool(extra and extra.auto_answer_template_id),
+            answered_recently=await _answered_recently(session, conversation, now),
+        )
     log.info(
         "auto_answer_decided",
         tenant=str(conversation.tenant_id),

@@ -19,15 +19,18 @@ run under the tenant's scope only, so another tenant's order cannot be found at 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 import hmac
 import re
 from dataclasses import dataclass
+from typing import Any
 from uuid import UUID
 
 import structlog
-from sqlalchemy import func, select, text
+from sqlalchemy import Select, bindparam, func, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import aliased
 
 from orderdesk.accounts.actors import Actor, ActorKind
 from orderdesk.comms import intents
@@ -54,6 +57,8 @@ from orderdesk.core.tenancy import Scope, apply_scope
 from orderdesk.orders.models import Order
 from orderdesk.orders.states import HoldReason
 from orderdesk.tenants.models import Tenant
+from orderdesk.workqueue import services as work
+from orderdesk.workqueue.models import SlaPolicyRow
 
 log = structlog.get_logger("orderdesk.comms.inbound")
 
@@ -102,14 +107,16 @@ def split_address(address: str, domains: tuple[str, ...] = ()) -> tuple[str, str
     return base, token_match.group(1) if token_match else None
 
 
+def _lookup_settings(parts: tuple[str, str | None] | None) -> dict[str, str] | None:
+    """The setting the lookup policy of `comms_settings` reads: set when the transaction opens."""
+    return {INBOUND_LOCAL_PART_SETTING: parts[0]} if parts is not None else None
+
+
 async def _lookup_recipient(
     session: AsyncSession, address: str, parts: tuple[str, str | None]
 ) -> Recipient | None:
+    """The recipient's tenant, in a transaction opened with `_lookup_settings(parts)`."""
     local_part, token = parts
-    await session.execute(
-        text("SELECT set_config(:key, :value, true)"),
-        {"key": INBOUND_LOCAL_PART_SETTING, "value": local_part},
-    )
     row = (
         await session.execute(
             select(CommsSettings.tenant_id, CommsSettings.inbound_secret_hash)
@@ -130,7 +137,7 @@ async def resolve_recipient(db: Database, address: str, domains: tuple[str, ...]
     parts = split_address(address, domains)
     if parts is None:
         return None
-    async with db.transaction(Scope()) as session:
+    async with db.transaction(Scope(), extra_settings=_lookup_settings(parts)) as session:
         return await _lookup_recipient(session, address, parts)
 
 
@@ -173,13 +180,142 @@ class _Placed:
     placement: Placement
     note: str
     conversation: Conversation | None = None
+    # The order the message joins, locked for this transaction (its timeline grows).
     order: Order | None = None
+    # The order's active holds and newest shipment's tracking, read with it.
+    holds: tuple[HoldReason, ...] = ()
+    tracking: str | None = None
 
 
-async def _order_by_id(session: AsyncSession, tenant_id: UUID, order_id: UUID | None) -> Order | None:
-    if order_id is None:
-        return None
-    return await session.scalar(select(Order).where(Order.tenant_id == tenant_id, Order.id == order_id))
+@dataclass(slots=True)
+class _Facts:
+    """What one statement tells about a message before threading: is it stored already,
+    the tenant's settings, and the conversations its reply token and headers name."""
+
+    duplicate: Any | None
+    settings: CommsSettings | None
+    by_token: Conversation | None
+    by_headers: Conversation | None
+
+
+# The statements of the threading look-ups are built once per shape, with bind parameters:
+# building an ORM statement with aliases costs more CPU than the database spends running it.
+
+
+@functools.cache
+def _facts_statement(with_token: bool, with_headers: bool) -> Select:
+    duplicate = aliased(Message, name="duplicate")
+    statement = (
+        select(
+            Tenant.time_zone,
+            CommsSettings,
+            SlaPolicyRow,
+            duplicate.id.label("duplicate_id"),
+            duplicate.conversation_id.label("duplicate_conversation_id"),
+            duplicate.placement.label("duplicate_placement"),
+        )
+        .select_from(Tenant)
+        .outerjoin(CommsSettings, CommsSettings.tenant_id == Tenant.id)
+        .outerjoin(SlaPolicyRow, SlaPolicyRow.tenant_id == Tenant.id)
+        .outerjoin(
+            duplicate,
+            (duplicate.tenant_id == Tenant.id) & (duplicate.provider_message_id == bindparam("provider_id")),
+        )
+        .where(Tenant.id == bindparam("tenant_id"))
+    )
+    if with_token:
+        by_token = aliased(Conversation, name="by_token")
+        statement = statement.add_columns(by_token).outerjoin(
+            by_token, (by_token.tenant_id == Tenant.id) & (by_token.reply_token == bindparam("token"))
+        )
+    if with_headers:
+        # Our own Message-IDs among In-Reply-To / References: the newest such message's conversation.
+        by_headers = aliased(Conversation, name="by_headers")
+        newest = (
+            select(Message.conversation_id)
+            .where(
+                Message.tenant_id == bindparam("tenant_id"),
+                Message.direction == Direction.OUTBOUND,
+                Message.provider_message_id.in_(bindparam("referenced", expanding=True)),
+            )
+            .order_by(Message.created_at.desc())
+            .limit(1)
+            .scalar_subquery()
+        )
+        statement = statement.add_columns(by_headers).outerjoin(
+            by_headers, (by_headers.tenant_id == Tenant.id) & (by_headers.id == newest)
+        )
+    return statement
+
+
+async def _read_facts(
+    session: AsyncSession, tenant_id: UUID, provider_id: str, token: str | None, referenced: list[str]
+) -> _Facts:
+    """One round trip for the duplicate check, the settings (comms and SLA) and the
+    conversations named by the reply token and by `In-Reply-To`/`References`."""
+    parameters: dict[str, Any] = {"tenant_id": tenant_id, "provider_id": provider_id}
+    if token:
+        parameters["token"] = token
+    if referenced:
+        parameters["referenced"] = referenced[:50]
+    row = (await session.execute(_facts_statement(bool(token), bool(referenced)), parameters)).one()
+    work.remember_policy_in_session(session, tenant_id, row.SlaPolicyRow, row.time_zone)
+    return _Facts(
+        duplicate=row if row.duplicate_id is not None else None,
+        settings=row.CommsSettings,
+        by_token=row.by_token if token else None,
+        by_headers=row.by_headers if referenced else None,
+    )
+
+
+def _orders_with_state() -> Select:
+    """Orders with their active holds and newest tracking, locked (FOR UPDATE OF orders):
+    a message that joins an order appends to its timeline, which needs the lock anyway."""
+    holds = literal_column(
+        """(SELECT coalesce(array_agg(h.reason::text), '{}') FROM order_holds h
+             WHERE h.tenant_id = orders.tenant_id AND h.order_id = orders.id
+               AND h.released_at IS NULL)"""
+    )
+    tracking = literal_column(
+        """(SELECT concat_ws(' ', s.carrier, s.tracking_number, replace(s.status::text, '_', ' '))
+              FROM shipments s WHERE s.tenant_id = orders.tenant_id AND s.order_id = orders.id
+             ORDER BY s.number DESC LIMIT 1)"""
+    )
+    return (
+        select(Order, holds.label("holds"), tracking.label("tracking"))
+        .where(Order.tenant_id == bindparam("tenant_id"))
+        .with_for_update(of=Order)
+    )
+
+
+@functools.cache
+def _order_of_conversation_statement() -> Select:
+    return _orders_with_state().where(Order.id == bindparam("order_id"))
+
+
+@functools.cache
+def _orders_by_number_statement() -> Select:
+    """The named orders, each with the sender's latest conversation about it."""
+    conversation = aliased(Conversation, name="sender_conversation")
+    latest = (
+        select(Conversation.id)
+        .where(
+            Conversation.tenant_id == Order.tenant_id,
+            Conversation.order_id == Order.id,
+            func.lower(Conversation.customer_email) == bindparam("sender"),
+        )
+        .order_by(Conversation.last_message_at.desc().nulls_last())
+        .limit(1)
+        .scalar_subquery()
+    )
+    return (
+        _orders_with_state()
+        .add_columns(conversation)
+        .outerjoin(conversation, (conversation.tenant_id == Order.tenant_id) & (conversation.id == latest))
+        .where(Order.number.in_(bindparam("numbers", expanding=True)))
+        # Locks are taken in one order, whatever order the message names them in.
+        .order_by(Order.number)
+    )
 
 
 async def _check_conversation(
@@ -190,11 +326,26 @@ async def _check_conversation(
     how: Placement,
     what: str,
 ) -> _Placed:
-    order = await _order_by_id(session, conversation.tenant_id, conversation.order_id)
+    row = None
+    if conversation.order_id is not None:
+        row = (
+            await session.execute(
+                _order_of_conversation_statement(),
+                {"tenant_id": conversation.tenant_id, "order_id": conversation.order_id},
+            )
+        ).first()
+    order = row.Order if row is not None else None
     contacts = list(settings.known_contacts or []) if settings else []
     allowed = [conversation.customer_email, order.customer_email if order else None]
     if conversation.order_id is None or sender_is_trusted(parsed.sender_address, allowed, contacts):
-        return _Placed(how, f"{what}; sender {parsed.sender_address} matches", conversation, order)
+        return _Placed(
+            how,
+            f"{what}; sender {parsed.sender_address} matches",
+            conversation,
+            order,
+            _holds(row),
+            row.tracking if row is not None else None,
+        )
     return _Placed(
         Placement.TRIAGE,
         f"{what} of order #{order.number if order else '?'}, but sender {parsed.sender_address} is not "
@@ -202,85 +353,58 @@ async def _check_conversation(
     )
 
 
+def _holds(row) -> tuple[HoldReason, ...]:
+    return tuple(HoldReason(h) for h in row.holds) if row is not None and row.holds else ()
+
+
 async def place_message(
     session: AsyncSession,
     tenant_id: UUID,
-    settings: CommsSettings | None,
+    facts: _Facts,
     recipient: Recipient,
     parsed: ParsedEmail,
 ) -> _Placed:
-    """Decide where an inbound message belongs (pure reads; nothing is written)."""
+    """Decide where an inbound message belongs (reads, and locks the order it joins)."""
+    settings = facts.settings
     serious = [d for d in parsed.defects if d.startswith(SERIOUS_DEFECTS)]
     if serious:
         return _Placed(Placement.TRIAGE, "could not be read properly: " + "; ".join(serious))
     # 1. The reply token.
     if recipient.token:
-        conversation = await session.scalar(
-            select(Conversation).where(
-                Conversation.tenant_id == tenant_id, Conversation.reply_token == recipient.token
-            )
-        )
-        if conversation is not None:
+        if facts.by_token is not None:
             return await _check_conversation(
-                session, settings, conversation, parsed, Placement.TOKEN, "reply address token"
+                session, settings, facts.by_token, parsed, Placement.TOKEN, "reply address token"
             )
         log.info("inbound_unknown_token", tenant=str(tenant_id), token=recipient.token)
     # 2. Our own Message-IDs in In-Reply-To / References (newest first).
-    referenced = [r for r in [parsed.in_reply_to, *reversed(parsed.references)] if r]
-    if referenced:
-        row = (
-            await session.execute(
-                select(Conversation)
-                .join(
-                    Message,
-                    (Message.tenant_id == Conversation.tenant_id)
-                    & (Message.conversation_id == Conversation.id),
-                )
-                .where(
-                    Message.tenant_id == tenant_id,
-                    Message.direction == Direction.OUTBOUND,
-                    Message.provider_message_id.in_(referenced[:50]),
-                )
-                .order_by(Message.created_at.desc())
-                .limit(1)
-            )
-        ).scalar()
-        if row is not None:
-            return await _check_conversation(
-                session, settings, row, parsed, Placement.HEADERS, "In-Reply-To/References"
-            )
+    if facts.by_headers is not None:
+        return await _check_conversation(
+            session, settings, facts.by_headers, parsed, Placement.HEADERS, "In-Reply-To/References"
+        )
     # 3. An order number in the subject or the new text.
     numbers = find_order_numbers(
         [parsed.subject, parsed.summary], settings.order_number_pattern if settings else None
     )
     if numbers:
-        orders = (
-            await session.scalars(
-                select(Order).where(Order.tenant_id == tenant_id, Order.number.in_(numbers[:10]))
+        rows = (
+            await session.execute(
+                _orders_by_number_statement(),
+                {"tenant_id": tenant_id, "numbers": numbers[:10], "sender": parsed.sender_address or ""},
             )
         ).all()
-        by_number = {o.number: o for o in orders}
+        by_number = {row.Order.number: row for row in rows}
         contacts = list(settings.known_contacts or []) if settings else []
         for number in numbers[:10]:
-            order = by_number.get(number)
-            if order is None:
+            row = by_number.get(number)
+            if row is None:
                 continue
+            order = row.Order
             if not sender_is_trusted(parsed.sender_address, [order.customer_email], contacts):
                 return _Placed(
                     Placement.TRIAGE,
                     f"names order #{number}, but sender {parsed.sender_address} is not its customer "
                     "or a known contact",
                 )
-            conversation = await session.scalar(
-                select(Conversation)
-                .where(
-                    Conversation.tenant_id == tenant_id,
-                    Conversation.order_id == order.id,
-                    func.lower(Conversation.customer_email) == (parsed.sender_address or ""),
-                )
-                .order_by(Conversation.last_message_at.desc().nulls_last())
-                .limit(1)
-            )
             who = (
                 "its customer"
                 if sender_is_trusted(parsed.sender_address, [order.customer_email], [])
@@ -289,8 +413,10 @@ async def place_message(
             return _Placed(
                 Placement.ORDER_NUMBER,
                 f"order #{number} named in the message; sender {parsed.sender_address} is {who}",
-                conversation,
+                row.sender_conversation,
                 order,
+                _holds(row),
+                row.tracking,
             )
         return _Placed(
             Placement.TRIAGE,
@@ -301,8 +427,7 @@ async def place_message(
     return _Placed(Placement.NEW, "no reply token, no known reference, no order number: a new conversation")
 
 
-async def _work_note(
-    session: AsyncSession,
+def _work_note(
     placed: _Placed,
     parsed: ParsedEmail,
     detected: intents.DetectedIntent,
@@ -321,23 +446,7 @@ async def _work_note(
             detail += " Problems reading it: " + "; ".join(parsed.defects[:8]) + "."
         detail += " Suggested: " + intents.suggest_action(detected.intent, order_label=None, status=None).text
         return WorkNote(title=f"{prefix}: {subject}", detail=detail, triage=True)
-    # Active holds and the newest shipment's tracking, in one round trip.
-    state = (
-        await session.execute(
-            text(
-                """SELECT
-                     (SELECT coalesce(array_agg(h.reason::text), '{}') FROM order_holds h
-                       WHERE h.tenant_id = :tenant AND h.order_id = :order
-                         AND h.released_at IS NULL) AS holds,
-                     (SELECT concat_ws(' ', s.carrier, s.tracking_number, replace(s.status::text, '_', ' '))
-                        FROM shipments s WHERE s.tenant_id = :tenant AND s.order_id = :order
-                       ORDER BY s.number DESC LIMIT 1) AS tracking"""
-            ),
-            {"tenant": order.tenant_id, "order": order.id},
-        )
-    ).one()
-    holds = tuple(HoldReason(h) for h in state.holds)
-    tracking = state.tracking
+    holds, tracking = placed.holds, placed.tracking
     suggestion = intents.suggest_action(
         detected.intent, order_label=f"#{order.number}", status=order.status, holds=holds, tracking=tracking
     )
@@ -374,8 +483,19 @@ async def receive_email(
         parts = split_address(recipient, domains)
         if parts is None:
             raise NotFound("Inbound address")
+    started = dt.datetime.now(dt.UTC)
+    # Reading the message is all CPU: done before a pooled connection is taken, so a large
+    # message being decoded holds no connection (and no transaction) meanwhile.
+    parsed = parse_email(raw, envelope_sender=envelope_sender)
+    if parsed.sender_address and parsed.sender_address.rpartition("@")[2] in domains:
+        # Mail "from" one of our own inbound addresses is a loop or a spoof: never answer it.
+        parsed.is_automated = True
+        parsed.automated_reason = "sent from an inbound address (loop or spoof)"
+    provider_id = parsed.message_id or fallback_message_id(raw)
+    detected = intents.detect_intent(parsed.subject, parsed.summary)
+    referenced = [r for r in [parsed.in_reply_to, *reversed(parsed.references)] if r]
     # One transaction from the address lookup (no tenant in scope yet) to the commit.
-    async with db.transaction(Scope()) as session:
+    async with db.transaction(Scope(), extra_settings=_lookup_settings(parts)) as session:
         target = resolved or await _lookup_recipient(session, recipient, parts)
         if target is None:
             raise NotFound("Inbound address")
@@ -384,39 +504,21 @@ async def receive_email(
         ):
             raise AuthenticationFailed("Missing or wrong inbound secret for this address")
         actor = inbound_actor(target.tenant_id)
-        await apply_scope(session, actor.scope)
-        started = dt.datetime.now(dt.UTC)
-        parsed = parse_email(raw, envelope_sender=envelope_sender)
-        if parsed.sender_address and parsed.sender_address.rpartition("@")[2] in domains:
-            # Mail "from" one of our own inbound addresses is a loop or a spoof: never answer it.
-            parsed.is_automated = True
-            parsed.automated_reason = "sent from an inbound address (loop or spoof)"
-        provider_id = parsed.message_id or fallback_message_id(raw)
-        detected = intents.detect_intent(parsed.subject, parsed.summary)
-        # Concurrent deliveries of one message wait here, then find it stored.
-        await session.execute(
-            text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))"),
-            {"key": f"inbound:{target.tenant_id}:{provider_id}"},
-        )
-        existing = (
-            await session.execute(
-                select(Message.id, Message.conversation_id, Message.placement).where(
-                    Message.tenant_id == target.tenant_id, Message.provider_message_id == provider_id
-                )
-            )
-        ).first()
+        # Concurrent deliveries of one message wait at this lock, then find it stored.
+        await apply_scope(session, actor.scope, advisory_lock=f"inbound:{target.tenant_id}:{provider_id}")
+        facts = await _read_facts(session, target.tenant_id, provider_id, target.token, referenced)
+        existing = facts.duplicate
         if existing is not None:
             log.info("inbound_email_duplicate", tenant=str(target.tenant_id), message_id=provider_id, via=via)
             return InboundResult(
                 target.tenant_id,
-                existing.id,
-                existing.conversation_id,
+                existing.duplicate_id,
+                existing.duplicate_conversation_id,
                 True,
-                existing.placement.value,
+                existing.duplicate_placement.value,
                 "already received",
             )
-        settings = await session.get(CommsSettings, target.tenant_id)
-        placed = await place_message(session, target.tenant_id, settings, target, parsed)
+        placed = await place_message(session, target.tenant_id, facts, target, parsed)
         conversation = placed.conversation
         if conversation is None:
             conversation = await start_conversation_in(
@@ -428,7 +530,7 @@ async def receive_email(
                 customer_name=parsed.sender_name,
                 subject=parsed.subject,
             )
-        note = await _work_note(session, placed, parsed, detected)
+        note = _work_note(placed, parsed, detected)
         draft = MessageDraft(
             direction=Direction.INBOUND,
             channel=MessageChannel.EMAIL,
@@ -453,7 +555,9 @@ async def receive_email(
             raw_mime=raw,
             attachments=parsed.attachments,
         )
-        result = await append_message_in(session, actor, conversation, draft, work_note=note)
+        result = await append_message_in(
+            session, actor, conversation, draft, work_note=note, locked_order=placed.order
+        )
     elapsed_ms = (dt.datetime.now(dt.UTC) - started).total_seconds() * 1000
     log.info(
         "inbound_email_stored",

@@ -125,15 +125,19 @@ class Database:
         return await self._open(scope)
 
     @asynccontextmanager
-    async def transaction(self, scope: Scope) -> AsyncIterator[AsyncSession]:
+    async def transaction(
+        self, scope: Scope, *, extra_settings: dict[str, str] | None = None
+    ) -> AsyncIterator[AsyncSession]:
         """Open a transaction limited to `scope`; commits on success, rolls back on error.
 
         The scope is set with transaction-local settings before any statement runs, so
         row-level security sees exactly the tenants the caller may touch.
+        `extra_settings` are set with it, in the same statement (see `apply_scope`).
         """
-        session = self._open_transaction.take(scope) if self._open_transaction else None
+        reusable = self._open_transaction if not extra_settings else None
+        session = reusable.take(scope) if reusable else None
         if session is None:
-            session = await self._open(scope)
+            session = await self._open(scope, extra_settings)
         try:
             yield session
             # Side effects of what the body recorded commit with it, or not at all.
@@ -142,14 +146,14 @@ class Database:
         finally:
             await session.close()  # rolls back whatever did not commit
 
-    async def _open(self, scope: Scope) -> AsyncSession:
-        """A session in a new transaction with `scope` applied."""
+    async def _open(self, scope: Scope, extra_settings: dict[str, str] | None = None) -> AsyncSession:
+        """A session in a new transaction with `scope` (and `extra_settings`) applied."""
 
         async def begin() -> AsyncSession:
             session = self.sessionmaker()
             try:
                 await session.begin()
-                await apply_scope(session, scope)
+                await apply_scope(session, scope, extra_settings=extra_settings)
             except BaseException as error:
                 if _from_dropped_connection(error) and not _invalidated_by_sqlalchemy(error):
                     # A goodbye SQLAlchemy did not read as a disconnect: never reuse this one.

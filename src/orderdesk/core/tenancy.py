@@ -8,6 +8,7 @@ nothing foreign.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from uuid import UUID
 
@@ -54,24 +55,45 @@ def scope_settings(scope: Scope) -> tuple[str, str, str]:
     )
 
 
-# Built once: a text() clause parses its SQL for bind names each time it is made.
-_SET_SCOPE = text(
+_SET_SCOPE_SQL = (
     "SELECT set_config(:tenants_key, :tenants, true),"
     " set_config(:user_key, :user_id, true),"
     " set_config(:key_key, :key_hash, true)"
 )
+# Built once: a text() clause parses its SQL for bind names each time it is made.
+_SET_SCOPE = text(_SET_SCOPE_SQL)
 
 
-async def apply_scope(session: AsyncSession, scope: Scope) -> None:
-    """Set the scope for the current transaction only (`set_config(..., true)`)."""
-    await session.execute(
-        _SET_SCOPE,
-        {
-            "tenants_key": TENANTS_SETTING,
-            "tenants": _array_literal(scope.tenant_ids),
-            "user_key": USER_SETTING,
-            "user_id": str(scope.user_id) if scope.user_id else "",
-            "key_key": API_KEY_SETTING,
-            "key_hash": scope.api_key_hash or "",
-        },
-    )
+async def apply_scope(
+    session: AsyncSession,
+    scope: Scope,
+    *,
+    advisory_lock: str | None = None,
+    extra_settings: Mapping[str, str] | None = None,
+) -> None:
+    """Set the scope for the current transaction only (`set_config(..., true)`).
+
+    In the same round trip: `extra_settings` (name → value, also transaction-local; e.g.
+    the inbound address a lookup policy reads), and `advisory_lock`, that
+    transaction-level advisory lock (by name), taken after the settings.
+    """
+    parameters = {
+        "tenants_key": TENANTS_SETTING,
+        "tenants": _array_literal(scope.tenant_ids),
+        "user_key": USER_SETTING,
+        "user_id": str(scope.user_id) if scope.user_id else "",
+        "key_key": API_KEY_SETTING,
+        "key_hash": scope.api_key_hash or "",
+    }
+    if not extra_settings and advisory_lock is None:
+        await session.execute(_SET_SCOPE, parameters)
+        return
+    sql = _SET_SCOPE_SQL
+    for index, (name, value) in enumerate((extra_settings or {}).items()):
+        sql += f", set_config(:extra_key_{index}, :extra_value_{index}, true)"
+        parameters[f"extra_key_{index}"] = name
+        parameters[f"extra_value_{index}"] = value
+    if advisory_lock is not None:
+        sql += ", pg_advisory_xact_lock(hashtextextended(:lock, 0))"
+        parameters["lock"] = advisory_lock
+    await session.execute(text(sql), parameters)

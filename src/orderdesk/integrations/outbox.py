@@ -246,4 +246,3 @@ def _change_data(event: Any) -> dict[str, Any]:
             "actor_kind": event.actor_kind,
         }
     }
-

@@ -137,6 +137,16 @@ def _policy_from_row(row: SlaPolicyRow) -> SlaPolicy:
     )
 
 
+def remember_policy_in_session(
+    session: AsyncSession, tenant_id: UUID, row: SlaPolicyRow | None, time_zone: str | None
+) -> None:
+    """Hand `policy_in_session` the tenant's policy row (None: it has none) and time zone that
+    the caller read in a query of its own, so opening a work item later in this
+    transaction needs no look-up of its own."""
+    cache = session.info.setdefault(_POLICY_CACHE, {})
+    cache[tenant_id] = _policy_from_row(row) if row is not None else default_policy(time_zone or "UTC")
+
+
 async def policy_in_session(session: AsyncSession, tenant_id: UUID) -> SlaPolicy:
     """The tenant's SLA policy (or the defaults in its time zone), cached for the transaction."""
     cache = session.info.setdefault(_POLICY_CACHE, {})
