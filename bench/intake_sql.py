@@ -7,8 +7,9 @@ last-used time). `bench/intake.py` checks that before every run (the parity
 check), so when the service's SQL changes this file must follow.
 
 What the baseline leaves out is exactly the Python around the SQL: HTTP parsing,
-pydantic validation, the ORM's unit of work and response rendering. The values are those intake computes for the benchmark's
-order (bench/loadgen.py ORDER_TEMPLATE), precomputed once.
+pydantic validation, the ORM's unit of work and response rendering. The values are
+those intake computes for the benchmark's order (bench/loadgen.py ORDER_TEMPLATE),
+precomputed once.
 
 Run by `bench/intake.py` as a child process: `python bench/intake_sql.py SPEC OUT`.
 """
@@ -381,8 +382,9 @@ async def trace_one(dsn: str, key: dict, ref: str) -> Trace:
 async def run(spec: dict) -> dict:
     """Closed loop: `concurrency` clients, each running key lookup + intake back to back.
 
-    Like the API, a request checks one connection out of a pool; the pool is a plain queue (asyncpg's own pool runs a reset query on every release,
-    which the API's pool does not).
+    Like the API, a request checks one connection out of a pool; the pool is a plain
+    queue (asyncpg's own pool runs a reset query on every release, which the API's
+    pool does not).
     """
     loop = asyncio.get_running_loop()
     clock = time.perf_counter  # the loop's clock has 1 ms steps under uvloop

@@ -56,6 +56,7 @@ class AuthenticationMiddleware(ASGIMiddleware):
         scope["user"] = None
         scope["auth"] = None
         state = scope.setdefault("state", {})
+        request_db: Database | None = None
         authorization = _header(scope, b"authorization")
         try:
             if authorization is not None:
@@ -68,13 +69,7 @@ class AuthenticationMiddleware(ASGIMiddleware):
                 if caller.transaction is not None:
                     # The request's work continues the transaction that found the key:
                     # one checkout, one scope, one commit for lookup and work together.
-                    request_db = db.continuing(caller.transaction, caller.actor.scope)
-                    state[REQUEST_DB_KEY] = request_db
-                    try:
-                        await next_app(scope, receive, _releasing(request_db, send))
-                    finally:
-                        await request_db.release_open_transaction()
-                    return
+                    request_db = state[REQUEST_DB_KEY] = db.continuing(caller.transaction, caller.actor.scope)
             elif token := _cookie(scope, SESSION_COOKIE):
                 scope["user"] = await accounts.resolve_session(db, token)
                 scope["auth"] = "session"
@@ -86,7 +81,13 @@ class AuthenticationMiddleware(ASGIMiddleware):
                 actor=actor.label(),
                 tenants=",".join(sorted(str(t) for t in actor.tenant_ids))[:200],
             )
-        await next_app(scope, receive, send)
+        if request_db is None:
+            await next_app(scope, receive, send)
+            return
+        try:
+            await next_app(scope, receive, _releasing(request_db, send))
+        finally:
+            await request_db.release_open_transaction()
 
 
 def _releasing(request_db, send: Send) -> Send:
