@@ -89,6 +89,23 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="store_true",
         help="OrderDesk phases without the pool's pre-ping (a round trip per transaction), to measure it.",
     )
+    parser.add_argument(
+        "--claims",
+        type=int,
+        default=0,
+        help="Run one OrderDesk phase until this many claims were made (no time limit), recycling"
+        " finished items so the queue never runs dry; its history is checked in SQL afterwards.",
+    )
+    parser.add_argument(
+        "--recycle-every",
+        type=float,
+        default=None,
+        help="Seconds between re-openings of finished items during a phase (default: 5 with"
+        " --claims, else never).",
+    )
+    parser.add_argument(
+        "--progress-every", type=float, default=60, help="Seconds between progress lines of a phase."
+    )
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument(
         "--server-url",
@@ -121,8 +138,11 @@ class Phase:
     cycles: int = 0
     empty: int = 0
     latencies: list[float] = field(default_factory=list)
-    # (agent, tenant, item, seq when the claim answered, seq when the release began)
+    # (agent, tenant, item, CLOCK_MONOTONIC ns when the claim answered, ns when the release
+    # began), written to the bench_holds table in batches so that any number of claims fits.
     holds: list[tuple[int, uuid.UUID, uuid.UUID, int, int]] = field(default_factory=list)
+    holds_written: int = 0
+    recycled: int = 0
     ranks: list[int] = field(default_factory=list)
     checks: dict = field(default_factory=dict)
     dead_rows: dict = field(default_factory=dict)
@@ -213,6 +233,7 @@ async def setup(args, owner_dsn: str, settings) -> list[Agent]:
             args.items,
             tenant_ids,
         )
+        await conn.execute(HOLDS_TABLE)
         await conn.execute("VACUUM ANALYZE work_items")
         await conn.execute("VACUUM ANALYZE agent_assignments")
     finally:
@@ -225,6 +246,7 @@ RESET = [
         claimed_by = NULL, claimed_at = NULL, lease_expires_at = NULL, version = 1
        WHERE status <> 'open'""",
     "TRUNCATE work_claims",
+    "TRUNCATE bench_holds",
     "VACUUM ANALYZE work_items",
     "VACUUM ANALYZE work_claims",
 ]
@@ -468,6 +490,13 @@ ORDER BY due_at, priority DESC, value_minor DESC, client_tier, created_at, id
 """
 
 
+RECYCLE = """
+UPDATE work_items SET status = 'open', outcome = NULL, outcome_note = NULL, finished_at = NULL,
+    finished_by = NULL, updated_at = now(), version = version + 1
+WHERE status = 'done'
+"""
+
+
 async def rank_of(checker, agent: Agent, tenant_id, item_id, limit: int) -> int:
     """How many items the agent could take, still open, come before the one just claimed."""
     async with checker.acquire() as conn:
@@ -476,50 +505,79 @@ async def rank_of(checker, agent: Agent, tenant_id, item_id, limit: int) -> int:
     return ids.index(item_id)
 
 
+HOLDS_TABLE = """
+CREATE TABLE IF NOT EXISTS bench_holds (
+    agent int NOT NULL, tenant_id uuid NOT NULL, item_id uuid NOT NULL,
+    answered bigint NOT NULL, released bigint NOT NULL
+)
+"""
+
+
+async def write_holds(checker, phase: Phase) -> None:
+    """Move the recorded holds into bench_holds (COPY), keeping the client's memory flat."""
+    batch, phase.holds = phase.holds, []
+    if batch:
+        async with checker.acquire() as conn:
+            await conn.copy_records_to_table("bench_holds", records=batch)
+        phase.holds_written += len(batch)
+
+
+# Overlapping holds, from the client's own record: sorted by the moment each claim answered,
+# a hold overlaps an earlier one when it answered before the latest release of those began.
+OVERLAPS = """
+SELECT count(*) FROM (
+    SELECT answered, max(released) OVER (PARTITION BY {key} ORDER BY answered, released
+                                         ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS before
+    FROM bench_holds
+) s WHERE answered < before
+"""
+
+
 async def history_checks(owner_dsn: str, phase: Phase) -> dict:
+    """The phase's history, checked in SQL: the client's holds (bench_holds) and `work_claims`."""
     import asyncpg
 
-    # Client side: per item, the holding intervals must not overlap.
-    by_item: dict[uuid.UUID, list[tuple[int, int, int]]] = {}
-    for agent, _tenant, item, start, end in phase.holds:
-        by_item.setdefault(item, []).append((start, end, agent))
-    overlaps = 0
-    for intervals in by_item.values():
-        intervals.sort()
-        for (_s1, e1, a1), (s2, _e2, a2) in itertools.pairwise(intervals):
-            if s2 < e1 and a1 != a2:
-                overlaps += 1
-    # Per agent: one item at a time.
-    by_agent: dict[int, list[tuple[int, int]]] = {}
-    for agent, _tenant, _item, start, end in phase.holds:
-        by_agent.setdefault(agent, []).append((start, end))
-    agent_overlaps = sum(
-        1
-        for intervals in by_agent.values()
-        for (s1, e1), (s2, _e2) in itertools.pairwise(sorted(intervals))
-        if s2 < e1
-    )
     conn = await asyncpg.connect(owner_dsn)
     try:
+        await conn.execute("SET work_mem = '256MB'")
+        holds = await conn.fetchrow(
+            "SELECT count(*) AS holds, count(DISTINCT item_id) AS items FROM bench_holds"
+        )
+        more_than_once = await conn.fetchval(
+            "SELECT count(*) FROM (SELECT item_id FROM bench_holds GROUP BY item_id HAVING count(*) > 1) m"
+        )
+        overlaps = await conn.fetchval(OVERLAPS.format(key="item_id"))
+        agent_overlaps = await conn.fetchval(OVERLAPS.format(key="agent"))
         db = await conn.fetchrow(
             """SELECT count(*) AS claims,
+                      count(DISTINCT id) AS claim_ids,
                       count(DISTINCT work_item_id) AS items,
                       count(*) FILTER (WHERE released_at IS NULL) AS still_open,
                       (SELECT count(*) FROM (SELECT work_item_id FROM work_claims WHERE released_at IS NULL
                         GROUP BY tenant_id, work_item_id HAVING count(*) > 1) d) AS items_with_two_open_claims
                FROM work_claims"""
         )
+        # Per item, as many claims recorded by the database as the agents saw.
+        mismatched = await conn.fetchval(
+            """SELECT count(*) FROM
+                 (SELECT tenant_id, item_id, count(*) AS n FROM bench_holds GROUP BY 1, 2) h
+                 FULL JOIN (SELECT tenant_id, work_item_id AS item_id, count(*) AS n
+                            FROM work_claims GROUP BY 1, 2) c USING (tenant_id, item_id)
+               WHERE h.n IS DISTINCT FROM c.n"""
+        )
         claimed_now = await conn.fetchval("SELECT count(*) FROM work_items WHERE status = 'claimed'")
     finally:
         await conn.close()
     return {
-        "client_claims": len(phase.holds),
+        "client_claims": holds["holds"],
         "db_claims": db["claims"],
-        "distinct_items": db["items"],
-        "items_claimed_more_than_once": sum(1 for v in by_item.values() if len(v) > 1),
+        "db_distinct_claim_ids": db["claim_ids"],
+        "distinct_items": holds["items"],
+        "items_claimed_more_than_once": more_than_once,
         "double_assignment_client_side": overlaps,
         "agent_holding_two": agent_overlaps,
         "items_with_two_open_claims": db["items_with_two_open_claims"],
+        "items_whose_claim_count_differs": mismatched,
         "open_claims_left": db["still_open"],
         "items_left_claimed": claimed_now,
     }
@@ -534,16 +592,21 @@ async def run_phase(
     import asyncpg
 
     phase = Phase(name)
-    seq = itertools.count()
     claims_seen = itertools.count(1)
     stop_at = 0.0
+    # --claims: the phase ends when that many claims were made, however long it takes.
+    claim_limit = args.claims or None
     rng = random.Random(args.seed)
     hand_backs = [rng.random() < args.hand_back_share for _ in range(997)]
+    clock = time.monotonic_ns
+
+    def going() -> bool:
+        return time.perf_counter() < stop_at and (claim_limit is None or phase.cycles < claim_limit)
 
     async def agent_loop(agent: Agent) -> None:
         n = agent.index
         async with claimer.worker(agent) as worker:
-            while time.perf_counter() < stop_at:
+            while going():
                 started = time.perf_counter()
                 got = await worker.claim()
                 took = time.perf_counter() - started
@@ -551,20 +614,20 @@ async def run_phase(
                     phase.empty += 1
                     await asyncio.sleep(0.05)
                     continue
-                claimed_seq = next(seq)
+                answered = clock()
                 phase.latencies.append(took)
                 tenant_id, item_id = got
                 if next(claims_seen) % args.sample_every == 0:
                     phase.ranks.append(await rank_of(checker, agent, tenant_id, item_id, 1000))
                 n += 1
                 hand_back = hand_backs[n % len(hand_backs)]
-                phase.holds.append((agent.index, tenant_id, item_id, claimed_seq, next(seq)))
+                phase.holds.append((agent.index, tenant_id, item_id, answered, clock()))
                 await worker.release(tenant_id, item_id, hand_back)
                 phase.cycles += 1
                 phase.finished_at.append(time.perf_counter())
 
     report = None
-    duration = args.duration
+    duration = float("inf") if claim_limit else args.duration
     if name.endswith("+report"):
         # The long report: a snapshot held for the whole phase by a session the
         # application role's idle timeout does not govern (the owner's).
@@ -599,6 +662,37 @@ async def run_phase(
         finally:
             await conn.close()
 
+    async def recycle_loop(every: float) -> None:
+        # Finished items go back to the queue, unchanged otherwise (same due times, skills,
+        # tenants), so a long phase never runs dry and the head of the queue stays contested.
+        conn = await asyncpg.connect(owner_dsn)
+        try:
+            while going():
+                await asyncio.sleep(every)
+                status = await conn.execute(RECYCLE)
+                phase.recycled += int(status.split()[-1])
+        finally:
+            await conn.close()
+
+    async def holds_loop() -> None:
+        while going():
+            await asyncio.sleep(1)
+            if len(phase.holds) >= 20_000:
+                await write_holds(checker, phase)
+
+    async def progress_loop() -> None:
+        last_cycles, last_at = 0, time.perf_counter()
+        while going():
+            await asyncio.sleep(args.progress_every)
+            now, cycles = time.perf_counter(), phase.cycles
+            rate = (cycles - last_cycles) / (now - last_at)
+            print(
+                f"    {name} {now - started:7.0f} s  claims {cycles:>9,}  {rate:7.1f}/s"
+                f"  recycled {phase.recycled:,}  load {os.getloadavg()[0]:.1f}",
+                flush=True,
+            )
+            last_cycles, last_at = cycles, now
+
     profiler = cProfile.Profile() if args.profile and name.startswith("app") else None
     if profiler:
         profiler.enable()
@@ -617,6 +711,11 @@ async def run_phase(
 
     if name.endswith("+idle-report"):
         background.append(asyncio.create_task(watch_report()))
+    recycle_every = args.recycle_every if args.recycle_every is not None else (5 if args.claims else 0)
+    if recycle_every:
+        background.append(asyncio.create_task(recycle_loop(recycle_every)))
+    holds_writer = asyncio.create_task(holds_loop())
+    background.append(asyncio.create_task(progress_loop()))
     await asyncio.gather(*(agent_loop(a) for a in agents))
     phase.seconds = time.perf_counter() - started
     phase.client_cpu = time.process_time() - cpu_started
@@ -627,6 +726,7 @@ async def run_phase(
     for task in background:
         task.cancel()
     await asyncio.gather(*background, return_exceptions=True)
+    await holds_writer  # not cancelled: a batch being copied must land
     phase.dead_rows = {
         "before": before,
         "after": await table_stats(owner_dsn),
@@ -640,6 +740,7 @@ async def run_phase(
         except (asyncpg.PostgresError, asyncpg.InterfaceError, ConnectionError):
             phase.report_ended_after = phase.report_ended_after or phase.seconds
         await report.close()
+    await write_holds(checker, phase)
     phase.checks = await history_checks(owner_dsn, phase)
     return phase
 
@@ -673,7 +774,7 @@ async def run(args) -> dict:
         agents = await setup(args, owner_dsn, settings)
         checker = await asyncpg.create_pool(owner_dsn, min_size=2, max_size=4)
         try:
-            for phase_name in args.phases.split(","):
+            for phase_name in ["app"] if args.claims else args.phases.split(","):
                 await reset(owner_dsn)
                 if phase_name.startswith("raw"):
                     claimer = RawClaimer(_plain(settings.app_url), args.agents)
@@ -734,6 +835,7 @@ def summarise(args, phases: list[Phase]) -> dict:
             "sample_every": args.sample_every,
             "vacuum_every_s": args.vacuum_every,
             "pre_ping": not args.no_pre_ping,
+            "claims_target": args.claims,
         },
         "phases": [
             {
@@ -749,6 +851,7 @@ def summarise(args, phases: list[Phase]) -> dict:
                 "rank_samples": len(p.ranks),
                 "rank_max": max(p.ranks) if p.ranks else None,
                 "rank_within_50": sum(1 for r in p.ranks if r < 50),
+                "recycled": p.recycled,
                 "report_ended_after_s": round(p.report_ended_after, 1) if p.report_ended_after else None,
                 "rate_by_20s": [
                     sum(1 for t in p.finished_at if p.started + a <= t < p.started + a + 20) / 20
@@ -775,6 +878,8 @@ def summarise(args, phases: list[Phase]) -> dict:
             + p.checks["items_with_two_open_claims"]
             + p.checks["agent_holding_two"]
             + abs(p.checks["db_claims"] - p.checks["client_claims"])
+            + abs(p.checks["db_claims"] - p.checks["db_distinct_claim_ids"])
+            + p.checks["items_whose_claim_count_differs"]
             for p in phases
         ),
     }
