@@ -97,6 +97,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         " finished items so the queue never runs dry; its history is checked in SQL afterwards.",
     )
     parser.add_argument(
+        "--pool-size",
+        type=int,
+        default=None,
+        help="OrderDesk phases: the engine's pool size, shared by all agents as in one deployed process"
+        " (it may open as many again as overflow); default one per agent.",
+    )
+    parser.add_argument(
         "--recycle-every",
         type=float,
         default=None,
@@ -412,9 +419,9 @@ class RawClaimer:
 
 
 class AppClaimer:
-    def __init__(self, settings, agents: int, pre_ping: bool = True) -> None:
+    def __init__(self, settings, agents: int, pre_ping: bool = True, pool_size: int | None = None) -> None:
         self.settings = settings
-        self.size = agents
+        self.size = pool_size or agents
         self.pre_ping = pre_ping
 
     async def __aenter__(self):
@@ -780,7 +787,7 @@ async def run(args) -> dict:
                     claimer = RawClaimer(_plain(settings.app_url), args.agents)
                 else:
                     pre_ping = not args.no_pre_ping and "noping" not in phase_name
-                    claimer = AppClaimer(settings, args.agents, pre_ping=pre_ping)
+                    claimer = AppClaimer(settings, args.agents, pre_ping=pre_ping, pool_size=args.pool_size)
                 async with claimer:
                     phase = await run_phase(
                         args, phase_name, claimer, agents, checker, owner_dsn, _plain(settings.app_url)
@@ -836,6 +843,7 @@ def summarise(args, phases: list[Phase]) -> dict:
             "vacuum_every_s": args.vacuum_every,
             "pre_ping": not args.no_pre_ping,
             "claims_target": args.claims,
+            "app_pool_size": args.pool_size or args.agents,
         },
         "phases": [
             {
