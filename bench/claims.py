@@ -72,10 +72,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--hand-back-share", type=float, default=0.2)
     parser.add_argument(
         "--phases",
-        default="raw,app,raw,app-noping,app+report,raw+report,app+idle-report",
-        help="raw / app (OrderDesk) / app-noping (without the pool's pre-ping); +report: a snapshot"
-        " held all phase by a session without a timeout; +idle-report: a transaction left idle by"
-        " the application role, which its idle_in_transaction_session_timeout ends (phase 2x long).",
+        default="raw,app,raw,app,app@60,raw@60,app+report,raw+report,app+idle-report",
+        help="raw / app (OrderDesk), closed loop; @N: open loop, claims due at N %% of OrderDesk's"
+        " closed-loop rate measured before in the run, latency counted from when each was due;"
+        " +report: a snapshot held all phase by a session without a timeout; +idle-report: a"
+        " transaction left idle by the application role, which its idle_in_transaction_session_timeout"
+        " ends (phase 2x long).",
     )
     parser.add_argument(
         "--vacuum-every",
@@ -83,11 +85,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=10,
         help="Seconds between VACUUMs of the queue tables during a phase, standing in for autovacuum"
         " (off on the shared development server); 0 leaves it to the server.",
-    )
-    parser.add_argument(
-        "--no-pre-ping",
-        action="store_true",
-        help="OrderDesk phases without the pool's pre-ping (a round trip per transaction), to measure it.",
     )
     parser.add_argument(
         "--claims",
@@ -109,6 +106,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="Seconds between re-openings of finished items during a phase (default: 5 with"
         " --claims, else never).",
+    )
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=3,
+        help="Open-loop phases: first seconds not counted.",
     )
     parser.add_argument(
         "--progress-every", type=float, default=60, help="Seconds between progress lines of a phase."
@@ -144,7 +147,11 @@ class Phase:
     seconds: float = 0.0
     cycles: int = 0
     empty: int = 0
+    # Claim latency: the call alone (closed loop), or from when the claim was due (open loop).
     latencies: list[float] = field(default_factory=list)
+    # The claim call alone, in both.
+    service: list[float] = field(default_factory=list)
+    pace: float | None = None
     # (agent, tenant, item, CLOCK_MONOTONIC ns when the claim answered, ns when the release
     # began), written to the bench_holds table in batches so that any number of claims fits.
     holds: list[tuple[int, uuid.UUID, uuid.UUID, int, int]] = field(default_factory=list)
@@ -165,10 +172,11 @@ class Phase:
     def rate(self) -> float:
         return self.cycles / self.seconds if self.seconds else 0.0
 
-    def percentile(self, p: float) -> float:
-        if not self.latencies:
+    def percentile(self, p: float, of: str = "latencies") -> float:
+        values = getattr(self, of)
+        if not values:
             return float("nan")
-        ordered = sorted(self.latencies)
+        ordered = sorted(values)
         return ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1000
 
 
@@ -419,17 +427,14 @@ class RawClaimer:
 
 
 class AppClaimer:
-    def __init__(self, settings, agents: int, pre_ping: bool = True, pool_size: int | None = None) -> None:
+    def __init__(self, settings, agents: int, pool_size: int | None = None) -> None:
         self.settings = settings
         self.size = pool_size or agents
-        self.pre_ping = pre_ping
 
     async def __aenter__(self):
         from orderdesk.core.db import Database, make_engine
 
         engine = make_engine(self.settings.app_url, pool_size=self.size)
-        if not self.pre_ping:
-            engine.sync_engine.pool._pre_ping = False
         self.db = Database(engine)
         # Open every connection before the clock starts.
         conns = [await self.db.engine.connect() for _ in range(self.size)]
@@ -594,11 +599,22 @@ async def history_checks(owner_dsn: str, phase: Phase) -> dict:
 
 
 async def run_phase(
-    args, name: str, claimer, agents: list[Agent], checker, owner_dsn: str, app_dsn: str
+    args,
+    name: str,
+    claimer,
+    agents: list[Agent],
+    checker,
+    owner_dsn: str,
+    app_dsn: str,
+    pace: float | None = None,
 ) -> Phase:
+    """One phase. With `pace` (claims per second, all agents together) the loop is open: each
+    agent's claims fall due on a fixed schedule, and a claim's latency runs from when it was
+    due, so time spent behind schedule counts; otherwise each agent claims again at once."""
     import asyncpg
 
     phase = Phase(name)
+    phase.pace = pace
     claims_seen = itertools.count(1)
     stop_at = 0.0
     # --claims: the phase ends when that many claims were made, however long it takes.
@@ -612,17 +628,32 @@ async def run_phase(
 
     async def agent_loop(agent: Agent) -> None:
         n = agent.index
+        # Open loop: this agent's claims are due every `interval`, the agents staggered evenly.
+        interval = len(agents) / pace if pace else 0.0
+        due = started + interval * agent.index / len(agents)
         async with claimer.worker(agent) as worker:
             while going():
-                started = time.perf_counter()
+                if pace:
+                    if (wait := due - time.perf_counter()) > 0:
+                        await asyncio.sleep(wait)
+                    if not going():
+                        break
+                asked = time.perf_counter()
                 got = await worker.claim()
-                took = time.perf_counter() - started
+                answered_at = time.perf_counter()
+                if pace:
+                    latency, due = answered_at - due, due + interval
+                else:
+                    latency = answered_at - asked
                 if got is None:
                     phase.empty += 1
-                    await asyncio.sleep(0.05)
+                    if not pace:
+                        await asyncio.sleep(0.05)
                     continue
                 answered = clock()
-                phase.latencies.append(took)
+                if not pace or answered_at - started >= args.warmup:
+                    phase.latencies.append(latency)
+                    phase.service.append(answered_at - asked)
                 tenant_id, item_id = got
                 if next(claims_seen) % args.sample_every == 0:
                     phase.ranks.append(await rank_of(checker, agent, tenant_id, item_id, 1000))
@@ -700,7 +731,8 @@ async def run_phase(
             )
             last_cycles, last_at = cycles, now
 
-    profiler = cProfile.Profile() if args.profile and name.startswith("app") else None
+    # CPU time, not wall time: on a busy machine wall time mostly shows waiting to be scheduled.
+    profiler = cProfile.Profile(time.process_time) if args.profile and name.startswith("app") else None
     if profiler:
         profiler.enable()
     started = time.perf_counter()
@@ -782,20 +814,31 @@ async def run(args) -> dict:
         checker = await asyncpg.create_pool(owner_dsn, min_size=2, max_size=4)
         try:
             for phase_name in ["app"] if args.claims else args.phases.split(","):
+                pace = None
+                if "@" in phase_name:
+                    # The same claims per second for raw and OrderDesk: a share of what OrderDesk
+                    # sustained closed-loop earlier in this run.
+                    closed = [p.rate for p in phases if p.name == "app"]
+                    if not closed:
+                        raise SystemExit(f"{phase_name}: needs an 'app' phase before it to set the pace")
+                    pace = float(phase_name.split("@")[1]) / 100 * sum(closed) / len(closed)
                 await reset(owner_dsn)
                 if phase_name.startswith("raw"):
                     claimer = RawClaimer(_plain(settings.app_url), args.agents)
                 else:
-                    pre_ping = not args.no_pre_ping and "noping" not in phase_name
-                    claimer = AppClaimer(settings, args.agents, pre_ping=pre_ping, pool_size=args.pool_size)
+                    claimer = AppClaimer(settings, args.agents, pool_size=args.pool_size)
                 async with claimer:
                     phase = await run_phase(
-                        args, phase_name, claimer, agents, checker, owner_dsn, _plain(settings.app_url)
+                        args, phase_name, claimer, agents, checker, owner_dsn, _plain(settings.app_url), pace
                     )
                 phases.append(phase)
+                paced = ""
+                if pace:
+                    paced = f" (due {pace:.1f}/s; call alone p99 {phase.percentile(0.99, 'service'):.1f} ms)"
                 print(
                     f"  {phase.name:<12} {phase.rate:8.1f} cycles/s  p50 {phase.percentile(0.5):6.1f} ms"
                     f"  p99 {phase.percentile(0.99):7.1f} ms  claims {phase.cycles:,}"
+                    f"{paced}"
                     f"  cpu/cycle {phase.client_cpu / max(phase.cycles, 1) * 1000:.2f} ms"
                     f" db/cycle {phase.db_cpu / max(phase.cycles, 1) * 1000:.2f} ms"
                     f"  double {phase.checks['double_assignment_client_side']}"
@@ -829,7 +872,7 @@ def summarise(args, phases: list[Phase]) -> dict:
 
     raw_cpu, app_cpu = cpu_per_cycle("raw"), cpu_per_cycle("app")
     raw_report, app_report = mean_rate("raw+report"), mean_rate("app+report")
-    app_idle_report, app_noping = mean_rate("app+idle-report"), mean_rate("app-noping")
+    app_idle_report = mean_rate("app+idle-report")
     within = [r for p in phases for r in p.ranks]
     return {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load": os.getloadavg()},
@@ -841,7 +884,6 @@ def summarise(args, phases: list[Phase]) -> dict:
             "hand_back_share": args.hand_back_share,
             "sample_every": args.sample_every,
             "vacuum_every_s": args.vacuum_every,
-            "pre_ping": not args.no_pre_ping,
             "claims_target": args.claims,
             "app_pool_size": args.pool_size or args.agents,
         },
@@ -853,6 +895,10 @@ def summarise(args, phases: list[Phase]) -> dict:
                 "cycles_per_s": round(p.rate, 1),
                 "claim_p50_ms": round(p.percentile(0.5), 2),
                 "claim_p99_ms": round(p.percentile(0.99), 2),
+                "claim_p999_ms": round(p.percentile(0.999), 2),
+                "paced_claims_per_s": round(p.pace, 1) if p.pace else None,
+                "claim_call_p50_ms": round(p.percentile(0.5, "service"), 2),
+                "claim_call_p99_ms": round(p.percentile(0.99, "service"), 2),
                 "empty_answers": p.empty,
                 "client_cpu_ms_per_cycle": round(p.client_cpu / max(p.cycles, 1) * 1000, 3),
                 "db_cpu_ms_per_cycle": round(p.db_cpu / max(p.cycles, 1) * 1000, 3),
@@ -877,7 +923,6 @@ def summarise(args, phases: list[Phase]) -> dict:
         "app_report_over_app": round(app_report / app, 3) if app and app_report else None,
         "raw_report_over_raw": round(raw_report / raw, 3) if raw and raw_report else None,
         "app_idle_report_over_app": round(app_idle_report / app, 3) if app and app_idle_report else None,
-        "app_noping_over_raw": round(app_noping / raw, 3) if raw and app_noping else None,
         "total_claims": sum(p.cycles for p in phases),
         "rank_samples": len(within),
         "rank_within_50": sum(1 for r in within if r < 50),
