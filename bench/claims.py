@@ -3,6 +3,7 @@
     uv run python bench/claims.py                          # 100,000 items, 50 agents, 60 s phases
     uv run python bench/claims.py --duration 120 --json /tmp/claims.json
     uv run python bench/claims.py --items 20000 --duration 20 --profile /tmp/claims.prof
+    uv run python bench/claims.py --claims 1000000 --pool-size 10   # one long OrderDesk phase
 
 What one run does, on a fresh database of its own (`--server-url`):
 
@@ -13,26 +14,33 @@ What one run does, on a fresh database of its own (`--server-url`):
 2. Runs phases of `--duration` seconds, each from the same starting queue (claims
    are undone and `work_claims` emptied between phases). In every phase each of
    the 50 agents loops: claim the next item, then finish it (80 %) or hand it
-   back (20 %, so items are claimed more than once), on its own connection.
+   back (20 %, so items are claimed more than once).
    - **raw SQL**: asyncpg, 50 connections as the application role: BEGIN, the
-     tenant scope, the very claim statement of `services.claim_next_work_item`
-     (the SKIP LOCKED sub-query, the update, the history insert), COMMIT; then
-     one statement that finishes or hands back the item and closes its claim.
+     tenant scope, the bare claim statement (the SKIP LOCKED sub-query, the
+     update, the history insert), COMMIT; then one statement that finishes or
+     hands back the item and closes its claim.
    - **OrderDesk**: `services.claim_next_work_item` then `complete_work_item` or
      `hand_back_work_item`, what `POST /api/v1/work-items/next` and the item
      endpoints call (the HTTP layer is not part of this run).
-   Order: raw, OrderDesk, raw again (drift on a shared machine), then OrderDesk
-   and raw again with a **long report** beside the queue: a REPEATABLE READ
-   transaction opened before the phase and held to its end, which keeps every
-   row version of the phase from being vacuumed.
-3. Checks, per phase, from the recorded history: no item held by two agents at
-   once (client-side intervals, from the claim's answer to the release's start,
-   and `work_claims`: at most one open claim per item, every client-seen claim a
-   distinct row), no agent holding two items, and for every `--sample-every`-th
-   claim, right after it, how many items the agent could take were more urgent
-   and still open (the claim is "within the N most urgent" when that is < N).
+   Closed loop (each agent claims again at once) unless the phase name carries
+   `@N`: then open loop, claims due at N % of OrderDesk's closed-loop rate measured
+   earlier in the run (the same rate for both claimers), latency counted from when
+   each claim was due. `+report`: a REPEATABLE READ transaction opened before the
+   phase and held to its end (a long report), which keeps every row version of the
+   phase from being vacuumed.
+   `--claims N` instead runs one OrderDesk phase until N claims were made,
+   re-opening finished items every few seconds so the queue never runs dry.
+3. Checks, per phase, from the recorded history: every claim the agents saw is
+   copied (agent, item, CLOCK_MONOTONIC when the claim answered and when the
+   release began) into a table of the bench database, and checked there: no
+   item held by two agents at once, no agent holding two items, per item as many
+   `work_claims` rows as claims seen, at most one open claim per item; and for
+   every `--sample-every`-th claim, right after it, how many items the agent
+   could take were more urgent and still open (the claim is "within the N most
+   urgent" when that is < N).
 
-Rates are claim-and-release cycles per second; latencies are the claim call alone.
+Rates are claim-and-release cycles per second; latencies are the claim call alone
+(closed loop) or from when the claim was due (open loop).
 """
 
 from __future__ import annotations
