@@ -144,8 +144,8 @@ class Database:
         )
         for attempt in (1, 2):
             # The pool's connection without SQLAlchemy's Connection around it: Get next runs
-            # two of these per cycle, and that wrapper's checkout and return were a third of
-            # the cycle's Python (bench/claims.py).
+            # two of these per cycle, and that wrapper's checkout and return were the largest
+            # piece of the cycle's Python (bench/claims.py).
             pooled = await self.engine.raw_connection()
             try:
                 driver = pooled.driver_connection
