@@ -3,6 +3,7 @@
     uv run python bench/claims.py                          # 100,000 items, 50 agents, 60 s phases
     uv run python bench/claims.py --duration 120 --json /tmp/claims.json
     uv run python bench/claims.py --items 20000 --duration 20 --profile /tmp/claims.prof
+    uv run python bench/claims.py --claims 1000000 --pool-size 10   # one long OrderDesk phase
 
 What one run does, on a fresh database of its own (`--server-url`):
 
@@ -13,26 +14,33 @@ What one run does, on a fresh database of its own (`--server-url`):
 2. Runs phases of `--duration` seconds, each from the same starting queue (claims
    are undone and `work_claims` emptied between phases). In every phase each of
    the 50 agents loops: claim the next item, then finish it (80 %) or hand it
-   back (20 %, so items are claimed more than once), on its own connection.
+   back (20 %, so items are claimed more than once).
    - **raw SQL**: asyncpg, 50 connections as the application role: BEGIN, the
-     tenant scope, the very claim statement of `services.claim_next_work_item`
-     (the SKIP LOCKED sub-query, the update, the history insert), COMMIT; then
-     one statement that finishes or hands back the item and closes its claim.
+     tenant scope, the bare claim statement (the SKIP LOCKED sub-query, the
+     update, the history insert), COMMIT; then one statement that finishes or
+     hands back the item and closes its claim.
    - **OrderDesk**: `services.claim_next_work_item` then `complete_work_item` or
      `hand_back_work_item`, what `POST /api/v1/work-items/next` and the item
      endpoints call (the HTTP layer is not part of this run).
-   Order: raw, OrderDesk, raw again (drift on a shared machine), then OrderDesk
-   and raw again with a **long report** beside the queue: a REPEATABLE READ
-   transaction opened before the phase and held to its end, which keeps every
-   row version of the phase from being vacuumed.
-3. Checks, per phase, from the recorded history: no item held by two agents at
-   once (client-side intervals, from the claim's answer to the release's start,
-   and `work_claims`: at most one open claim per item, every client-seen claim a
-   distinct row), no agent holding two items, and for every `--sample-every`-th
-   claim, right after it, how many items the agent could take were more urgent
-   and still open (the claim is "within the N most urgent" when that is < N).
+   Closed loop (each agent claims again at once) unless the phase name carries
+   `@N`: then open loop, claims due at N % of OrderDesk's closed-loop rate measured
+   earlier in the run (the same rate for both claimers), latency counted from when
+   each claim was due. `+report`: a REPEATABLE READ transaction opened before the
+   phase and held to its end (a long report), which keeps every row version of the
+   phase from being vacuumed.
+   `--claims N` instead runs one OrderDesk phase until N claims were made,
+   re-opening finished items every few seconds so the queue never runs dry.
+3. Checks, per phase, from the recorded history: every claim the agents saw is
+   copied (agent, item, CLOCK_MONOTONIC when the claim answered and when the
+   release began) into a table of the bench database, and checked there: no
+   item held by two agents at once, no agent holding two items, per item as many
+   `work_claims` rows as claims seen, at most one open claim per item; and for
+   every `--sample-every`-th claim, right after it, how many items the agent
+   could take were more urgent and still open (the claim is "within the N most
+   urgent" when that is < N).
 
-Rates are claim-and-release cycles per second; latencies are the claim call alone.
+Rates are claim-and-release cycles per second; latencies are the claim call alone
+(closed loop) or from when the claim was due (open loop).
 """
 
 from __future__ import annotations
@@ -72,10 +80,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--hand-back-share", type=float, default=0.2)
     parser.add_argument(
         "--phases",
-        default="raw,app,raw,app-noping,app+report,raw+report,app+idle-report",
-        help="raw / app (OrderDesk) / app-noping (without the pool's pre-ping); +report: a snapshot"
-        " held all phase by a session without a timeout; +idle-report: a transaction left idle by"
-        " the application role, which its idle_in_transaction_session_timeout ends (phase 2x long).",
+        default="raw,app,raw,app,app@60,raw@60,app+report,raw+report,app+idle-report",
+        help="raw / app (OrderDesk), closed loop; @N: open loop, claims due at N %% of OrderDesk's"
+        " closed-loop rate measured before in the run, latency counted from when each was due;"
+        " +report: a snapshot held all phase by a session without a timeout; +idle-report: a"
+        " transaction left idle by the application role, which its idle_in_transaction_session_timeout"
+        " ends (phase 2x long).",
     )
     parser.add_argument(
         "--vacuum-every",
@@ -85,9 +95,34 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         " (off on the shared development server); 0 leaves it to the server.",
     )
     parser.add_argument(
-        "--no-pre-ping",
-        action="store_true",
-        help="OrderDesk phases without the pool's pre-ping (a round trip per transaction), to measure it.",
+        "--claims",
+        type=int,
+        default=0,
+        help="Run one OrderDesk phase until this many claims were made (no time limit), recycling"
+        " finished items so the queue never runs dry; its history is checked in SQL afterwards.",
+    )
+    parser.add_argument(
+        "--pool-size",
+        type=int,
+        default=None,
+        help="OrderDesk phases: the engine's pool size, shared by all agents as in one deployed process"
+        " (it may open as many again as overflow); default one per agent.",
+    )
+    parser.add_argument(
+        "--recycle-every",
+        type=float,
+        default=None,
+        help="Seconds between re-openings of finished items during a phase (default: 5 with"
+        " --claims, else never).",
+    )
+    parser.add_argument(
+        "--warmup",
+        type=float,
+        default=3,
+        help="Open-loop phases: first seconds not counted.",
+    )
+    parser.add_argument(
+        "--progress-every", type=float, default=60, help="Seconds between progress lines of a phase."
     )
     parser.add_argument("--seed", type=int, default=11)
     parser.add_argument(
@@ -120,9 +155,16 @@ class Phase:
     seconds: float = 0.0
     cycles: int = 0
     empty: int = 0
+    # Claim latency: the call alone (closed loop), or from when the claim was due (open loop).
     latencies: list[float] = field(default_factory=list)
-    # (agent, tenant, item, seq when the claim answered, seq when the release began)
+    # The claim call alone, in both.
+    service: list[float] = field(default_factory=list)
+    pace: float | None = None
+    # (agent, tenant, item, CLOCK_MONOTONIC ns when the claim answered, ns when the release
+    # began), written to the bench_holds table in batches so that any number of claims fits.
     holds: list[tuple[int, uuid.UUID, uuid.UUID, int, int]] = field(default_factory=list)
+    holds_written: int = 0
+    recycled: int = 0
     ranks: list[int] = field(default_factory=list)
     checks: dict = field(default_factory=dict)
     dead_rows: dict = field(default_factory=dict)
@@ -138,10 +180,11 @@ class Phase:
     def rate(self) -> float:
         return self.cycles / self.seconds if self.seconds else 0.0
 
-    def percentile(self, p: float) -> float:
-        if not self.latencies:
+    def percentile(self, p: float, of: str = "latencies") -> float:
+        values = getattr(self, of)
+        if not values:
             return float("nan")
-        ordered = sorted(self.latencies)
+        ordered = sorted(values)
         return ordered[min(len(ordered) - 1, int(p * len(ordered)))] * 1000
 
 
@@ -213,6 +256,7 @@ async def setup(args, owner_dsn: str, settings) -> list[Agent]:
             args.items,
             tenant_ids,
         )
+        await conn.execute(HOLDS_TABLE)
         await conn.execute("VACUUM ANALYZE work_items")
         await conn.execute("VACUUM ANALYZE agent_assignments")
     finally:
@@ -225,6 +269,7 @@ RESET = [
         claimed_by = NULL, claimed_at = NULL, lease_expires_at = NULL, version = 1
        WHERE status <> 'open'""",
     "TRUNCATE work_claims",
+    "TRUNCATE bench_holds",
     "VACUUM ANALYZE work_items",
     "VACUUM ANALYZE work_claims",
 ]
@@ -390,17 +435,14 @@ class RawClaimer:
 
 
 class AppClaimer:
-    def __init__(self, settings, agents: int, pre_ping: bool = True) -> None:
+    def __init__(self, settings, agents: int, pool_size: int | None = None) -> None:
         self.settings = settings
-        self.size = agents
-        self.pre_ping = pre_ping
+        self.size = pool_size or agents
 
     async def __aenter__(self):
         from orderdesk.core.db import Database, make_engine
 
         engine = make_engine(self.settings.app_url, pool_size=self.size)
-        if not self.pre_ping:
-            engine.sync_engine.pool._pre_ping = False
         self.db = Database(engine)
         # Open every connection before the clock starts.
         conns = [await self.db.engine.connect() for _ in range(self.size)]
@@ -468,6 +510,13 @@ ORDER BY due_at, priority DESC, value_minor DESC, client_tier, created_at, id
 """
 
 
+RECYCLE = """
+UPDATE work_items SET status = 'open', outcome = NULL, outcome_note = NULL, finished_at = NULL,
+    finished_by = NULL, updated_at = now(), version = version + 1
+WHERE status = 'done'
+"""
+
+
 async def rank_of(checker, agent: Agent, tenant_id, item_id, limit: int) -> int:
     """How many items the agent could take, still open, come before the one just claimed."""
     async with checker.acquire() as conn:
@@ -476,50 +525,79 @@ async def rank_of(checker, agent: Agent, tenant_id, item_id, limit: int) -> int:
     return ids.index(item_id)
 
 
+HOLDS_TABLE = """
+CREATE TABLE IF NOT EXISTS bench_holds (
+    agent int NOT NULL, tenant_id uuid NOT NULL, item_id uuid NOT NULL,
+    answered bigint NOT NULL, released bigint NOT NULL
+)
+"""
+
+
+async def write_holds(checker, phase: Phase) -> None:
+    """Move the recorded holds into bench_holds (COPY), keeping the client's memory flat."""
+    batch, phase.holds = phase.holds, []
+    if batch:
+        async with checker.acquire() as conn:
+            await conn.copy_records_to_table("bench_holds", records=batch)
+        phase.holds_written += len(batch)
+
+
+# Overlapping holds, from the client's own record: sorted by the moment each claim answered,
+# a hold overlaps an earlier one when it answered before the latest release of those began.
+OVERLAPS = """
+SELECT count(*) FROM (
+    SELECT answered, max(released) OVER (PARTITION BY {key} ORDER BY answered, released
+                                         ROWS BETWEEN UNBOUNDED PRECEDING AND 1 PRECEDING) AS before
+    FROM bench_holds
+) s WHERE answered < before
+"""
+
+
 async def history_checks(owner_dsn: str, phase: Phase) -> dict:
+    """The phase's history, checked in SQL: the client's holds (bench_holds) and `work_claims`."""
     import asyncpg
 
-    # Client side: per item, the holding intervals must not overlap.
-    by_item: dict[uuid.UUID, list[tuple[int, int, int]]] = {}
-    for agent, _tenant, item, start, end in phase.holds:
-        by_item.setdefault(item, []).append((start, end, agent))
-    overlaps = 0
-    for intervals in by_item.values():
-        intervals.sort()
-        for (_s1, e1, a1), (s2, _e2, a2) in itertools.pairwise(intervals):
-            if s2 < e1 and a1 != a2:
-                overlaps += 1
-    # Per agent: one item at a time.
-    by_agent: dict[int, list[tuple[int, int]]] = {}
-    for agent, _tenant, _item, start, end in phase.holds:
-        by_agent.setdefault(agent, []).append((start, end))
-    agent_overlaps = sum(
-        1
-        for intervals in by_agent.values()
-        for (s1, e1), (s2, _e2) in itertools.pairwise(sorted(intervals))
-        if s2 < e1
-    )
     conn = await asyncpg.connect(owner_dsn)
     try:
+        await conn.execute("SET work_mem = '256MB'")
+        holds = await conn.fetchrow(
+            "SELECT count(*) AS holds, count(DISTINCT item_id) AS items FROM bench_holds"
+        )
+        more_than_once = await conn.fetchval(
+            "SELECT count(*) FROM (SELECT item_id FROM bench_holds GROUP BY item_id HAVING count(*) > 1) m"
+        )
+        overlaps = await conn.fetchval(OVERLAPS.format(key="item_id"))
+        agent_overlaps = await conn.fetchval(OVERLAPS.format(key="agent"))
         db = await conn.fetchrow(
             """SELECT count(*) AS claims,
+                      count(DISTINCT id) AS claim_ids,
                       count(DISTINCT work_item_id) AS items,
                       count(*) FILTER (WHERE released_at IS NULL) AS still_open,
                       (SELECT count(*) FROM (SELECT work_item_id FROM work_claims WHERE released_at IS NULL
                         GROUP BY tenant_id, work_item_id HAVING count(*) > 1) d) AS items_with_two_open_claims
                FROM work_claims"""
         )
+        # Per item, as many claims recorded by the database as the agents saw.
+        mismatched = await conn.fetchval(
+            """SELECT count(*) FROM
+                 (SELECT tenant_id, item_id, count(*) AS n FROM bench_holds GROUP BY 1, 2) h
+                 FULL JOIN (SELECT tenant_id, work_item_id AS item_id, count(*) AS n
+                            FROM work_claims GROUP BY 1, 2) c USING (tenant_id, item_id)
+               WHERE h.n IS DISTINCT FROM c.n"""
+        )
         claimed_now = await conn.fetchval("SELECT count(*) FROM work_items WHERE status = 'claimed'")
     finally:
         await conn.close()
     return {
-        "client_claims": len(phase.holds),
+        "client_claims": holds["holds"],
         "db_claims": db["claims"],
-        "distinct_items": db["items"],
-        "items_claimed_more_than_once": sum(1 for v in by_item.values() if len(v) > 1),
+        "db_distinct_claim_ids": db["claim_ids"],
+        "distinct_items": holds["items"],
+        "items_claimed_more_than_once": more_than_once,
         "double_assignment_client_side": overlaps,
         "agent_holding_two": agent_overlaps,
         "items_with_two_open_claims": db["items_with_two_open_claims"],
+        "items_whose_claim_count_differs": mismatched,
         "open_claims_left": db["still_open"],
         "items_left_claimed": claimed_now,
     }
@@ -529,42 +607,73 @@ async def history_checks(owner_dsn: str, phase: Phase) -> dict:
 
 
 async def run_phase(
-    args, name: str, claimer, agents: list[Agent], checker, owner_dsn: str, app_dsn: str
+    args,
+    name: str,
+    claimer,
+    agents: list[Agent],
+    checker,
+    owner_dsn: str,
+    app_dsn: str,
+    pace: float | None = None,
 ) -> Phase:
+    """One phase. With `pace` (claims per second, all agents together) the loop is open: each
+    agent's claims fall due on a fixed schedule, and a claim's latency runs from when it was
+    due, so time spent behind schedule counts; otherwise each agent claims again at once."""
     import asyncpg
 
     phase = Phase(name)
-    seq = itertools.count()
+    phase.pace = pace
     claims_seen = itertools.count(1)
     stop_at = 0.0
+    # --claims: the phase ends when that many claims were made, however long it takes.
+    claim_limit = args.claims or None
     rng = random.Random(args.seed)
     hand_backs = [rng.random() < args.hand_back_share for _ in range(997)]
+    clock = time.monotonic_ns
+
+    def going() -> bool:
+        return time.perf_counter() < stop_at and (claim_limit is None or phase.cycles < claim_limit)
 
     async def agent_loop(agent: Agent) -> None:
         n = agent.index
+        # Open loop: this agent's claims are due every `interval`, the agents staggered evenly.
+        interval = len(agents) / pace if pace else 0.0
+        due = started + interval * agent.index / len(agents)
         async with claimer.worker(agent) as worker:
-            while time.perf_counter() < stop_at:
-                started = time.perf_counter()
+            while going():
+                if pace:
+                    if (wait := due - time.perf_counter()) > 0:
+                        await asyncio.sleep(wait)
+                    if not going():
+                        break
+                asked = time.perf_counter()
                 got = await worker.claim()
-                took = time.perf_counter() - started
+                answered_at = time.perf_counter()
+                if pace:
+                    latency, due = answered_at - due, due + interval
+                else:
+                    latency = answered_at - asked
                 if got is None:
                     phase.empty += 1
-                    await asyncio.sleep(0.05)
+                    if not pace:
+                        await asyncio.sleep(0.05)
                     continue
-                claimed_seq = next(seq)
-                phase.latencies.append(took)
+                answered = clock()
+                if not pace or answered_at - started >= args.warmup:
+                    phase.latencies.append(latency)
+                    phase.service.append(answered_at - asked)
                 tenant_id, item_id = got
                 if next(claims_seen) % args.sample_every == 0:
                     phase.ranks.append(await rank_of(checker, agent, tenant_id, item_id, 1000))
                 n += 1
                 hand_back = hand_backs[n % len(hand_backs)]
-                phase.holds.append((agent.index, tenant_id, item_id, claimed_seq, next(seq)))
+                phase.holds.append((agent.index, tenant_id, item_id, answered, clock()))
                 await worker.release(tenant_id, item_id, hand_back)
                 phase.cycles += 1
                 phase.finished_at.append(time.perf_counter())
 
     report = None
-    duration = args.duration
+    duration = float("inf") if claim_limit else args.duration
     if name.endswith("+report"):
         # The long report: a snapshot held for the whole phase by a session the
         # application role's idle timeout does not govern (the owner's).
@@ -599,7 +708,39 @@ async def run_phase(
         finally:
             await conn.close()
 
-    profiler = cProfile.Profile() if args.profile and name.startswith("app") else None
+    async def recycle_loop(every: float) -> None:
+        # Finished items go back to the queue, unchanged otherwise (same due times, skills,
+        # tenants), so a long phase never runs dry and the head of the queue stays contested.
+        conn = await asyncpg.connect(owner_dsn)
+        try:
+            while going():
+                await asyncio.sleep(every)
+                status = await conn.execute(RECYCLE)
+                phase.recycled += int(status.split()[-1])
+        finally:
+            await conn.close()
+
+    async def holds_loop() -> None:
+        while going():
+            await asyncio.sleep(1)
+            if len(phase.holds) >= 20_000:
+                await write_holds(checker, phase)
+
+    async def progress_loop() -> None:
+        last_cycles, last_at = 0, time.perf_counter()
+        while going():
+            await asyncio.sleep(args.progress_every)
+            now, cycles = time.perf_counter(), phase.cycles
+            rate = (cycles - last_cycles) / (now - last_at)
+            print(
+                f"    {name} {now - started:7.0f} s  claims {cycles:>9,}  {rate:7.1f}/s"
+                f"  recycled {phase.recycled:,}  load {os.getloadavg()[0]:.1f}",
+                flush=True,
+            )
+            last_cycles, last_at = cycles, now
+
+    # CPU time, not wall time: on a busy machine wall time mostly shows waiting to be scheduled.
+    profiler = cProfile.Profile(time.process_time) if args.profile and name.startswith("app") else None
     if profiler:
         profiler.enable()
     started = time.perf_counter()
@@ -617,6 +758,11 @@ async def run_phase(
 
     if name.endswith("+idle-report"):
         background.append(asyncio.create_task(watch_report()))
+    recycle_every = args.recycle_every if args.recycle_every is not None else (5 if args.claims else 0)
+    if recycle_every:
+        background.append(asyncio.create_task(recycle_loop(recycle_every)))
+    holds_writer = asyncio.create_task(holds_loop())
+    background.append(asyncio.create_task(progress_loop()))
     await asyncio.gather(*(agent_loop(a) for a in agents))
     phase.seconds = time.perf_counter() - started
     phase.client_cpu = time.process_time() - cpu_started
@@ -627,6 +773,7 @@ async def run_phase(
     for task in background:
         task.cancel()
     await asyncio.gather(*background, return_exceptions=True)
+    await holds_writer  # not cancelled: a batch being copied must land
     phase.dead_rows = {
         "before": before,
         "after": await table_stats(owner_dsn),
@@ -640,6 +787,7 @@ async def run_phase(
         except (asyncpg.PostgresError, asyncpg.InterfaceError, ConnectionError):
             phase.report_ended_after = phase.report_ended_after or phase.seconds
         await report.close()
+    await write_holds(checker, phase)
     phase.checks = await history_checks(owner_dsn, phase)
     return phase
 
@@ -673,21 +821,32 @@ async def run(args) -> dict:
         agents = await setup(args, owner_dsn, settings)
         checker = await asyncpg.create_pool(owner_dsn, min_size=2, max_size=4)
         try:
-            for phase_name in args.phases.split(","):
+            for phase_name in ["app"] if args.claims else args.phases.split(","):
+                pace = None
+                if "@" in phase_name:
+                    # The same claims per second for raw and OrderDesk: a share of what OrderDesk
+                    # sustained closed-loop earlier in this run.
+                    closed = [p.rate for p in phases if p.name == "app"]
+                    if not closed:
+                        raise SystemExit(f"{phase_name}: needs an 'app' phase before it to set the pace")
+                    pace = float(phase_name.split("@")[1]) / 100 * sum(closed) / len(closed)
                 await reset(owner_dsn)
                 if phase_name.startswith("raw"):
                     claimer = RawClaimer(_plain(settings.app_url), args.agents)
                 else:
-                    pre_ping = not args.no_pre_ping and "noping" not in phase_name
-                    claimer = AppClaimer(settings, args.agents, pre_ping=pre_ping)
+                    claimer = AppClaimer(settings, args.agents, pool_size=args.pool_size)
                 async with claimer:
                     phase = await run_phase(
-                        args, phase_name, claimer, agents, checker, owner_dsn, _plain(settings.app_url)
+                        args, phase_name, claimer, agents, checker, owner_dsn, _plain(settings.app_url), pace
                     )
                 phases.append(phase)
+                paced = ""
+                if pace:
+                    paced = f" (due {pace:.1f}/s; call alone p99 {phase.percentile(0.99, 'service'):.1f} ms)"
                 print(
                     f"  {phase.name:<12} {phase.rate:8.1f} cycles/s  p50 {phase.percentile(0.5):6.1f} ms"
                     f"  p99 {phase.percentile(0.99):7.1f} ms  claims {phase.cycles:,}"
+                    f"{paced}"
                     f"  cpu/cycle {phase.client_cpu / max(phase.cycles, 1) * 1000:.2f} ms"
                     f" db/cycle {phase.db_cpu / max(phase.cycles, 1) * 1000:.2f} ms"
                     f"  double {phase.checks['double_assignment_client_side']}"
@@ -721,7 +880,7 @@ def summarise(args, phases: list[Phase]) -> dict:
 
     raw_cpu, app_cpu = cpu_per_cycle("raw"), cpu_per_cycle("app")
     raw_report, app_report = mean_rate("raw+report"), mean_rate("app+report")
-    app_idle_report, app_noping = mean_rate("app+idle-report"), mean_rate("app-noping")
+    app_idle_report = mean_rate("app+idle-report")
     within = [r for p in phases for r in p.ranks]
     return {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load": os.getloadavg()},
@@ -733,7 +892,8 @@ def summarise(args, phases: list[Phase]) -> dict:
             "hand_back_share": args.hand_back_share,
             "sample_every": args.sample_every,
             "vacuum_every_s": args.vacuum_every,
-            "pre_ping": not args.no_pre_ping,
+            "claims_target": args.claims,
+            "app_pool_size": args.pool_size or args.agents,
         },
         "phases": [
             {
@@ -743,12 +903,17 @@ def summarise(args, phases: list[Phase]) -> dict:
                 "cycles_per_s": round(p.rate, 1),
                 "claim_p50_ms": round(p.percentile(0.5), 2),
                 "claim_p99_ms": round(p.percentile(0.99), 2),
+                "claim_p999_ms": round(p.percentile(0.999), 2),
+                "paced_claims_per_s": round(p.pace, 1) if p.pace else None,
+                "claim_call_p50_ms": round(p.percentile(0.5, "service"), 2),
+                "claim_call_p99_ms": round(p.percentile(0.99, "service"), 2),
                 "empty_answers": p.empty,
                 "client_cpu_ms_per_cycle": round(p.client_cpu / max(p.cycles, 1) * 1000, 3),
                 "db_cpu_ms_per_cycle": round(p.db_cpu / max(p.cycles, 1) * 1000, 3),
                 "rank_samples": len(p.ranks),
                 "rank_max": max(p.ranks) if p.ranks else None,
                 "rank_within_50": sum(1 for r in p.ranks if r < 50),
+                "recycled": p.recycled,
                 "report_ended_after_s": round(p.report_ended_after, 1) if p.report_ended_after else None,
                 "rate_by_20s": [
                     sum(1 for t in p.finished_at if p.started + a <= t < p.started + a + 20) / 20
@@ -766,7 +931,6 @@ def summarise(args, phases: list[Phase]) -> dict:
         "app_report_over_app": round(app_report / app, 3) if app and app_report else None,
         "raw_report_over_raw": round(raw_report / raw, 3) if raw and raw_report else None,
         "app_idle_report_over_app": round(app_idle_report / app, 3) if app and app_idle_report else None,
-        "app_noping_over_raw": round(app_noping / raw, 3) if raw and app_noping else None,
         "total_claims": sum(p.cycles for p in phases),
         "rank_samples": len(within),
         "rank_within_50": sum(1 for r in within if r < 50),
@@ -775,6 +939,8 @@ def summarise(args, phases: list[Phase]) -> dict:
             + p.checks["items_with_two_open_claims"]
             + p.checks["agent_holding_two"]
             + abs(p.checks["db_claims"] - p.checks["client_claims"])
+            + abs(p.checks["db_claims"] - p.checks["db_distinct_claim_ids"])
+            + p.checks["items_whose_claim_count_differs"]
             for p in phases
         ),
     }

@@ -3,6 +3,9 @@ replaced when a transaction opens, before anything of the caller's runs."""
 
 from __future__ import annotations
 
+import asyncio
+
+import pytest
 from sqlalchemy import text
 
 from orderdesk.core.tenancy import Scope
@@ -49,3 +52,34 @@ async def test_an_error_in_the_body_is_not_retried_and_rolls_back(db, owner_conn
     except Exception as error:
         assert "division by zero" in str(error)
     assert attempts == 1
+
+
+async def test_a_driver_transaction_gives_its_connection_back_after_an_error_or_a_cancel(db, world):
+    """The pool's connection is taken without SQLAlchemy's wrapper; it must still come back,
+    with nothing of the failed or cancelled transaction left on it."""
+    pool = db.engine.sync_engine.pool
+    scope = Scope(tenant_ids=frozenset({world.a.id}))
+    with pytest.raises(ZeroDivisionError):
+        async with db.driver_transaction(scope) as driver:
+            await driver.execute("CREATE TEMP TABLE driver_probe (x int)")
+            raise ZeroDivisionError
+    assert pool.checkedout() == 0
+
+    entered = asyncio.Event()
+
+    async def held() -> None:
+        async with db.driver_transaction(scope) as driver:
+            await driver.execute("CREATE TEMP TABLE driver_probe (x int)")
+            entered.set()
+            await asyncio.sleep(30)
+
+    task = asyncio.create_task(held())
+    await entered.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert pool.checkedout() == 0
+
+    async with db.driver_transaction(scope) as driver:
+        # Both transactions rolled back: their temporary table is gone.
+        assert await driver.fetchval("SELECT to_regclass('pg_temp.driver_probe')") is None
