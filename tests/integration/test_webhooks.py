@@ -397,41 +397,71 @@ async def test_attempts_finishing_together_settle_the_endpoint_in_their_order(
 async def test_a_cancelled_dispatch_hands_back_what_it_did_not_post(
     wh_client, db, http, policy, owner_connection, tenant_key
 ):
-    """SIGTERM cancels the worker's dispatch: what was posted is recorded, the rest is released
-    at once rather than when its lease ends."""
+    """SIGTERM cancels the worker's dispatch: what was posted is recorded (once), the rest is
+    released at once rather than when its lease ends. The cancellation comes at the worst
+    moment, found by watching the statements rather than by timing, so that load cannot move
+    it: as the transaction that records finished posts and claims the next ones commits, with
+    its COMMIT on the way (whether it takes effect is then up to the database)."""
+    from sqlalchemy import event
+
     tenant, headers = tenant_key
-    answered = 0
-    two_answered = asyncio.Event()
+    receiver = await Receiver().start()
+    task: asyncio.Task | None = None
+    recording = False  # the transaction under way stores attempts
+    claimed_then: list[int] = []  # what that transaction leased, seen just before its COMMIT
 
-    async def slow(request, count):
-        nonlocal answered
-        await asyncio.sleep(0.3)
-        answered += 1
-        if answered >= 2:
-            two_answered.set()
-        return 200, {}
+    def watch(_conn, _cursor, statement, *_args) -> None:
+        nonlocal recording
+        recording = recording or statement.startswith("INSERT INTO webhook_attempts")
 
-    receiver = await Receiver(respond=slow).start()
+    def committing(conn) -> None:
+        nonlocal recording
+        if recording and task is not None and not claimed_then:
+            claimed_then.append(
+                conn.exec_driver_sql(
+                    "SELECT count(*) FROM webhook_deliveries "
+                    f"WHERE leased_until = now() + interval '{policy.lease.total_seconds()} seconds'"
+                ).scalar()
+            )
+            task.cancel()  # lands on the dispatch's next await: the COMMIT's round trip
+        recording = False
+
+    def rolled_back(_conn) -> None:
+        nonlocal recording
+        recording = False
+
+    engine = db.engine.sync_engine
+    hooks = [
+        (engine, "after_cursor_execute", watch),
+        (engine, "commit", committing),
+        (engine, "rollback", rolled_back),
+    ]
     try:
         endpoint = await register(
             wh_client, headers, receiver.url, event_types=["order.created"], ordered=False
         )
         for _ in range(6):
             await wh_client.post("/api/v1/orders", json=order_body(), headers=headers)
+        for target, name, hook in hooks:
+            event.listen(target, name, hook)
         task = asyncio.create_task(run_dispatch(db, http, policy, tenant, concurrency=2))
-        await asyncio.wait_for(two_answered.wait(), timeout=30)
-        await asyncio.sleep(0.05)
-        task.cancel()
         with pytest.raises(asyncio.CancelledError):
-            await task
+            await asyncio.wait_for(task, timeout=30)
+        for target, name, hook in hooks:
+            event.remove(target, name, hook)
+        # The cancelled transaction did claim deliveries (6 due, room for 2 at a time).
+        assert claimed_then and claimed_then[0] >= 1
         rows = await owner_connection.fetch(
-            "SELECT status, attempts, leased_until FROM webhook_deliveries WHERE endpoint_id = $1::uuid",
+            "SELECT d.status, d.attempts, d.leased_until, "
+            "(SELECT count(*) FROM webhook_attempts a WHERE a.delivery_id = d.id) AS recorded "
+            "FROM webhook_deliveries d WHERE d.endpoint_id = $1::uuid",
             endpoint["id"],
         )
         assert len(rows) == 6
         assert all(r["leased_until"] is None for r in rows), "a cancelled dispatch kept leases"
         succeeded = [r for r in rows if r["status"] == "succeeded"]
-        assert len(succeeded) >= 2 and all(r["attempts"] == 1 for r in succeeded)
+        assert succeeded and all(r["attempts"] == 1 and r["recorded"] == 1 for r in succeeded)
+        assert len(succeeded) < 6
         # The next dispatch (not the lease's end, 30 s away) delivers the rest.
         await run_dispatch(db, http, policy, tenant)
         statuses = await owner_connection.fetch(
@@ -439,4 +469,7 @@ async def test_a_cancelled_dispatch_hands_back_what_it_did_not_post(
         )
         assert {r["status"] for r in statuses} == {"succeeded"}
     finally:
+        for target, name, hook in hooks:
+            if event.contains(target, name, hook):
+                event.remove(target, name, hook)
         await receiver.stop()

@@ -544,7 +544,8 @@ async def dispatch(
     new events are taken as they commit, even while posts are in flight, and an idle
     dispatch stays `linger_seconds` after its last work, so a steady flow is delivered
     by one running loop. Raises whatever the database raises; before that, and on
-    cancellation, it records what was posted and hands back what was not."""
+    cancellation, it records what was posted and hands back what was not, including
+    what the turn under way when it was cancelled claimed."""
     deadline = time.monotonic() + budget_seconds
     claimed = 0
     in_flight: set[asyncio.Task] = set()
@@ -554,6 +555,7 @@ async def dispatch(
     postponed = False  # a rate-limited delivery was put off: it is due again shortly
     wait: float | None = None
     last_work = time.monotonic()
+    running: tuple[asyncio.Future, list[tuple[Claim, Outcome]]] | None = None  # a turn and what it records
 
     async def deliver(claim: Claim) -> None:
         nonlocal postponed
@@ -604,13 +606,14 @@ async def dispatch(
                 outcomes, finished[:] = finished[:], []
                 if wake is not None and looking:
                     wake.clear()  # this turn sees every commit so far; later ones set it again
-                try:
-                    fanned, claims, turn_wait = await _turn(
-                        db, scope, policy, outcomes, room if looking else 0
-                    )
-                except BaseException:
-                    finished[:0] = outcomes  # not recorded: the wind-up below tries again
-                    raise
+                # Shielded: a cancellation (shutdown) does not stop the turn midway. Stopped
+                # while its COMMIT is on the way, it could not tell whether its claims took
+                # effect, and claims nobody tracks stay leased, unposted, until the lease
+                # ends. The wind-up below waits for it instead and takes in what it did.
+                turn = asyncio.ensure_future(_turn(db, scope, policy, outcomes, room if looking else 0))
+                running = (turn, outcomes)
+                fanned, claims, turn_wait = await asyncio.shield(turn)
+                running = None
                 for claim, _ in outcomes:
                     unsettled.pop(claim.delivery_id, None)
                 for claim in claims:
@@ -659,7 +662,7 @@ async def dispatch(
         # back what was not, for another dispatch now rather than after the lease.
         for task in in_flight:
             task.cancel()
-        await asyncio.shield(_wind_up(db, scope, policy, in_flight, finished, unsettled))
+        await asyncio.shield(_wind_up(db, scope, policy, running, in_flight, finished, unsettled))
         raise
     return claimed
 
@@ -668,12 +671,28 @@ async def _wind_up(
     db: Database,
     scope: Scope,
     policy: DeliveryPolicy,
+    running: tuple[asyncio.Future, list[tuple[Claim, Outcome]]] | None,
     in_flight: set[asyncio.Task],
     finished: list[tuple[Claim, Outcome]],
     unsettled: dict[UUID, Claim],
 ) -> None:
     """Best effort, after the loop stopped on an error or a cancellation (which is what
-    gets raised): whatever is left here is delivered again once its lease ends."""
+    gets raised): whatever is left here is delivered again once its lease ends.
+
+    `running` is the turn the loop was waiting for when it stopped, with the attempts it
+    records: it runs to its end first, so that its transaction either took effect (its
+    attempts are recorded, its claims are handed back below) or did not (its attempts are
+    recorded here), never something in between that nobody knows of."""
+    if running is not None:
+        turn, outcomes = running
+        await asyncio.wait({turn})
+        if turn.cancelled() or turn.exception() is not None:
+            finished[:0] = outcomes
+        else:
+            for claim, _ in outcomes:
+                unsettled.pop(claim.delivery_id, None)
+            _, claims, _ = turn.result()
+            unsettled.update((claim.delivery_id, claim) for claim in claims)
     await asyncio.gather(*in_flight, return_exceptions=True)
     try:
         await record_many(db, finished, policy)
