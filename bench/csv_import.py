@@ -126,6 +126,35 @@ def asyncpg_dsn(url: str) -> str:
     return make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
 
 
+async def copy_for_tenant(
+    reader, writer, table: str, names: list[str], select: str, source_tenant, target_tenant
+) -> tuple[float, int]:
+    """COPY what `select` reads of the source tenant into `table` again, as the target
+    tenant's, in batches of 20,000 rows: seconds inside COPY, and rows copied."""
+    tenant_at = names.index("tenant_id")
+    spent, copied = 0.0, 0
+
+    async def copy(batch: list[list]) -> None:
+        nonlocal spent, copied
+        started = time.perf_counter()
+        await writer.copy_records_to_table(table, records=batch, columns=names)
+        spent += time.perf_counter() - started
+        copied += len(batch)
+
+    async with reader.transaction():
+        batch = []
+        async for record in reader.cursor(select, source_tenant):
+            row = list(record)
+            row[tenant_at] = target_tenant
+            batch.append(row)
+            if len(batch) == 20_000:
+                await copy(batch)
+                batch = []
+        if batch:
+            await copy(batch)
+    return spent, copied
+
+
 async def copy_same_rows(owner_url: str, source_tenant, target_tenant) -> tuple[float, int, int]:
     """COPY the source tenant's orders and lines again for the target; seconds inside COPY."""
     reader = await asyncpg.connect(asyncpg_dsn(owner_url))
@@ -134,23 +163,10 @@ async def copy_same_rows(owner_url: str, source_tenant, target_tenant) -> tuple[
     try:
         for table, columns in (("orders", ORDER_COLUMNS), ("order_lines", LINE_COLUMNS)):
             names = [c.strip() for c in columns.split(",")]
-            copied = 0
-            async with reader.transaction():
-                cursor = reader.cursor(f"SELECT {columns} FROM {table} WHERE tenant_id = $1", source_tenant)  # noqa: S608
-                batch = []
-                async for record in cursor:
-                    batch.append((target_tenant, *tuple(record)[1:]))
-                    if len(batch) == 20_000:
-                        started = time.perf_counter()
-                        await writer.copy_records_to_table(table, records=batch, columns=names)
-                        spent += time.perf_counter() - started
-                        copied += len(batch)
-                        batch = []
-                if batch:
-                    started = time.perf_counter()
-                    await writer.copy_records_to_table(table, records=batch, columns=names)
-                    spent += time.perf_counter() - started
-                    copied += len(batch)
+            select = f"SELECT {columns} FROM {table} WHERE tenant_id = $1"  # noqa: S608
+            tenants = (source_tenant, target_tenant)
+            seconds, copied = await copy_for_tenant(reader, writer, table, names, select, *tenants)
+            spent += seconds
             counts.append(copied)
     finally:
         await reader.close()
@@ -204,27 +220,11 @@ async def copy_all_stored_rows(owner_url: str, source_tenant, target_tenant) -> 
                     table,
                 )
             ]
-            tenant_at = names.index("tenant_id")
             columns = ", ".join(f'"{name}"' for name in names)
-            copied = 0
-            async with reader.transaction():
-                cursor = reader.cursor(f'SELECT {columns} FROM "{table}" WHERE tenant_id = $1', source_tenant)  # noqa: S608
-                batch = []
-                async for record in cursor:
-                    row = list(record)
-                    row[tenant_at] = target_tenant
-                    batch.append(row)
-                    if len(batch) == 20_000:
-                        started = time.perf_counter()
-                        await writer.copy_records_to_table(table, records=batch, columns=names)
-                        spent += time.perf_counter() - started
-                        copied += len(batch)
-                        batch = []
-                if batch:
-                    started = time.perf_counter()
-                    await writer.copy_records_to_table(table, records=batch, columns=names)
-                    spent += time.perf_counter() - started
-                    copied += len(batch)
+            select = f'SELECT {columns} FROM "{table}" WHERE tenant_id = $1'  # noqa: S608
+            tenants = (source_tenant, target_tenant)
+            seconds, copied = await copy_for_tenant(reader, writer, table, names, select, *tenants)
+            spent += seconds
             counts[table] = copied
     finally:
         await reader.close()
