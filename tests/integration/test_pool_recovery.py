@@ -8,6 +8,7 @@ import asyncio
 import pytest
 from sqlalchemy import text
 
+from orderdesk.core.db import _quoted, _return_to_pool
 from orderdesk.core.tenancy import Scope
 
 
@@ -83,3 +84,43 @@ async def test_a_driver_transaction_gives_its_connection_back_after_an_error_or_
     async with db.driver_transaction(scope) as driver:
         # Both transactions rolled back: their temporary table is gone.
         assert await driver.fetchval("SELECT to_regclass('pg_temp.driver_probe')") is None
+
+
+async def test_a_driver_transaction_sets_its_extra_settings_for_itself_only(db, world):
+    scope = Scope(tenant_ids=frozenset({world.a.id}))
+    async with db.driver_transaction(
+        scope, extra_settings={"plan_cache_mode": "force_generic_plan"}, advisory_lock="settings-probe"
+    ) as driver:
+        assert await driver.fetchval("SHOW plan_cache_mode") == "force_generic_plan"
+        assert await driver.fetchval("SELECT current_setting('orderdesk.tenant_ids')") == f"{{{world.a.id}}}"
+    async with db.driver_transaction(scope) as driver:
+        assert await driver.fetchval("SHOW plan_cache_mode") == "auto"
+
+
+async def test_a_driver_transaction_whose_opening_fails_leaves_no_transaction_on_the_pool(db, world):
+    """BEGIN and the scope travel together; when the scope statement fails (here: its
+    advisory lock waits past the lock timeout), the pool must not get the half-opened
+    transaction back, or the next user of the connection could not begin one."""
+    pool = db.engine.sync_engine.pool
+    scope = Scope(tenant_ids=frozenset({world.a.id}))
+    async with db.driver_transaction(scope, advisory_lock="held-elsewhere"):
+        with pytest.raises(Exception, match="lock timeout"):
+            async with db.driver_transaction(
+                scope, extra_settings={"lock_timeout": "50ms"}, advisory_lock="held-elsewhere"
+            ):
+                pass
+    assert pool.checkedout() == 0
+    # The connection just given back (the pool hands out the most recent first) is idle,
+    # not inside the failed transaction (which the next session's BEGIN would trip over).
+    pooled = await db.engine.raw_connection()
+    try:
+        assert not pooled.driver_connection.is_in_transaction()
+    finally:
+        await _return_to_pool(pooled)
+
+
+def test_scope_values_that_could_end_a_literal_are_refused():
+    assert _quoted("it's") == "'it''s'"
+    for bad in ("a\\', true); --", "nul\x00"):
+        with pytest.raises(ValueError, match="not allowed"):
+            _quoted(bad)

@@ -8,9 +8,10 @@ every query it makes, whatever the code forgets.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 import datetime as dt
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 from uuid import UUID
@@ -168,7 +169,11 @@ class Database:
 
     @asynccontextmanager
     async def driver_transaction(
-        self, scope: Scope, *, advisory_lock: str | None = None
+        self,
+        scope: Scope,
+        *,
+        advisory_lock: str | None = None,
+        extra_settings: Mapping[str, str] | None = None,
     ) -> AsyncIterator[Any]:
         """A scoped transaction on the driver's own connection (asyncpg), from the same pool.
 
@@ -176,41 +181,40 @@ class Database:
         (the work queue's Get next, measured in bench/claims.py). Statements use `$1`
         parameters. The scope is set exactly as in `transaction`, so row-level security
         applies the same; no domain events are dispatched (such paths record none).
-        `advisory_lock` takes that transaction-level advisory lock (by name) in the same
-        round trip, before any statement of the body runs.
+        `advisory_lock` takes that transaction-level advisory lock (by name), and
+        `extra_settings` (name → value) are set transaction-local, both in the same round
+        trip, before any statement of the body runs.
         """
-        settings = scope_settings(scope)
-        sql, arguments = (
-            (_SCOPE_SQL, settings)
-            if advisory_lock is None
-            else (_SCOPE_AND_LOCK_SQL, (*settings, advisory_lock))
-        )
+        opening = "BEGIN; " + _scope_statement(scope, advisory_lock, extra_settings)
 
-        async def begin() -> tuple[PoolProxiedConnection, Any, Any]:
+        async def begin() -> tuple[PoolProxiedConnection, Any]:
             # The pool's connection without SQLAlchemy's Connection around it: Get next runs
             # two of these per cycle, and that wrapper's checkout and return were the largest
             # piece of the cycle's Python (bench/claims.py).
             pooled = await self.engine.raw_connection()
+            driver = pooled.driver_connection
             try:
-                driver = pooled.driver_connection
-                transaction = driver.transaction()
-                await transaction.start()
-                await driver.execute(sql, *arguments)
+                # BEGIN and the scope in one round trip (the simple query protocol runs both).
+                await driver.execute(opening)
             except BaseException as error:
                 if _from_dropped_connection(error):
                     await greenlet_spawn(pooled.invalidate)
+                else:
+                    # The pool does not end a transaction SQLAlchemy did not begin.
+                    with contextlib.suppress(Exception):
+                        await _end_transaction(driver, "ROLLBACK")
                 await _return_to_pool(pooled)
                 raise
-            return pooled, driver, transaction
+            return pooled, driver
 
-        pooled, driver, transaction = await self._begin_on_a_live_connection(begin)
+        pooled, driver = await self._begin_on_a_live_connection(begin)
         try:
             try:
                 yield driver
             except BaseException:
-                await transaction.rollback()
+                await _end_transaction(driver, "ROLLBACK")
                 raise
-            await transaction.commit()
+            await _end_transaction(driver, "COMMIT")
         finally:
             await _return_to_pool(pooled)
 
@@ -297,8 +301,36 @@ def _from_dropped_connection(error: BaseException) -> bool:
     return False
 
 
-_SCOPE_SQL = (
-    f"SELECT set_config('{TENANTS_SETTING}', $1, true), set_config('{USER_SETTING}', $2, true),"
-    f" set_config('{API_KEY_SETTING}', $3, true)"
-)
-_SCOPE_AND_LOCK_SQL = _SCOPE_SQL + ", pg_advisory_xact_lock(hashtextextended($4, 0))"
+def _scope_statement(
+    scope: Scope, advisory_lock: str | None, extra_settings: Mapping[str, str] | None
+) -> str:
+    """The driver transaction's first statement, its values written in: the scope, then
+    `extra_settings`, then the advisory lock (taken once the settings are in place).
+
+    The simple query protocol that lets BEGIN travel with it takes no parameters. Every
+    value here is made by the platform (tenant and user ids, a key's hex digest, setting
+    and lock names), and `_quoted` refuses what could end a literal early anyway.
+    """
+    tenants, user_id, key_hash = scope_settings(scope)
+    settings = {TENANTS_SETTING: tenants, USER_SETTING: user_id, API_KEY_SETTING: key_hash}
+    settings.update(extra_settings or {})
+    calls = [f"set_config({_quoted(name)}, {_quoted(value)}, true)" for name, value in settings.items()]
+    if advisory_lock is not None:
+        calls.append(f"pg_advisory_xact_lock(hashtextextended({_quoted(advisory_lock)}, 0))")
+    return "SELECT " + ", ".join(calls)
+
+
+def _quoted(value: str) -> str:
+    """`value` as an SQL string literal. Backslashes and NULs are refused rather than
+    escaped, so the literal means the same whatever `standard_conforming_strings` says."""
+    if "\\" in value or "\x00" in value:
+        raise ValueError(f"not allowed in a transaction setting: {value!r}")
+    return "'" + value.replace("'", "''") + "'"
+
+
+async def _end_transaction(driver: Any, command: str) -> None:
+    """COMMIT or ROLLBACK a driver transaction; a rollback is skipped when the connection
+    is gone or holds no transaction (the server already ended it)."""
+    if command == "ROLLBACK" and (driver.is_closed() or not driver.is_in_transaction()):
+        return
+    await driver.execute(command)

@@ -565,7 +565,7 @@ async def retry_allocation(db: Database, actor: Actor, order_id: UUID) -> OrderA
     # bench/allocation.py: fewer wasted transactions than further optimistic tries).
     for lock_stock in (False, True):
         try:
-            async with db.driver_transaction(actor.scope) as driver:
+            async with db.driver_transaction(actor.scope, extra_settings=allocation.PLAN_SETTINGS) as driver:
                 found = await allocation.read_locked_order_stock(
                     driver, actor.tenant_ids, order_id, lock_stock=lock_stock
                 )
