@@ -166,6 +166,11 @@ class Phase:
     holds_written: int = 0
     recycled: int = 0
     ranks: list[int] = field(default_factory=list)
+    # Rank samples whose check ran while a re-opening batch was being written (perf_counter
+    # windows below): the items that batch put back were not open when the claim was made,
+    # yet the check, a moment later, counts them. Kept apart, with their ranks.
+    ranks_beside_recycling: list[int] = field(default_factory=list)
+    recycling: list[tuple[float, float]] = field(default_factory=list)
     checks: dict = field(default_factory=dict)
     dead_rows: dict = field(default_factory=dict)
     # CPU seconds of this process (the agents' Python side) during the phase.
@@ -664,7 +669,12 @@ async def run_phase(
                     phase.service.append(answered_at - asked)
                 tenant_id, item_id = got
                 if next(claims_seen) % args.sample_every == 0:
-                    phase.ranks.append(await rank_of(checker, agent, tenant_id, item_id, 1000))
+                    rank = await rank_of(checker, agent, tenant_id, item_id, 1000)
+                    checked_at = time.perf_counter()
+                    # From when the claim was asked: its snapshot may predate a batch that
+                    # committed before the answer arrived.
+                    beside = any(b < checked_at and e > asked for b, e in phase.recycling[-3:])
+                    (phase.ranks_beside_recycling if beside else phase.ranks).append(rank)
                 n += 1
                 hand_back = hand_backs[n % len(hand_backs)]
                 phase.holds.append((agent.index, tenant_id, item_id, answered, clock()))
@@ -715,7 +725,11 @@ async def run_phase(
         try:
             while going():
                 await asyncio.sleep(every)
+                began = time.perf_counter()
+                # Open before the statement runs, so that a check running meanwhile sees it.
+                phase.recycling.append((began, float("inf")))
                 status = await conn.execute(RECYCLE)
+                phase.recycling[-1] = (began, time.perf_counter())
                 phase.recycled += int(status.split()[-1])
         finally:
             await conn.close()
@@ -913,6 +927,8 @@ def summarise(args, phases: list[Phase]) -> dict:
                 "rank_samples": len(p.ranks),
                 "rank_max": max(p.ranks) if p.ranks else None,
                 "rank_within_50": sum(1 for r in p.ranks if r < 50),
+                "rank_samples_beside_recycling": len(p.ranks_beside_recycling),
+                "rank_max_beside_recycling": max(p.ranks_beside_recycling, default=None),
                 "recycled": p.recycled,
                 "report_ended_after_s": round(p.report_ended_after, 1) if p.report_ended_after else None,
                 "rate_by_20s": [
