@@ -7,7 +7,8 @@ What one run does, on a fresh database of its own (`--server-url`):
 
 1. Makes three tenants with the same two warehouses (BER, MUC) and the same stock
    of `--skus` hot SKUs, fewer units than the orders want, so the last units are
-   fought over and the rest is backordered.
+   fought over and the rest is backordered. Then runs ANALYZE, as autovacuum would
+   on a live server (the development server runs without it).
 2. Raw baseline (tenant 1): `--concurrency` asyncpg connections as the application
    role, each transaction: scope settings, then per order line in (warehouse, sku)
    order the conditional `UPDATE stock_levels … WHERE on_hand - reserved >= q

@@ -37,7 +37,11 @@ What one run does, on a fresh database of its own (`--server-url`):
    `work_claims` rows as claims seen, at most one open claim per item; and for
    every `--sample-every`-th claim, right after it, how many items the agent
    could take were more urgent and still open (the claim is "within the N most
-   urgent" when that is < N).
+   urgent" when that is < N). With `--claims`, samples whose check overlapped a
+   re-opening batch are reported apart: that batch's items were not open when the
+   claim chose. Before each phase the objects that exist are frozen out of the
+   garbage collector's sight, as `orderdesk serve` does, and the phase's
+   collections are counted.
 
 Rates are claim-and-release cycles per second; latencies are the claim call alone
 (closed loop) or from when the claim was due (open loop).
@@ -48,6 +52,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import cProfile
+import gc
 import itertools
 import json
 import os
@@ -170,6 +175,8 @@ class Phase:
     # windows below): the items that batch put back were not open when the claim was made,
     # yet the check, a moment later, counts them. Kept apart, with their ranks.
     ranks_beside_recycling: list[int] = field(default_factory=list)
+    # (generation, seconds) of every garbage collection during the phase.
+    gc_pauses: list[tuple[int, float]] = field(default_factory=list)
     recycling: list[tuple[float, float]] = field(default_factory=list)
     checks: dict = field(default_factory=dict)
     dead_rows: dict = field(default_factory=dict)
@@ -629,6 +636,22 @@ async def run_phase(
     phase = Phase(name)
     phase.pace = pace
     claims_seen = itertools.count(1)
+    # What `orderdesk serve` does once started: what exists now (modules, compiled
+    # statements, the set-up's objects) leaves the collector's sight, so a full collection
+    # during the phase walks only what the phase itself made. Done before every phase,
+    # raw or OrderDesk alike; the pauses that remain are counted (gc_pauses).
+    gc.collect()
+    gc.freeze()
+    collection_began = 0.0
+
+    def note_collection(stage: str, info: dict) -> None:
+        nonlocal collection_began
+        if stage == "start":
+            collection_began = time.perf_counter()
+        else:
+            phase.gc_pauses.append((info["generation"], time.perf_counter() - collection_began))
+
+    gc.callbacks.append(note_collection)
     stop_at = 0.0
     # --claims: the phase ends when that many claims were made, however long it takes.
     claim_limit = args.claims or None
@@ -780,6 +803,7 @@ async def run_phase(
     await asyncio.gather(*(agent_loop(a) for a in agents))
     phase.seconds = time.perf_counter() - started
     phase.client_cpu = time.process_time() - cpu_started
+    gc.callbacks.remove(note_collection)
     phase.db_cpu = cpu_seconds(backends) - db_cpu_before
     if profiler:
         profiler.disable()
@@ -930,6 +954,9 @@ def summarise(args, phases: list[Phase]) -> dict:
                 "rank_samples_beside_recycling": len(p.ranks_beside_recycling),
                 "rank_max_beside_recycling": max(p.ranks_beside_recycling, default=None),
                 "recycled": p.recycled,
+                "gc_collections": len(p.gc_pauses),
+                "gc_full_collections": sum(1 for g, _ in p.gc_pauses if g == 2),
+                "gc_pause_max_ms": round(1000 * max((t for _, t in p.gc_pauses), default=0), 1),
                 "report_ended_after_s": round(p.report_ended_after, 1) if p.report_ended_after else None,
                 "rate_by_20s": [
                     sum(1 for t in p.finished_at if p.started + a <= t < p.started + a + 20) / 20
