@@ -68,6 +68,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
+from server_cpu import backend_pids, cpu_seconds  # noqa: E402 (bench/, the script's own folder)
+
 KINDS = ("order_entry", "verification", "exception", "customer_message", "tracking_follow_up", "return")
 LANGUAGES = ("en", "de", "fr", "es")
 CHANNELS = ("email", "phone", "chat")
@@ -296,33 +298,6 @@ async def reset(owner_dsn: str) -> None:
             await conn.execute(statement)
     finally:
         await conn.close()
-
-
-async def backend_pids(owner_dsn: str) -> list[int]:
-    """The server processes of every session on the bench database (the agents' pools are open)."""
-    import asyncpg
-
-    conn = await asyncpg.connect(owner_dsn)
-    try:
-        rows = await conn.fetch(
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
-        return [r["pid"] for r in rows]
-    finally:
-        await conn.close()
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU of these processes from /proc (0 for those gone or unreadable)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / ticks
 
 
 async def table_stats(owner_dsn: str) -> dict:

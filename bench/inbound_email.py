@@ -52,6 +52,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
+from server_cpu import backend_pids, cpu_seconds  # noqa: E402 (bench/, the script's own folder)
+
 DOMAIN = "inbound.bench"
 LOREM = (
     "Thanks for the quick answer. I ordered the tent for a trip next weekend and would like to know "
@@ -196,33 +198,6 @@ class Phase:
         }
 
 
-def cpu_seconds(pids: list[int]) -> float:
-    """User + system CPU of these processes from /proc (0 for those gone or unreadable)."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])
-    return total / ticks
-
-
-async def backends_cpu(owner_dsn: str) -> float:
-    """CPU of the backends connected to the bench database, other than this query's own."""
-    import asyncpg
-
-    conn = await asyncpg.connect(owner_dsn)
-    try:
-        rows = await conn.fetch(
-            "SELECT pid FROM pg_stat_activity WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        )
-    finally:
-        await conn.close()
-    return cpu_seconds([r["pid"] for r in rows])
-
-
 async def _run_phase(name: str, mix, concurrency: int, handle, owner_dsn: str) -> Phase:
     phase = Phase(name)
     queue: asyncio.Queue = asyncio.Queue()
@@ -242,7 +217,7 @@ async def _run_phase(name: str, mix, concurrency: int, handle, owner_dsn: str) -
     await asyncio.gather(*(worker() for _ in range(concurrency)))
     phase.seconds = time.perf_counter() - started
     phase.client_cpu = time.process_time() - cpu_started
-    phase.db_cpu = await backends_cpu(owner_dsn)
+    phase.db_cpu = cpu_seconds(await backend_pids(owner_dsn))
     return phase
 
 
