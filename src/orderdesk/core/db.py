@@ -62,6 +62,14 @@ def created_at_column() -> Mapped[dt.datetime]:
 # long-lived connections on its own).
 POOL_RECYCLE_SECONDS = 1800
 
+# `extra_settings` for a hot path's driver transaction whose statements find rows by key:
+# one generic plan per connection serves every call. Left to itself PostgreSQL plans such
+# a statement afresh on each call while the generic plan's estimate looks dearer (as it
+# does under row-level security), and it starts that again, five custom plans at a time,
+# whenever a VACUUM or ANALYZE of a table the statement reads invalidates the cached
+# plans, on every connection at once (bench/allocation.py, bench/claims.py).
+GENERIC_PLANS = {"plan_cache_mode": "force_generic_plan"}
+
 
 def make_engine(url: URL, *, pool_size: int = 10, application_name: str = "orderdesk") -> AsyncEngine:
     # No pre-ping: with asyncpg it costs round trips before every transaction (measured in

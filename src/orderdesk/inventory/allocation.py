@@ -64,14 +64,6 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
-# Transaction settings for `retry_allocation`'s driver transaction. Its two statements
-# look rows up by key, so one generic plan per connection serves every order; left to
-# itself PostgreSQL planned them afresh on each call (under row-level security the
-# generic plan's estimate looks dearer), about 1 ms of server CPU per order
-# (bench/allocation.py).
-PLAN_SETTINGS = {"plan_cache_mode": "force_generic_plan"}
-
-
 class LostRace(Exception):
     """A planned reservation found fewer units than the plan read a moment before."""
 

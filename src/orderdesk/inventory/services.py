@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from orderdesk.accounts.actors import Actor, ActorKind
 from orderdesk.accounts.models import ClientRole
 from orderdesk.core import geo
-from orderdesk.core.db import Database
+from orderdesk.core.db import GENERIC_PLANS, Database
 from orderdesk.core.errors import Conflict, FieldError, NotFound, PermissionDenied, ValidationFailed
 from orderdesk.core.ids import new_id
 from orderdesk.core.validation import Collector
@@ -565,7 +565,7 @@ async def retry_allocation(db: Database, actor: Actor, order_id: UUID) -> OrderA
     # bench/allocation.py: fewer wasted transactions than further optimistic tries).
     for lock_stock in (False, True):
         try:
-            async with db.driver_transaction(actor.scope, extra_settings=allocation.PLAN_SETTINGS) as driver:
+            async with db.driver_transaction(actor.scope, extra_settings=GENERIC_PLANS) as driver:
                 found = await allocation.read_locked_order_stock(
                     driver, actor.tenant_ids, order_id, lock_stock=lock_stock
                 )

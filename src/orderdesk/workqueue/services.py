@@ -38,7 +38,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from orderdesk.accounts.actors import Actor, ActorKind
 from orderdesk.accounts.models import AgentAssignment, StaffRole, User, UserKind, WebSession
-from orderdesk.core.db import Database, session_driver
+from orderdesk.core.db import GENERIC_PLANS, Database, session_driver
 from orderdesk.core.errors import (
     Conflict,
     FieldError,
@@ -1011,7 +1011,9 @@ async def claim_next_work_item(
     # One Get next per agent at a time, so a double click cannot claim two items: the lock
     # is taken with the scope, and the claim statement after it runs on a new snapshot, so
     # it sees what a previous call of the same agent committed.
-    async with db.driver_transaction(actor.scope, advisory_lock=f"work-agent:{actor.id}") as driver:
+    async with db.driver_transaction(
+        actor.scope, advisory_lock=f"work-agent:{actor.id}", extra_settings=GENERIC_PLANS
+    ) as driver:
         if _return_due_now(actor.tenant_ids, now):
             due = {"now": now, "tenant_ids": tenant_ids, "batch": SWEEP_BATCH}
             await _fetchrow(driver, _RETURN_EXPIRED_DRIVER, due)
@@ -1138,7 +1140,7 @@ async def _release_held(
         "agent_id": actor.id,
         "reason": reason,
     }
-    async with db.driver_transaction(actor.scope) as driver:
+    async with db.driver_transaction(actor.scope, extra_settings=GENERIC_PLANS) as driver:
         picked = await _fetchrow(driver, _RELEASE_HELD_DRIVER, params)
     if picked is None:
         return None
