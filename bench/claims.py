@@ -116,6 +116,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         " (it may open as many again as overflow); default one per agent.",
     )
     parser.add_argument(
+        "--max-overflow",
+        type=int,
+        default=None,
+        help="OrderDesk phases: connections opened beyond the pool while it is busy"
+        " (ORDERDESK_DB_MAX_OVERFLOW; default as many as the pool).",
+    )
+    parser.add_argument(
         "--recycle-every",
         type=float,
         default=None,
@@ -422,14 +429,17 @@ class RawClaimer:
 
 
 class AppClaimer:
-    def __init__(self, settings, agents: int, pool_size: int | None = None) -> None:
+    def __init__(
+        self, settings, agents: int, pool_size: int | None = None, max_overflow: int | None = None
+    ) -> None:
         self.settings = settings
         self.size = pool_size or agents
+        self.max_overflow = max_overflow
 
     async def __aenter__(self):
         from orderdesk.core.db import Database, make_engine
 
-        engine = make_engine(self.settings.app_url, pool_size=self.size)
+        engine = make_engine(self.settings.app_url, pool_size=self.size, max_overflow=self.max_overflow)
         self.db = Database(engine)
         # Open every connection before the clock starts.
         conns = [await self.db.engine.connect() for _ in range(self.size)]
@@ -847,7 +857,9 @@ async def run(args) -> dict:
                 if phase_name.startswith("raw"):
                     claimer = RawClaimer(_plain(settings.app_url), args.agents)
                 else:
-                    claimer = AppClaimer(settings, args.agents, pool_size=args.pool_size)
+                    claimer = AppClaimer(
+                        settings, args.agents, pool_size=args.pool_size, max_overflow=args.max_overflow
+                    )
                 async with claimer:
                     phase = await run_phase(
                         args, phase_name, claimer, agents, checker, owner_dsn, _plain(settings.app_url), pace
@@ -907,6 +919,7 @@ def summarise(args, phases: list[Phase]) -> dict:
             "vacuum_every_s": args.vacuum_every,
             "claims_target": args.claims,
             "app_pool_size": args.pool_size or args.agents,
+            "app_max_overflow": args.max_overflow,
         },
         "phases": [
             {

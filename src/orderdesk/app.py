@@ -95,7 +95,10 @@ def create_app(settings: Settings) -> Litestar:
 
     async def open_resources(app: Litestar) -> None:
         app.state.settings = settings
-        app.state.db = Database(make_engine(settings.app_url, pool_size=settings.db_pool_size))
+        engine = make_engine(
+            settings.app_url, pool_size=settings.db_pool_size, max_overflow=settings.db_max_overflow
+        )
+        app.state.db = Database(engine)
         app.state.queue = queue.connect(settings.redis_url, settings.queue_name)
 
     async def close_resources(app: Litestar) -> None:

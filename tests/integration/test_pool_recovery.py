@@ -8,7 +8,7 @@ import asyncio
 import pytest
 from sqlalchemy import text
 
-from orderdesk.core.db import _quoted, _return_to_pool
+from orderdesk.core.db import _quoted, _return_to_pool, make_engine
 from orderdesk.core.tenancy import Scope
 
 
@@ -124,3 +124,30 @@ def test_scope_values_that_could_end_a_literal_are_refused():
     for bad in ("a\\', true); --", "nul\x00"):
         with pytest.raises(ValueError, match="not allowed"):
             _quoted(bad)
+
+
+@pytest.mark.parametrize(("max_overflow", "second_connects"), [(None, True), (0, False)])
+async def test_max_overflow_decides_whether_a_busy_pool_connects_or_waits(
+    settings, max_overflow, second_connects
+):
+    """ORDERDESK_DB_MAX_OVERFLOW: by default a busy pool opens a further connection; with 0
+    the next caller waits for a pooled one instead of paying for a new connection."""
+    engine = make_engine(settings.app_url, pool_size=1, max_overflow=max_overflow)
+    try:
+        async with engine.connect() as first:
+            await first.execute(text("SELECT 1"))
+
+            async def second() -> int:
+                async with engine.connect() as connection:
+                    return await connection.scalar(text("SELECT 2"))
+
+            if second_connects:
+                assert await asyncio.wait_for(second(), timeout=10) == 2
+            else:
+                with pytest.raises(TimeoutError):
+                    await asyncio.wait_for(second(), timeout=0.5)
+        # Once the first is back, a waiting caller gets it.
+        async with engine.connect() as again:
+            assert await again.scalar(text("SELECT 3")) == 3
+    finally:
+        await engine.dispose()

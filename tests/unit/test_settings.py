@@ -56,6 +56,10 @@ def test_app_url_alone_is_enough_for_web_and_worker():
         ({"DATABASE_URL": "postgresql://x/y", "REDIS_URL": "http://x"}, "REDIS_URL must start with"),
         ({"DATABASE_URL": "postgresql://x/y", "ORDERDESK_SECRET_KEY": "short"}, "ORDERDESK_SECRET_KEY"),
         ({"DATABASE_URL": "postgresql://x/y", "ORDERDESK_DB_POOL_SIZE": "many"}, "ORDERDESK_DB_POOL_SIZE"),
+        (
+            {"DATABASE_URL": "postgresql://x/y", "ORDERDESK_DB_MAX_OVERFLOW": "-1"},
+            "ORDERDESK_DB_MAX_OVERFLOW",
+        ),
         ({}, "DATABASE_URL is not set"),
         (
             {"DATABASE_URL": "postgresql://x/y", "ORDERDESK_PUBLIC_URL": "desk.example.com"},

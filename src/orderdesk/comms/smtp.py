@@ -110,7 +110,12 @@ async def run_smtp_server(settings, *, host: str, port: int) -> None:
     configure_logging(settings.log_level, json=settings.log_json)
     connect_features()
     db = Database(
-        make_engine(settings.app_url, pool_size=settings.db_pool_size, application_name="orderdesk-smtp")
+        make_engine(
+            settings.app_url,
+            pool_size=settings.db_pool_size,
+            max_overflow=settings.db_max_overflow,
+            application_name="orderdesk-smtp",
+        )
     )
     try:
         server = await start_smtp_server(db, host=host, port=port, domains=settings.inbound_email_domains)

@@ -71,14 +71,18 @@ POOL_RECYCLE_SECONDS = 1800
 GENERIC_PLANS = {"plan_cache_mode": "force_generic_plan"}
 
 
-def make_engine(url: URL, *, pool_size: int = 10, application_name: str = "orderdesk") -> AsyncEngine:
+def make_engine(
+    url: URL, *, pool_size: int = 10, max_overflow: int | None = None, application_name: str = "orderdesk"
+) -> AsyncEngine:
+    """The engine of one process: `pool_size` kept connections, `max_overflow` (default: as
+    many) more opened when those are busy and closed again on return."""
     # No pre-ping: with asyncpg it costs round trips before every transaction (measured in
     # bench/claims.py). The scope statement that opens every transaction is the check
     # instead; see Database.transaction.
     return create_async_engine(
         url,
         pool_size=pool_size,
-        max_overflow=pool_size,
+        max_overflow=pool_size if max_overflow is None else max_overflow,
         pool_recycle=POOL_RECYCLE_SECONDS,
         connect_args={"server_settings": {"application_name": application_name}},
     )
