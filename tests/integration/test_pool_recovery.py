@@ -151,3 +151,30 @@ async def test_max_overflow_decides_whether_a_busy_pool_connects_or_waits(
             assert await again.scalar(text("SELECT 3")) == 3
     finally:
         await engine.dispose()
+
+
+@pytest.mark.parametrize("opener", ["other_scope", "extra_settings", "driver"])
+async def test_a_request_never_holds_two_connections(settings, world, opener):
+    """A request that authenticated by API key holds the lookup's transaction for its work.
+    When its work cannot continue that one, it is given back first: on a pool of one
+    connection without overflow the work still gets a connection instead of waiting
+    for its own request to finish."""
+    from orderdesk.core.db import Database
+
+    engine = make_engine(settings.app_url, pool_size=1, max_overflow=0)
+    database = Database(engine)
+    scope = Scope(tenant_ids=frozenset({world.a.id}))
+    try:
+        request_db = database.continuing(await database.begin(scope), scope)
+        async with asyncio.timeout(10):
+            if opener == "driver":
+                async with request_db.driver_transaction(scope) as driver:
+                    assert await driver.fetchval("SELECT 1") == 1
+            else:
+                other = Scope(tenant_ids=frozenset({world.b.id})) if opener == "other_scope" else scope
+                extra = {"lock_timeout": "1s"} if opener == "extra_settings" else None
+                async with request_db.transaction(other, extra_settings=extra) as session:
+                    assert await session.scalar(text("SELECT 1")) == 1
+            await request_db.release_open_transaction()  # what the request does at its end
+    finally:
+        await engine.dispose()

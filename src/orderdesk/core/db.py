@@ -135,6 +135,21 @@ class Database:
             pending.session = None
             await session.close()
 
+    async def _continue_open_transaction(
+        self, scope: Scope, extra_settings: Mapping[str, str] | None = None
+    ) -> AsyncSession | None:
+        """The request's open transaction when this one can continue it (same scope, no
+        extra settings); otherwise it is given back first, so that a request never holds
+        two connections at once (with no pool overflow, requests doing so could starve
+        each other). It held only the key lookup, which is rolled back either way."""
+        pending = self._open_transaction
+        if pending is None:
+            return None
+        session = pending.take(scope) if not extra_settings else None
+        if session is None:
+            await self.release_open_transaction()
+        return session
+
     async def begin(self, scope: Scope) -> AsyncSession:
         """A session in a new transaction limited to `scope`; the caller commits and closes it."""
         return await self._open(scope)
@@ -149,8 +164,7 @@ class Database:
         row-level security sees exactly the tenants the caller may touch.
         `extra_settings` are set with it, in the same statement (see `apply_scope`).
         """
-        reusable = self._open_transaction if not extra_settings else None
-        session = reusable.take(scope) if reusable else None
+        session = await self._continue_open_transaction(scope, extra_settings)
         if session is None:
             session = await self._open(scope, extra_settings)
         try:
@@ -198,6 +212,8 @@ class Database:
         trip, before any statement of the body runs.
         """
         opening = "BEGIN; " + _scope_statement(scope, advisory_lock, extra_settings)
+        # A driver transaction never continues the request's open one: that goes back first.
+        await self.release_open_transaction()
 
         async def begin() -> tuple[PoolProxiedConnection, Any]:
             # The pool's connection without SQLAlchemy's Connection around it: Get next runs
