@@ -44,7 +44,9 @@ What one run does, on a fresh database of its own (`--server-url`):
    collections are counted.
 
 Rates are claim-and-release cycles per second; latencies are the claim call alone
-(closed loop) or from when the claim was due (open loop).
+(closed loop) or from when the claim was due (open loop). Paced phases also say how
+many of their slowest claims (at or above the p99) answered during one of the phase's
+VACUUMs or within 0.5 s after it.
 """
 
 from __future__ import annotations
@@ -173,6 +175,10 @@ class Phase:
     latencies: list[float] = field(default_factory=list)
     # The claim call alone, in both.
     service: list[float] = field(default_factory=list)
+    # perf_counter when each claim in `latencies` answered, in the same order.
+    answered: list[float] = field(default_factory=list)
+    # (start, end) perf_counter of each VACUUM during the phase.
+    vacuums: list[tuple[float, float]] = field(default_factory=list)
     pace: float | None = None
     # (agent, tenant, item, CLOCK_MONOTONIC ns when the claim answered, ns when the release
     # began), written to the bench_holds table in batches so that any number of claims fits.
@@ -200,6 +206,16 @@ class Phase:
     @property
     def rate(self) -> float:
         return self.cycles / self.seconds if self.seconds else 0.0
+
+    def slow_near_vacuum(self, after: float = 0.5) -> tuple[int, int]:
+        """Of the claims at or above the p99, how many answered during a VACUUM or within
+        `after` seconds of its end: (those, all of them)."""
+        if not self.latencies:
+            return 0, 0
+        p99 = self.percentile(0.99) / 1000
+        slow = [t for t, latency in zip(self.answered, self.latencies, strict=True) if latency >= p99]
+        near = sum(1 for t in slow if any(start <= t <= end + after for start, end in self.vacuums))
+        return near, len(slow)
 
     def percentile(self, p: float, of: str = "latencies") -> float:
         values = getattr(self, of)
@@ -674,6 +690,7 @@ async def run_phase(
                 answered = clock()
                 if not pace or answered_at - started >= args.warmup:
                     phase.latencies.append(latency)
+                    phase.answered.append(answered_at)
                     phase.service.append(answered_at - asked)
                 tenant_id, item_id = got
                 if next(claims_seen) % args.sample_every == 0:
@@ -723,6 +740,7 @@ async def run_phase(
                 await conn.execute("VACUUM work_items")
                 await conn.execute("VACUUM work_claims")
                 vacuums.append(time.perf_counter() - began)
+                phase.vacuums.append((began, time.perf_counter()))
         finally:
             await conn.close()
 
@@ -867,7 +885,11 @@ async def run(args) -> dict:
                 phases.append(phase)
                 paced = ""
                 if pace:
-                    paced = f" (due {pace:.1f}/s; call alone p99 {phase.percentile(0.99, 'service'):.1f} ms)"
+                    near, slow = phase.slow_near_vacuum()
+                    paced = (
+                        f" (due {pace:.1f}/s; call alone p99 {phase.percentile(0.99, 'service'):.1f} ms;"
+                        f" {near}/{slow} of the slowest near a VACUUM)"
+                    )
                 print(
                     f"  {phase.name:<12} {phase.rate:8.1f} cycles/s  p50 {phase.percentile(0.5):6.1f} ms"
                     f"  p99 {phase.percentile(0.99):7.1f} ms  claims {phase.cycles:,}"
@@ -933,6 +955,9 @@ def summarise(args, phases: list[Phase]) -> dict:
                 "paced_claims_per_s": round(p.pace, 1) if p.pace else None,
                 "claim_call_p50_ms": round(p.percentile(0.5, "service"), 2),
                 "claim_call_p99_ms": round(p.percentile(0.99, "service"), 2),
+                # Claims at or above the p99 that answered during a VACUUM or within 0.5 s after.
+                "slowest_near_vacuum": p.slow_near_vacuum()[0],
+                "slowest": p.slow_near_vacuum()[1],
                 "empty_answers": p.empty,
                 "client_cpu_ms_per_cycle": round(p.client_cpu / max(p.cycles, 1) * 1000, 3),
                 "db_cpu_ms_per_cycle": round(p.db_cpu / max(p.cycles, 1) * 1000, 3),
