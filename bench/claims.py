@@ -118,6 +118,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         " (it may open as many again as overflow); default one per agent.",
     )
     parser.add_argument(
+        "--full-rate",
+        type=float,
+        default=None,
+        help="Claims per second that @N phases take N %% of, instead of OrderDesk's closed-loop rate"
+        " measured in the run: the same pace across runs, to compare them.",
+    )
+    parser.add_argument(
         "--max-overflow",
         type=int,
         default=None,
@@ -866,10 +873,14 @@ async def run(args) -> dict:
                 pace = None
                 if "@" in phase_name:
                     # The same claims per second for raw and OrderDesk: a share of what OrderDesk
-                    # sustained closed-loop earlier in this run.
+                    # sustained closed-loop earlier in this run (or of --full-rate).
                     closed = [p.rate for p in phases if p.name == "app"]
+                    if args.full_rate:
+                        closed = [args.full_rate]
                     if not closed:
-                        raise SystemExit(f"{phase_name}: needs an 'app' phase before it to set the pace")
+                        raise SystemExit(
+                            f"{phase_name}: needs an 'app' phase before it, or --full-rate, to set the pace"
+                        )
                     pace = float(phase_name.split("@")[1]) / 100 * sum(closed) / len(closed)
                 await reset(owner_dsn)
                 if phase_name.startswith("raw"):
@@ -942,6 +953,7 @@ def summarise(args, phases: list[Phase]) -> dict:
             "claims_target": args.claims,
             "app_pool_size": args.pool_size or args.agents,
             "app_max_overflow": args.max_overflow,
+            "full_rate": args.full_rate,
         },
         "phases": [
             {
