@@ -158,7 +158,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, help="Also write the results here.")
     parser.add_argument("--profile", type=Path, help="cProfile the OrderDesk phases into this file.")
     parser.add_argument("--keep", action="store_true", help="Keep the database (its name is printed).")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.full_rate is not None and args.full_rate <= 0:
+        parser.error("--full-rate must be a positive number of claims per second")
+    if args.max_overflow is not None and args.max_overflow < 0:
+        parser.error("--max-overflow must be 0 or more")
+    return args
 
 
 def _plain(url) -> str:
