@@ -31,14 +31,7 @@ from sqlalchemy.pool import PoolProxiedConnection
 from sqlalchemy.util import greenlet_spawn
 
 from orderdesk.core import events
-from orderdesk.core.tenancy import (
-    API_KEY_SETTING,
-    TENANTS_SETTING,
-    USER_SETTING,
-    Scope,
-    apply_scope,
-    scope_settings,
-)
+from orderdesk.core.tenancy import Scope, apply_scope, scope_settings
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -339,9 +332,7 @@ def _scope_statement(
     value here is made by the platform (tenant and user ids, a key's hex digest, setting
     and lock names), and `_quoted` refuses what could end a literal early anyway.
     """
-    tenants, user_id, key_hash = scope_settings(scope)
-    settings = {TENANTS_SETTING: tenants, USER_SETTING: user_id, API_KEY_SETTING: key_hash}
-    settings.update(extra_settings or {})
+    settings = scope_settings(scope) | dict(extra_settings or {})
     calls = [f"set_config({_quoted(name)}, {_quoted(value)}, true)" for name, value in settings.items()]
     if advisory_lock is not None:
         calls.append(f"pg_advisory_xact_lock(hashtextextended({_quoted(advisory_lock)}, 0))")

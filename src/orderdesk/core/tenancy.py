@@ -46,13 +46,14 @@ def _array_literal(ids: frozenset[UUID]) -> str:
     return "{" + ",".join(sorted(str(i) for i in ids)) + "}"
 
 
-def scope_settings(scope: Scope) -> tuple[str, str, str]:
-    """The values of the three settings (tenants, user, API key hash) for `scope`."""
-    return (
-        _array_literal(scope.tenant_ids),
-        str(scope.user_id) if scope.user_id else "",
-        scope.api_key_hash or "",
-    )
+def scope_settings(scope: Scope) -> dict[str, str]:
+    """The three transaction settings that carry `scope` (tenants, user, API key hash):
+    setting name → value."""
+    return {
+        TENANTS_SETTING: _array_literal(scope.tenant_ids),
+        USER_SETTING: str(scope.user_id) if scope.user_id else "",
+        API_KEY_SETTING: scope.api_key_hash or "",
+    }
 
 
 _SET_SCOPE_SQL = (
@@ -77,13 +78,14 @@ async def apply_scope(
     the inbound address a lookup policy reads), and `advisory_lock`, that
     transaction-level advisory lock (by name), taken after the settings.
     """
+    values = scope_settings(scope)
     parameters = {
         "tenants_key": TENANTS_SETTING,
-        "tenants": _array_literal(scope.tenant_ids),
+        "tenants": values[TENANTS_SETTING],
         "user_key": USER_SETTING,
-        "user_id": str(scope.user_id) if scope.user_id else "",
+        "user_id": values[USER_SETTING],
         "key_key": API_KEY_SETTING,
-        "key_hash": scope.api_key_hash or "",
+        "key_hash": values[API_KEY_SETTING],
     }
     if not extra_settings and advisory_lock is None:
         await session.execute(_SET_SCOPE, parameters)
