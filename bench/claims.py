@@ -132,6 +132,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         " (ORDERDESK_DB_MAX_OVERFLOW; default as many as the pool).",
     )
     parser.add_argument(
+        "--drop-index",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="Diagnosis: drop this index after the set-up (repeatable), to measure what it costs.",
+    )
+    parser.add_argument(
         "--recycle-every",
         type=float,
         default=None,
@@ -282,17 +289,26 @@ async def setup(args, owner_dsn: str, settings) -> list[Agent]:
                     rng.sample(CHANNELS, rng.randint(2, 3)),
                     kinds,
                 )
+        # As on a live desk, every item has its order except half the customer messages,
+        # and every customer message its conversation: the indexes on both columns then
+        # hold what they would in production. Ids derive from g so the items can find them.
+        await conn.execute(BENCH_ORDERS, args.items, tenant_ids)
+        await conn.execute(BENCH_CONVERSATIONS, args.items, tenant_ids)
         # Due times from two hours ago (breached) to two days ahead; half the items need a
         # language, half a channel; values and priorities spread.
         await conn.execute(
             """
-            INSERT INTO work_items (tenant_id, id, kind, status, title, cause, language, channel, priority,
+            INSERT INTO work_items (tenant_id, id, kind, status, title, cause, order_id, order_number,
+                conversation_id, language, channel, priority,
                 value_minor, currency, client_tier, sla_target_seconds, sla_consumed_seconds,
                 sla_running_since, due_at, at_risk_at, created_by, created_at, updated_at)
             SELECT t.ids[1 + (g % cardinality(t.ids))], gen_random_uuid(),
                 (ARRAY['order_entry','verification','exception','customer_message',
                        'tracking_follow_up','return'])[1 + (g * 7 % 6)]::work_item_kind,
                 'open', 'Bench item ' || g, 'manual:bench',
+                CASE WHEN g * 7 % 6 <> 3 OR g % 2 = 0 THEN md5('order' || g)::uuid END,
+                CASE WHEN g * 7 % 6 <> 3 OR g % 2 = 0 THEN g END,
+                CASE WHEN g * 7 % 6 = 3 THEN md5('conversation' || g)::uuid END,
                 CASE WHEN g % 2 = 0 THEN (ARRAY['en','de','fr','es'])[1 + (g / 2 % 4)] END,
                 CASE WHEN g % 3 = 0 THEN (ARRAY['email','phone','chat'])[1 + (g / 3 % 3)] END,
                 (ARRAY['normal','normal','normal','high','urgent'])[1 + (g * 13 % 5)]::order_priority,
@@ -306,12 +322,34 @@ async def setup(args, owner_dsn: str, settings) -> list[Agent]:
             tenant_ids,
         )
         await conn.execute(HOLDS_TABLE)
+        for index in args.drop_index:
+            await conn.execute(f'DROP INDEX "{index}"')
         await conn.execute("VACUUM ANALYZE work_items")
         await conn.execute("VACUUM ANALYZE agent_assignments")
     finally:
         await conn.close()
     return agents
 
+
+# One order per item number g (the same rows the items point at), all awaiting verification.
+BENCH_ORDERS = """
+    INSERT INTO orders (tenant_id, id, number, channel, status, payment_status, priority, customer_name,
+        shipping_address, currency, subtotal_minor, tax_minor, shipping_minor, discount_minor,
+        total_minor, lines_fingerprint)
+    SELECT t.ids[1 + (g % cardinality(t.ids))], md5('order' || g)::uuid, g, 'agent',
+        'awaiting_verification', 'pending', 'normal', 'Bench customer ' || g, '{}', 'EUR',
+        (g * 7919) % 500000, 0, 0, 0, (g * 7919) % 500000, 'bench'
+    FROM generate_series(1, $1) AS g, (SELECT $2::uuid[] AS ids) AS t
+    WHERE g * 7 % 6 <> 3 OR g % 2 = 0
+"""
+
+# One conversation per customer-message item.
+BENCH_CONVERSATIONS = """
+    INSERT INTO conversations (tenant_id, id, reply_token, status, channel)
+    SELECT t.ids[1 + (g % cardinality(t.ids))], md5('conversation' || g)::uuid, 'bench' || g, 'open', 'email'
+    FROM generate_series(1, $1) AS g, (SELECT $2::uuid[] AS ids) AS t
+    WHERE g * 7 % 6 = 3
+"""
 
 RESET = [
     """UPDATE work_items SET status = 'open', outcome = NULL, finished_at = NULL, finished_by = NULL,

@@ -110,7 +110,14 @@ class WorkItem(Base):
         ForeignKeyConstraint(
             ["tenant_id", "conversation_id"], ["conversations.tenant_id", "conversations.id"]
         ),
-        Index("ix_work_items_conversation", "tenant_id", "conversation_id"),
+        # Only the items that have one (most have no conversation): no query looks up a NULL,
+        # and a full index piles every other item into one run of equal keys (migration 0020).
+        Index(
+            "ix_work_items_conversation",
+            "tenant_id",
+            "conversation_id",
+            postgresql_where=text("conversation_id IS NOT NULL"),
+        ),
         # "Get next": the claimable items in priority order (see policies.priority_key).
         Index(
             "ix_work_items_queue",
@@ -131,7 +138,7 @@ class WorkItem(Base):
             postgresql_where=text(f"order_id IS NOT NULL AND {ACTIVE_SQL}"),
         ),
         Index("ix_work_items_tenant_status", "tenant_id", "status"),
-        Index("ix_work_items_order", "tenant_id", "order_id"),
+        Index("ix_work_items_order", "tenant_id", "order_id", postgresql_where=text("order_id IS NOT NULL")),
         Index("ix_work_items_claimed_by", "claimed_by", postgresql_where=text("status = 'claimed'")),
         Index("ix_work_items_lease", "lease_expires_at", postgresql_where=text("status = 'claimed'")),
         Index("ix_work_items_snoozed", "snoozed_until", postgresql_where=text("status = 'snoozed'")),
