@@ -65,6 +65,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--redis-url", default=os.environ.get("BENCH_REDIS_URL", "redis://127.0.0.1:6379/0"))
     parser.add_argument("--json", type=Path, help="Also write the results here.")
     parser.add_argument("--keep", action="store_true", help="Keep the database (its name is printed).")
+    parser.add_argument(
+        "--drop-index",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="Diagnosis: drop this index after the set-up (repeatable), to measure what it costs.",
+    )
     return parser.parse_args(argv)
 
 
@@ -371,6 +378,8 @@ async def run(args) -> dict:
         # Autovacuum is off on the development server: gather the statistics it would
         # have gathered after the set-up's inserts, so plans are those of a live system.
         conn = await asyncpg.connect(owner_url)
+        for index in args.drop_index:
+            await conn.execute(f'DROP INDEX "{index}"')
         await conn.execute("ANALYZE")
         await conn.close()
         app_dsn = _plain(settings.app_url)
