@@ -10,7 +10,10 @@ What one run does, on a fresh database of its own (`--server-url`):
 1. Makes `--tenants` tenants, `--agents` agents (each assigned to 3 tenants with a
    random set of languages, channels and, for half of them, task kinds) and
    `--items` open work items of mixed tenants, kinds, languages, channels,
-   priorities, values and due times (written with one INSERT … SELECT).
+   priorities, values and due times (written with one INSERT … SELECT), each with
+   its order (but half the customer messages) and each customer message with its
+   conversation, as on a live desk. `--drop-index` then drops an index, to
+   measure what it costs.
 2. Runs phases of `--duration` seconds, each from the same starting queue (claims
    are undone and `work_claims` emptied between phases). In every phase each of
    the 50 agents loops: claim the next item, then finish it (80 %) or hand it
