@@ -66,13 +66,40 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, help="Also write the results here.")
     parser.add_argument("--keep", action="store_true", help="Keep the database (its name is printed).")
     parser.add_argument(
+        "--pool-size",
+        type=int,
+        default=None,
+        help="OrderDesk's engine pool, shared by the allocators as in one deployed process"
+        " (default: one connection per allocator).",
+    )
+    parser.add_argument(
+        "--max-overflow",
+        type=int,
+        default=None,
+        help="OrderDesk's connections beyond the pool while it is busy (ORDERDESK_DB_MAX_OVERFLOW;"
+        " default as many as the pool).",
+    )
+    parser.add_argument(
+        "--raw-connections",
+        type=int,
+        default=None,
+        help="Connections of the raw baseline, each running allocations one after another"
+        " (default: one per allocator).",
+    )
+    parser.add_argument(
         "--drop-index",
         action="append",
         default=[],
         metavar="NAME",
         help="Diagnosis: drop this index after the set-up (repeatable), to measure what it costs.",
     )
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    for name in ("concurrency", "pool_size", "raw_connections"):
+        if getattr(args, name) is not None and getattr(args, name) < 1:
+            parser.error(f"--{name.replace('_', '-')} must be at least 1")
+    if args.max_overflow is not None and args.max_overflow < 0:
+        parser.error("--max-overflow cannot be negative")
+    return args
 
 
 def _plain(url) -> str:
@@ -233,7 +260,8 @@ async def raw_phase(args, app_dsn: str, tenant: dict, orders) -> Phase:
     """The reservation statements alone, sent by asyncpg."""
     import asyncpg
 
-    pool = await asyncpg.create_pool(app_dsn, min_size=args.concurrency, max_size=args.concurrency)
+    connections = args.raw_connections or args.concurrency
+    pool = await asyncpg.create_pool(app_dsn, min_size=connections, max_size=connections)
     queue: asyncio.Queue = asyncio.Queue()
     for lines in orders:
         queue.put_nowait(lines)
@@ -271,7 +299,7 @@ async def raw_phase(args, app_dsn: str, tenant: dict, orders) -> Phase:
                 backordered += missing
 
     start, cpu, machine = time.perf_counter(), time.process_time(), machine_times()
-    await asyncio.gather(*(worker() for _ in range(args.concurrency)))
+    await asyncio.gather(*(worker() for _ in range(connections)))
     seconds, cpu, busy = time.perf_counter() - start, time.process_time() - cpu, machine_busy(machine)
     await pool.close()
     return Phase("raw SQL", len(orders), seconds, reserved, backordered, cpu, busy)
@@ -283,7 +311,8 @@ async def app_phase(args, settings, tenant: dict) -> Phase:
     from orderdesk.inventory import services as inventory
     from orderdesk.tenants import services as tenant_services
 
-    db = Database(make_engine(settings.app_url, pool_size=args.concurrency))
+    pool_size = args.pool_size or args.concurrency
+    db = Database(make_engine(settings.app_url, pool_size=pool_size, max_overflow=args.max_overflow))
     system = await tenant_services.system_actor(db)
     queue: asyncio.Queue = asyncio.Queue()
     for order_id in tenant["orders"]:
