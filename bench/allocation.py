@@ -47,6 +47,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
+from diagnosis import add_drop_index_option, drop_indexes  # noqa: E402 (bench/, the script's own folder)
+
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
@@ -86,13 +88,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="Connections of the raw baseline, each running allocations one after another"
         " (default: one per allocator).",
     )
-    parser.add_argument(
-        "--drop-index",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help="Diagnosis: drop this index after the set-up (repeatable), to measure what it costs.",
-    )
+    add_drop_index_option(parser)
     args = parser.parse_args(argv)
     for name in ("concurrency", "pool_size", "raw_connections"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
@@ -407,8 +403,7 @@ async def run(args) -> dict:
         # Autovacuum is off on the development server: gather the statistics it would
         # have gathered after the set-up's inserts, so plans are those of a live system.
         conn = await asyncpg.connect(owner_url)
-        for index in args.drop_index:
-            await conn.execute(f'DROP INDEX "{index}"')
+        await drop_indexes(conn, args.drop_index)
         await conn.execute("ANALYZE")
         await conn.close()
         app_dsn = _plain(settings.app_url)

@@ -73,7 +73,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from server_cpu import backend_pids, cpu_seconds  # noqa: E402 (bench/, the script's own folder)
+from diagnosis import add_drop_index_option, drop_indexes  # noqa: E402 (bench/, the script's own folder)
+from server_cpu import backend_pids, cpu_seconds  # noqa: E402
 
 KINDS = ("order_entry", "verification", "exception", "customer_message", "tracking_follow_up", "return")
 LANGUAGES = ("en", "de", "fr", "es")
@@ -135,13 +136,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         " (ORDERDESK_DB_MAX_OVERFLOW; default as many as the pool).",
     )
     parser.add_argument(
-        "--drop-index",
-        action="append",
-        default=[],
-        metavar="NAME",
-        help="Diagnosis: drop this index after the set-up (repeatable), to measure what it costs.",
-    )
-    parser.add_argument(
         "--recycle-every",
         type=float,
         default=None,
@@ -168,6 +162,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, help="Also write the results here.")
     parser.add_argument("--profile", type=Path, help="cProfile the OrderDesk phases into this file.")
     parser.add_argument("--keep", action="store_true", help="Keep the database (its name is printed).")
+    add_drop_index_option(parser)
     args = parser.parse_args(argv)
     if args.full_rate is not None and args.full_rate <= 0:
         parser.error("--full-rate must be a positive number of claims per second")
@@ -325,8 +320,7 @@ async def setup(args, owner_dsn: str, settings) -> list[Agent]:
             tenant_ids,
         )
         await conn.execute(HOLDS_TABLE)
-        for index in args.drop_index:
-            await conn.execute(f'DROP INDEX "{index}"')
+        await drop_indexes(conn, args.drop_index)
         await conn.execute("VACUUM ANALYZE work_items")
         await conn.execute("VACUUM ANALYZE agent_assignments")
     finally:
