@@ -40,7 +40,9 @@ def downgrade() -> None:
 
 
 def _rebuild(index: str, column: str, where: str) -> None:
+    # Each step may be re-run after a failure: a CONCURRENTLY build that failed leaves an
+    # invalid index behind, and outside a transaction the steps before it stay done.
     op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {index}_new")
     op.execute(f"CREATE INDEX CONCURRENTLY {index}_new ON work_items (tenant_id, {column}) {where}")
-    op.execute(f"DROP INDEX CONCURRENTLY {index}")
+    op.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {index}")
     op.execute(f"ALTER INDEX {index}_new RENAME TO {index}")
