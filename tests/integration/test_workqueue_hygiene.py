@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 
 import asyncpg
+from sqlalchemy.engine import make_url
 
 from orderdesk.workqueue import services as work
 from tests.integration import test_workqueue
@@ -64,3 +65,42 @@ async def test_the_driver_path_is_scoped_like_any_transaction(db, team):
     # The outsider (an agent of the other tenant only) never gets the team's item.
     claimed = await work.claim_next_work_item(db, team.outsider)
     assert claimed is not None and claimed.tenant_id == team.other.id
+
+
+async def test_the_order_and_conversation_look_ups_keep_their_partial_indexes(owner_url):
+    """Items without an order or a conversation stay out of those indexes (migration 0020), and
+    an equality look-up still uses them in a plan made before its values are known."""
+    url = make_url(owner_url).set(drivername="postgresql").render_as_string(False)
+    connection = await asyncpg.connect(url)
+    try:
+        definitions = dict(
+            await connection.fetch(
+                "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'work_items'"
+                " AND indexname IN ('ix_work_items_order', 'ix_work_items_conversation')"
+            )
+        )
+        assert definitions["ix_work_items_order"].endswith("WHERE (order_id IS NOT NULL)")
+        assert definitions["ix_work_items_conversation"].endswith("WHERE (conversation_id IS NOT NULL)")
+        look_ups = {
+            "ix_work_items_order": "SELECT id FROM work_items WHERE tenant_id = ANY ($1) AND order_id = $2",
+            "ix_work_items_conversation": "SELECT id FROM work_items"
+            " WHERE tenant_id = $1 AND conversation_id = $2 AND status <> 'done'",
+        }
+        async with connection.transaction():
+            await connection.execute("SET LOCAL enable_seqscan = off")
+            await connection.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+            await connection.execute(f"PREPARE by_order(uuid[], uuid) AS {look_ups['ix_work_items_order']}")
+            await connection.execute(
+                f"PREPARE by_conversation(uuid, uuid) AS {look_ups['ix_work_items_conversation']}"
+            )
+            by_order = await connection.fetch(
+                "EXPLAIN EXECUTE by_order(ARRAY[gen_random_uuid()], gen_random_uuid())"
+            )
+            by_conversation = await connection.fetch(
+                "EXPLAIN EXECUTE by_conversation(gen_random_uuid(), gen_random_uuid())"
+            )
+            assert "ix_work_items_order" in "\n".join(r[0] for r in by_order)
+            assert "ix_work_items_conversation" in "\n".join(r[0] for r in by_conversation)
+            await connection.execute("DEALLOCATE ALL")
+    finally:
+        await connection.close()
