@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import re
 import uuid
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import event, select
@@ -121,7 +122,9 @@ async def test_a_signed_link_shows_progress_parcels_and_promise_in_customer_word
     html = page.text
     assert f"#{order['number']}" in html
     assert 'data-testid="headline">Delivered<' in html
-    assert "Promised by" in html and str(promised.astimezone().day) in html
+    # The day as the tenant's customers see it: in the tenant's time zone, not the server's.
+    local = promised.astimezone(ZoneInfo(world.a.time_zone))
+    assert f"Promised by {local:%a} {local.day} {local:%b %Y}" in html
     # The parcel with its carrier link (DHL's public page for the number, no Referer sent).
     assert "https://www.dhl.com/global-en/home/tracking.html?tracking-id=00340434161234567890" in html
     assert 'rel="noopener noreferrer"' in html
