@@ -37,6 +37,15 @@ from orderdesk.workqueue.states import WorkItemKind, WorkItemStatus, WorkOutcome
 ACTIVE_SQL = "status IN ('open', 'claimed', 'snoozed', 'waiting_customer', 'waiting_client')"
 
 
+def assignment_fits_sql(item: str, assignment: str = "a") -> str:
+    """SQL: the agent assignment `assignment` brings the skills the work item `item` needs."""
+    return (
+        f"(cardinality({assignment}.task_kinds) = 0 OR {item}.kind::text = ANY ({assignment}.task_kinds))"
+        f" AND ({item}.language IS NULL OR {item}.language = ANY ({assignment}.languages))"
+        f" AND ({item}.channel IS NULL OR {item}.channel = ANY ({assignment}.channels))"
+    )
+
+
 def _enum(kind, name: str, *, create: bool = True) -> Enum:
     return Enum(kind, name=name, values_callable=lambda e: [m.value for m in e], create_type=create)
 
@@ -110,6 +119,8 @@ class WorkItem(Base):
         ForeignKeyConstraint(
             ["tenant_id", "conversation_id"], ["conversations.tenant_id", "conversations.id"]
         ),
+        # An open item's SLA clock runs; Get next starts its scan at a due time (floors.py).
+        CheckConstraint("status <> 'open' OR due_at IS NOT NULL", name="open_has_due"),
         # Only the items that have one (most have no conversation): no query looks up a NULL,
         # and a full index piles every other item into one run of equal keys (migration 0020).
         Index(
@@ -143,6 +154,20 @@ class WorkItem(Base):
         Index("ix_work_items_lease", "lease_expires_at", postgresql_where=text("status = 'claimed'")),
         Index("ix_work_items_snoozed", "snoozed_until", postgresql_where=text("status = 'snoozed'")),
     )
+
+
+class WorkQueueFloor(Base):
+    """No open item of the tenant that one of its agents may take is due before `due_floor`.
+
+    Get next starts its scan of the queue there (see workqueue/floors.py). Lowered by
+    triggers (migration 0021), raised by `floors.raise_floors`; no row: no floor yet.
+    """
+
+    __tablename__ = "work_queue_floors"
+
+    tenant_id: Mapped[UUID] = mapped_column(ForeignKey("tenants.id"), primary_key=True)
+    due_floor: Mapped[dt.datetime]
+    changed_at: Mapped[dt.datetime] = created_at_column()
 
 
 class WorkClaim(Base):

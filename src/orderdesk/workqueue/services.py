@@ -51,8 +51,15 @@ from orderdesk.core.ids import new_id
 from orderdesk.orders.models import Order, Priority
 from orderdesk.orders.services import decode_cursor, encode_cursor
 from orderdesk.tenants.models import Tenant
-from orderdesk.workqueue import reactions
-from orderdesk.workqueue.models import ACTIVE_SQL, SlaPolicyRow, WorkClaim, WorkItem, WorkNotification
+from orderdesk.workqueue import floors, reactions
+from orderdesk.workqueue.models import (
+    ACTIVE_SQL,
+    SlaPolicyRow,
+    WorkClaim,
+    WorkItem,
+    WorkNotification,
+    assignment_fits_sql,
+)
 from orderdesk.workqueue.policies import PolicyInvalid, SlaClock, SlaPolicy, default_policy, parse_policy
 from orderdesk.workqueue.schemas import (
     AgentLoad,
@@ -449,11 +456,9 @@ async def list_work_items(
 # The agent (`:agent_id`) is assigned to the item's tenant with the skills the item needs:
 # its kind (an empty list means every kind), its language and its channel when it names them.
 _SKILLS_SQL = (
-    "EXISTS (SELECT 1 FROM agent_assignments a"
+    "EXISTS (SELECT 1 FROM agent_assignments a"  # noqa: S608 (SQL of this module's own making, no input)
     " WHERE a.tenant_id = work_items.tenant_id AND a.user_id = :agent_id"
-    " AND (cardinality(a.task_kinds) = 0 OR work_items.kind::text = ANY (a.task_kinds))"
-    " AND (work_items.language IS NULL OR work_items.language = ANY (a.languages))"
-    " AND (work_items.channel IS NULL OR work_items.channel = ANY (a.channels)))"
+    f" AND {assignment_fits_sql('work_items')})"
 )
 
 
@@ -929,6 +934,7 @@ WITH held AS (
       AND work_items.tenant_id = ANY (CAST(:tenant_ids AS uuid[]))
       AND NOT EXISTS (SELECT 1 FROM held)
       AND {skills}
+      AND {floor}
     ORDER BY work_items.due_at, work_items.priority DESC, work_items.value_minor DESC,
              work_items.client_tier, work_items.created_at, work_items.id
     LIMIT 1
@@ -948,8 +954,11 @@ SELECT answer.*, t.name AS tenant_name
 FROM (SELECT * FROM claimed UNION ALL SELECT * FROM renewed) answer
 JOIN tenants t ON t.id = answer.tenant_id
 """
-_CLAIM_WITH_SKILLS = text(_CLAIM.format(skills=_SKILLS_SQL))
-_CLAIM_ANY = text(_CLAIM.format(skills="true"))
+# An agent's scan starts at the floor of their tenants (floors.py); an administrator's,
+# who may take what no agent can, at the head of the queue.
+_FROM_FLOOR = f"work_items.due_at >= {floors.LOWEST_FLOOR_SQL}"
+_CLAIM_WITH_SKILLS = text(_CLAIM.format(skills=_SKILLS_SQL, floor=_FROM_FLOOR))
+_CLAIM_ANY = text(_CLAIM.format(skills="true", floor="true"))
 
 
 # Get next and the holder's release run on the driver's connection (`Database.driver_transaction`):
@@ -975,8 +984,8 @@ def _tenant_uuids(tenant_ids: Iterable[UUID]) -> list[UUID]:
     return sorted(tenant_ids)
 
 
-_CLAIM_WITH_SKILLS_DRIVER = _numbered(_CLAIM.format(skills=_SKILLS_SQL))
-_CLAIM_ANY_DRIVER = _numbered(_CLAIM.format(skills="true"))
+_CLAIM_WITH_SKILLS_DRIVER = _numbered(_CLAIM.format(skills=_SKILLS_SQL, floor=_FROM_FLOOR))
+_CLAIM_ANY_DRIVER = _numbered(_CLAIM.format(skills="true", floor="true"))
 _RETURN_EXPIRED_DRIVER = _numbered(_RETURN_EXPIRED.text)
 _WAKE_SNOOZED_DRIVER = _numbered(_WAKE_SNOOZED.text)
 
@@ -1030,6 +1039,8 @@ async def claim_next_work_item(
             picked = await _fetchrow(driver, claim, params)
         except asyncpg.UniqueViolationError as exc:
             raise Conflict("That item was just claimed by someone else; press Get next again") from exc
+    if due := floors.due_for_raise(actor.tenant_ids):
+        await floors.raise_floors(db, due)
     if picked is None:
         return None
     row = dict(picked)
