@@ -1103,6 +1103,13 @@ def _touch(item: WorkItem, now: dt.datetime) -> None:
 
 # The holder finishing or handing back their item, in one round trip: the row changes only
 # if the agent still holds it; otherwise the caller takes the general path, which says why.
+#
+# Both rows are found by the item's id. While a long transaction is open, the holder's index
+# (`ix_work_items_claimed_by`) keeps an entry for every item the agent held since, and the
+# open-claims index one for every claim of the tenant; PostgreSQL does not know that, and
+# planned the item through the first (`claimed_by` compared by IS NOT DISTINCT FROM, which
+# no index answers, prevents that) and the claim through the tenant alone, joined with the
+# item afterwards (the id as a parameter makes it part of the index condition).
 _RELEASE_HELD = text(
     """
 WITH item AS (
@@ -1112,12 +1119,12 @@ WITH item AS (
         claimed_by = NULL, claimed_at = NULL, lease_expires_at = NULL, snoozed_until = NULL,
         updated_at = :now, version = w.version + 1
     WHERE w.id = :item_id AND w.tenant_id = ANY (CAST(:tenant_ids AS uuid[]))
-      AND w.status = 'claimed' AND w.claimed_by = :agent_id
+      AND w.status = 'claimed' AND w.claimed_by IS NOT DISTINCT FROM CAST(:agent_id AS uuid)
     RETURNING w.*
 ), released AS (
     UPDATE work_claims c SET released_at = :now, release_reason = :reason
     FROM item
-    WHERE c.tenant_id = item.tenant_id AND c.work_item_id = item.id AND c.released_at IS NULL
+    WHERE c.tenant_id = item.tenant_id AND c.work_item_id = CAST(:item_id AS uuid) AND c.released_at IS NULL
 )
 SELECT item.*, t.name AS tenant_name FROM item JOIN tenants t ON t.id = item.tenant_id
 """
