@@ -150,7 +150,13 @@ class WorkItem(Base):
         ),
         Index("ix_work_items_tenant_status", "tenant_id", "status"),
         Index("ix_work_items_order", "tenant_id", "order_id", postgresql_where=text("order_id IS NOT NULL")),
-        Index("ix_work_items_claimed_by", "claimed_by", postgresql_where=text("status = 'claimed'")),
+        # The holder's items in claim order: Get next's look-up starts at the agent's last claim.
+        Index(
+            "ix_work_items_claimed_by",
+            "claimed_by",
+            "claimed_at",
+            postgresql_where=text("status = 'claimed'"),
+        ),
         Index("ix_work_items_lease", "lease_expires_at", postgresql_where=text("status = 'claimed'")),
         Index("ix_work_items_snoozed", "snoozed_until", postgresql_where=text("status = 'snoozed'")),
     )

@@ -917,10 +917,28 @@ def _return_due_now(tenant_ids: frozenset[UUID], now: dt.datetime) -> bool:
 # The item the agent already holds gets its lease renewed; else the most urgent open item
 # they may take, in the documented priority order (policies.priority_key, matching
 # ix_work_items_queue), is claimed and its claim recorded. Answers the whole row.
+#
+# The held item is looked for from the agent's last Get next claim on (less
+# HELD_LOOK_BACK): that claim was made while they held nothing, so whatever they hold
+# now came with it or after it. Only a lead's reassignment whose transaction began
+# longer than HELD_LOOK_BACK before that claim and ended after it would be missed.
+# Without the bound, the look-up walked every item the agent ever held while a long
+# transaction kept their index entries (bench/claims.py, "+report").
+HELD_LOOK_BACK = "5 seconds"
+# Get next's statements look rows up by key, in index order, with LIMIT. A bitmap scan,
+# which PostgreSQL picks when its statistics think a table small (a new desk, a table
+# not analysed since it filled), reads every match first: for the agent's last claim,
+# their whole claim history.
+GET_NEXT_SETTINGS = GENERIC_PLANS | {"enable_bitmapscan": "off"}
 _CLAIM = """
 WITH held AS (
     SELECT tenant_id, id FROM work_items
     WHERE status = 'claimed' AND claimed_by = :agent_id AND tenant_id = ANY (CAST(:tenant_ids AS uuid[]))
+      AND claimed_at >= (
+            SELECT coalesce(max(last.claimed_at), CAST('-infinity' AS timestamptz))
+                   - CAST('{look_back}' AS interval)
+            FROM (SELECT c.claimed_at FROM work_claims c WHERE c.agent_id = :agent_id AND c.via = 'get_next'
+                  ORDER BY c.claimed_at DESC LIMIT 1) last)
     ORDER BY claimed_at
     LIMIT 1
 ), renewed AS (
@@ -957,8 +975,8 @@ JOIN tenants t ON t.id = answer.tenant_id
 # An agent's scan starts at the floor of their tenants (floors.py); an administrator's,
 # who may take what no agent can, at the head of the queue.
 _FROM_FLOOR = f"work_items.due_at >= {floors.LOWEST_FLOOR_SQL}"
-_CLAIM_WITH_SKILLS = text(_CLAIM.format(skills=_SKILLS_SQL, floor=_FROM_FLOOR))
-_CLAIM_ANY = text(_CLAIM.format(skills="true", floor="true"))
+_CLAIM_WITH_SKILLS = text(_CLAIM.format(skills=_SKILLS_SQL, floor=_FROM_FLOOR, look_back=HELD_LOOK_BACK))
+_CLAIM_ANY = text(_CLAIM.format(skills="true", floor="true", look_back=HELD_LOOK_BACK))
 
 
 # Get next and the holder's release run on the driver's connection (`Database.driver_transaction`):
@@ -984,8 +1002,10 @@ def _tenant_uuids(tenant_ids: Iterable[UUID]) -> list[UUID]:
     return sorted(tenant_ids)
 
 
-_CLAIM_WITH_SKILLS_DRIVER = _numbered(_CLAIM.format(skills=_SKILLS_SQL, floor=_FROM_FLOOR))
-_CLAIM_ANY_DRIVER = _numbered(_CLAIM.format(skills="true", floor="true"))
+_CLAIM_WITH_SKILLS_DRIVER = _numbered(
+    _CLAIM.format(skills=_SKILLS_SQL, floor=_FROM_FLOOR, look_back=HELD_LOOK_BACK)
+)
+_CLAIM_ANY_DRIVER = _numbered(_CLAIM.format(skills="true", floor="true", look_back=HELD_LOOK_BACK))
 _RETURN_EXPIRED_DRIVER = _numbered(_RETURN_EXPIRED.text)
 _WAKE_SNOOZED_DRIVER = _numbered(_WAKE_SNOOZED.text)
 
@@ -1021,7 +1041,7 @@ async def claim_next_work_item(
     # is taken with the scope, and the claim statement after it runs on a new snapshot, so
     # it sees what a previous call of the same agent committed.
     async with db.driver_transaction(
-        actor.scope, advisory_lock=f"work-agent:{actor.id}", extra_settings=GENERIC_PLANS
+        actor.scope, advisory_lock=f"work-agent:{actor.id}", extra_settings=GET_NEXT_SETTINGS
     ) as driver:
         if _return_due_now(actor.tenant_ids, now):
             due = {"now": now, "tenant_ids": tenant_ids, "batch": SWEEP_BATCH}
