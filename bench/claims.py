@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import cProfile
 import gc
 import itertools
@@ -73,7 +74,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from diagnosis import add_drop_index_option, drop_indexes  # noqa: E402 (bench/, the script's own folder)
+from diagnosis import add_drop_index_option, add_explain_claims_option, buffers_per_scan, drop_indexes  # noqa: E402 (bench/, the script's own folder)
 from server_cpu import backend_pids, cpu_seconds  # noqa: E402
 
 KINDS = ("order_entry", "verification", "exception", "customer_message", "tracking_follow_up", "return")
@@ -163,6 +164,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--profile", type=Path, help="cProfile the OrderDesk phases into this file.")
     parser.add_argument("--keep", action="store_true", help="Keep the database (its name is printed).")
     add_drop_index_option(parser)
+    add_explain_claims_option(parser)
     args = parser.parse_args(argv)
     if args.full_rate is not None and args.full_rate <= 0:
         parser.error("--full-rate must be a positive number of claims per second")
@@ -512,6 +514,34 @@ class AppClaimer:
 
     async def __aexit__(self, *exc):
         await self.db.dispose()
+
+    async def explain_claim(self, agent: Agent) -> dict[str, int]:
+        """Buffers per scan of Get next's claim statement for `agent`, run under EXPLAIN ANALYZE
+        in a transaction that is rolled back (`--explain-claims`)."""
+        from orderdesk.core.ids import new_id
+        from orderdesk.core.tenancy import Scope
+        from orderdesk.workqueue import services
+
+        class Measured(Exception):
+            pass
+
+        sql, names = services._CLAIM_WITH_SKILLS_DRIVER
+        now = services.utcnow()
+        params = {
+            "tenant_ids": sorted(agent.tenant_ids),
+            "agent_id": agent.id,
+            "now": now,
+            "lease": now + services.LEASE,
+            "claim_id": new_id(),
+        }
+        scope = Scope(tenant_ids=frozenset(agent.tenant_ids))
+        with contextlib.suppress(Measured):
+            async with self.db.driver_transaction(scope, extra_settings=services.GET_NEXT_SETTINGS) as driver:
+                plan = await driver.fetchval(
+                    "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + sql, *(params[n] for n in names)
+                )
+                raise Measured
+        return buffers_per_scan(json.loads(plan) if isinstance(plan, str) else plan)
 
     def worker(self, agent: Agent):
         from orderdesk.accounts.actors import Actor, ActorKind
@@ -868,6 +898,13 @@ async def run_phase(
         "vacuums": len(vacuums),
         "vacuum_seconds_max": round(max(vacuums), 2) if vacuums else None,
     }
+    if args.explain_claims and isinstance(claimer, AppClaimer):
+        for agent in agents[: args.explain_claims]:
+            touched = await claimer.explain_claim(agent)
+            print(
+                f"    {name} explain agent {agent.index}: "
+                + ", ".join(f"{k} {v}" for k, v in touched.items())
+            )
     if report is not None and not report.is_closed():
         try:
             await report.fetchval("SELECT count(*) FROM work_items")  # still the same snapshot

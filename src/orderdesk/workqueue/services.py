@@ -924,7 +924,7 @@ def _return_due_now(tenant_ids: frozenset[UUID], now: dt.datetime) -> bool:
 # longer than HELD_LOOK_BACK before that claim and ended after it would be missed.
 # Without the bound, the look-up walked every item the agent ever held while a long
 # transaction kept their index entries (bench/claims.py, "+report").
-HELD_LOOK_BACK = "5 seconds"
+HELD_LOOK_BACK = "2 seconds"
 # Get next's statements look rows up by key, in index order, with LIMIT. A bitmap scan,
 # which PostgreSQL picks when its statistics think a table small (a new desk, a table
 # not analysed since it filled), reads every match first: for the agent's last claim,
