@@ -38,6 +38,22 @@ async def floor_of(db, tenant) -> dt.datetime | None:
         )
 
 
+async def german_speaker(db, team, task_kinds: list[str] | None = None):
+    """A new agent of the team's tenant who speaks German only (email, the given kinds or all)."""
+    return await accounts.create_staff_user(
+        db,
+        team.system,
+        email=f"{unique('de')}@ops.example.com",
+        display_name="Agent Deutsch",
+        password=PASSWORD,
+        role=StaffRole.AGENT,
+        tenant_slugs=[team.tenant.slug],
+        languages=["de"],
+        channels=["email"],
+        task_kinds=task_kinds,
+    )
+
+
 async def make_item(db, team, title: str, now: dt.datetime, **fields):
     data = WorkItemCreate(
         tenant_id=team.tenant.id, kind=fields.pop("kind", WorkItemKind.ORDER_ENTRY), title=title, **fields
@@ -105,18 +121,7 @@ async def test_an_item_nobody_may_take_does_not_hold_the_floor_until_someone_may
     # Only English speakers work here: the floor passes the German message.
     assert await floor_of(db, team.tenant) == english.due_at
     # A German speaker joins: the assignment resets the floor, and they get the message.
-    system = team.system
-    user = await accounts.create_staff_user(
-        db,
-        system,
-        email=f"{unique('de')}@ops.example.com",
-        display_name="Agent Deutsch",
-        password=PASSWORD,
-        role=StaffRole.AGENT,
-        tenant_slugs=[team.tenant.slug],
-        languages=["de"],
-        channels=["email"],
-    )
+    user = await german_speaker(db, team)
     assert await floor_of(db, team.tenant) == dt.datetime.min  # minus infinity, as the driver reads it
     speaker = staff(user, StaffRole.AGENT, team.tenant)
     assert (await work.claim_next_work_item(db, speaker)).id == german.id
@@ -161,19 +166,7 @@ async def test_get_next_matches_the_most_urgent_item_through_random_work(db, tea
     """Whatever happens to items, an agent's Get next is the most urgent item they may take
     (computed here from the items themselves), with floors raised at random moments."""
     rng = random.Random(20261126)
-    system = team.system
-    german_user = await accounts.create_staff_user(
-        db,
-        system,
-        email=f"{unique('de')}@ops.example.com",
-        display_name="Agent Deutsch",
-        password=PASSWORD,
-        role=StaffRole.AGENT,
-        tenant_slugs=[team.tenant.slug],
-        languages=["de"],
-        channels=["email"],
-        task_kinds=["customer_message", "exception"],
-    )
+    german_user = await german_speaker(db, team, task_kinds=["customer_message", "exception"])
     agents = {
         team.agent1.id: (team.agent1, {"en"}, None),
         german_user.id: (
