@@ -170,6 +170,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         parser.error("--full-rate must be a positive number of claims per second")
     if args.max_overflow is not None and args.max_overflow < 0:
         parser.error("--max-overflow must be 0 or more")
+    if args.explain_claims < 0:
+        parser.error("--explain-claims must be 0 or more agents")
     return args
 
 
