@@ -256,30 +256,38 @@ async def test_with_a_report_open_get_next_starts_past_the_claimed_items(db, tea
             )
             await work.complete_work_item(db, team.agent1, item.id, WorkOutcome.RESOLVED)
         await floors.raise_floors(db, [team.tenant.id])
-        agent = await _scan_blocks(db, team.tenant, team.agent1, work._CLAIM_WITH_SKILLS_DRIVER)
-        admin = await _scan_blocks(db, team.tenant, team.agent1, work._CLAIM_ANY_DRIVER)
+        agent = await _scan_blocks(db, team.tenant, work._CLAIM_WITH_SKILLS_DRIVER, _claim_params(team))
+        admin = await _scan_blocks(db, team.tenant, work._CLAIM_ANY_DRIVER, _claim_params(team))
+        # The next raise, too, starts at the present floor.
+        raised = await _scan_blocks(
+            db, team.tenant, (floors._RAISE, ("tenant_ids",)), {"tenant_ids": [team.tenant.id]}
+        )
     finally:
         await report.close()
     assert agent["ix_work_items_queue"] < 30, agent
+    assert raised["ix_work_items_queue"] < 30, raised
     assert admin["ix_work_items_queue"] > 100, admin
     # The 200 items agent1 held and finished are behind their last claim.
     assert agent["ix_work_items_claimed_by"] < 10, agent
 
 
-async def _scan_blocks(db, tenant, actor, statement) -> dict[str, int]:
-    """Buffers the claim statement's index scans touched, per index (EXPLAIN ANALYZE, rolled back)."""
-    sql, names = statement
+def _claim_params(team) -> dict:
     now = dt.datetime.now(dt.UTC)
-    params = {
-        "tenant_ids": [tenant.id],
-        "agent_id": actor.id,
+    return {
+        "tenant_ids": [team.tenant.id],
+        "agent_id": team.agent1.id,
         "now": now,
         "lease": now + 10 * MINUTE,
         "claim_id": uuid.uuid4(),
     }
 
+
+async def _scan_blocks(db, tenant, statement: tuple[str, tuple[str, ...]], params: dict) -> dict[str, int]:
+    """Buffers a statement's index scans touched, per index (EXPLAIN ANALYZE, rolled back)."""
+    sql, names = statement
+
     class Measured(Exception):
-        """Rolls the transaction back: EXPLAIN ANALYZE did claim the item."""
+        """Rolls the transaction back: EXPLAIN ANALYZE did run the statement."""
 
     with contextlib.suppress(Measured):
         async with db.driver_transaction(

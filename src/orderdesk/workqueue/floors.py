@@ -62,18 +62,27 @@ WHERE pg_try_advisory_xact_lock(orderdesk_work_floor_key(t))
 # Each tenant's new floor: the due time of its most urgent open item some agent may take,
 # looked for from the present floor up (nothing lies below it). A separate statement from
 # the locking one, so that its snapshot is taken after the locks.
+#
+# The present floor reaches the scan as a column of a joined sub-query, so that it is an
+# index condition: the walk starts at the floor. Written inside the scan's WHERE (a
+# correlated sub-select, or COALESCE around a joined column), it was only a filter, since
+# row-level security lets no expression it cannot prove leakproof narrow the index; then
+# every raise walked the queue from its very start, which under a long report holds every
+# entry claimed since the report began (bench/claims.py, "+report" over five minutes).
 _RAISE = f"""
 INSERT INTO work_queue_floors AS f (tenant_id, due_floor, changed_at)
-SELECT t.tenant_id, coalesce((
+SELECT t.tenant_id, coalesce(head.due_at, CAST('infinity' AS timestamptz)), now()
+FROM unnest(CAST($1 AS uuid[])) AS t(tenant_id)
+CROSS JOIN LATERAL (
+    SELECT coalesce(max(x.due_floor), CAST('-infinity' AS timestamptz)) AS due_floor
+    FROM work_queue_floors x WHERE x.tenant_id = t.tenant_id) present
+LEFT JOIN LATERAL (
     SELECT w.due_at FROM work_items w
-    WHERE w.status = 'open' AND w.tenant_id = t.tenant_id
-      AND w.due_at >= coalesce((SELECT x.due_floor FROM work_queue_floors x WHERE x.tenant_id = t.tenant_id),
-                               CAST('-infinity' AS timestamptz))
+    WHERE w.status = 'open' AND w.tenant_id = t.tenant_id AND w.due_at >= present.due_floor
       AND EXISTS (SELECT 1 FROM agent_assignments a
                   WHERE a.tenant_id = w.tenant_id AND {assignment_fits_sql("w")})
     ORDER BY w.due_at, w.priority DESC, w.value_minor DESC, w.client_tier, w.created_at, w.id
-    LIMIT 1), CAST('infinity' AS timestamptz)), now()
-FROM unnest(CAST($1 AS uuid[])) AS t(tenant_id)
+    LIMIT 1) head ON true
 ON CONFLICT (tenant_id) DO UPDATE SET due_floor = excluded.due_floor, changed_at = excluded.changed_at
 WHERE f.due_floor < excluded.due_floor
 """  # noqa: S608 (SQL of this module's own making, no input)
