@@ -24,7 +24,9 @@ import re
 import time
 
 SAMPLE = """
-SELECT query, coalesce(wait_event_type, 'cpu') AS waiting
+SELECT query,
+       CASE WHEN $2 THEN coalesce(wait_event_type || ':' || wait_event, 'cpu')
+            ELSE coalesce(wait_event_type, 'cpu') END AS waiting
 FROM pg_stat_activity
 WHERE state = 'active' AND backend_type = 'client backend' AND pid <> pg_backend_pid()
   AND datname LIKE $1 || '%'
@@ -38,6 +40,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--top", type=int, default=12, help="Lines per summary.")
     parser.add_argument("--width", type=int, default=70, help="Characters of each statement shown.")
     parser.add_argument("--database-prefix", default="orderdesk_bench_")
+    parser.add_argument(
+        "--wait-events",
+        action="store_true",
+        help="Name the wait event too (LWLock:WALWrite, Lock:transactionid, …), not only its type.",
+    )
     parser.add_argument(
         "--server-url",
         default=os.environ.get("BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
@@ -62,7 +69,7 @@ async def sample(args: argparse.Namespace) -> None:
             seen: collections.Counter[tuple[str, str]] = collections.Counter()
             samples, started = 0, time.monotonic()
             while time.monotonic() - started < args.window:
-                for row in await conn.fetch(SAMPLE, args.database_prefix):
+                for row in await conn.fetch(SAMPLE, args.database_prefix, args.wait_events):
                     statement = re.sub(r"\s+", " ", row["query"]).strip()[: args.width]
                     seen[(statement, row["waiting"])] += 1
                 samples += 1

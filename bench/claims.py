@@ -64,6 +64,7 @@ import json
 import os
 import platform
 import random
+import re
 import secrets
 import sys
 import time
@@ -214,6 +215,11 @@ class Phase:
     # (generation, seconds) of every garbage collection during the phase.
     gc_pauses: list[tuple[int, float]] = field(default_factory=list)
     recycling: list[tuple[float, float]] = field(default_factory=list)
+    # (seconds into the phase, seconds late) of each time this process's event loop woke
+    # up 20 ms or more after it asked to.
+    loop_stalls: list[tuple[float, float]] = field(default_factory=list)
+    # (table, seconds into the phase, full page images, bytes) of WAL each VACUUM wrote.
+    vacuum_wal: list[tuple[str, float, int, int]] = field(default_factory=list)
     checks: dict = field(default_factory=dict)
     dead_rows: dict = field(default_factory=dict)
     # CPU seconds of this process (the agents' Python side) during the phase.
@@ -223,6 +229,7 @@ class Phase:
     finished_at: list[float] = field(default_factory=list)
     report_ended_after: float | None = None
     started: float = 0.0
+    started_utc: str = ""
 
     @property
     def rate(self) -> float:
@@ -237,6 +244,18 @@ class Phase:
         slow = [t for t, latency in zip(self.answered, self.latencies, strict=True) if latency >= p99]
         near = sum(1 for t in slow if any(start <= t <= end + after for start, end in self.vacuums))
         return near, len(slow)
+
+    def slowest_by_second(self) -> dict[int, int]:
+        """How many of the claims at or above the p99 answered in each second of the phase."""
+        if not self.latencies:
+            return {}
+        p99 = self.percentile(0.99) / 1000
+        seconds = sorted(
+            int(t - self.started)
+            for t, latency in zip(self.answered, self.latencies, strict=True)
+            if latency >= p99
+        )
+        return {second: seconds.count(second) for second in dict.fromkeys(seconds)}
 
     def percentile(self, p: float, of: str = "latencies") -> float:
         values = getattr(self, of)
@@ -360,6 +379,10 @@ RESET = [
     "TRUNCATE bench_holds",
     "VACUUM ANALYZE work_items",
     "VACUUM ANALYZE work_claims",
+    # The set-up's and the reset's writes go to disk now, not in the phase: else the
+    # operating system writes them back about 30 s later (dirty_expire_centisecs), and
+    # every commit of the phase waits behind that flush.
+    "CHECKPOINT",
 ]
 
 
@@ -372,6 +395,47 @@ async def reset(owner_dsn: str) -> None:
             await conn.execute(statement)
     finally:
         await conn.close()
+
+
+QUEUE_TABLES = ("work_items", "work_claims")
+
+
+async def autovacuum_throttle(conn, table: str) -> tuple[float, int]:
+    """The cost-based pause autovacuum would take on `table`: (delay in ms, cost limit).
+
+    A manual VACUUM runs unthrottled (vacuum_cost_delay = 0) unless told; the stand-in for
+    autovacuum must pause as autovacuum would, from the table's own settings where it has
+    them, else the server's autovacuum settings (-1 meaning "as for a manual VACUUM").
+    """
+    options = await conn.fetchval("SELECT reloptions FROM pg_class WHERE oid = $1::regclass", table)
+    own = dict(option.split("=", 1) for option in options or [])
+    settings = {
+        row["name"]: row["setting"]
+        for row in await conn.fetch(
+            "SELECT name, setting FROM pg_settings WHERE name = ANY($1::text[])",
+            [
+                "autovacuum_vacuum_cost_delay",
+                "autovacuum_vacuum_cost_limit",
+                "vacuum_cost_delay",
+                "vacuum_cost_limit",
+            ],
+        )
+    }
+    delay = float(own.get("autovacuum_vacuum_cost_delay", settings["autovacuum_vacuum_cost_delay"]))
+    if delay < 0:
+        delay = float(settings["vacuum_cost_delay"])
+    limit = int(own.get("autovacuum_vacuum_cost_limit", settings["autovacuum_vacuum_cost_limit"]))
+    if limit < 0:
+        limit = int(settings["vacuum_cost_limit"])
+    return delay, limit
+
+
+def vacuum_wal_usage(messages: list[str]) -> tuple[int, int]:
+    """(full page images, bytes) of WAL that VACUUM VERBOSE reported writing."""
+    for message in messages:
+        if found := re.search(r"WAL usage: \d+ records, (\d+) full page images, (\d+) bytes", message):
+            return int(found[1]), int(found[2])
+    return 0, 0
 
 
 async def table_stats(owner_dsn: str) -> dict:
@@ -812,12 +876,21 @@ async def run_phase(
 
     async def vacuum_loop() -> None:
         conn = await asyncpg.connect(owner_dsn)
+        reports: list[str] = []
+        conn.add_log_listener(lambda _conn, message: reports.append(message.message))
         try:
+            throttles = {table: await autovacuum_throttle(conn, table) for table in QUEUE_TABLES}
             while time.perf_counter() < stop_at:
                 await asyncio.sleep(args.vacuum_every)
                 began = time.perf_counter()
-                await conn.execute("VACUUM work_items")
-                await conn.execute("VACUUM work_claims")
+                for table, (delay_ms, limit) in throttles.items():
+                    await conn.execute(f"SET vacuum_cost_delay = {delay_ms}")
+                    await conn.execute(f"SET vacuum_cost_limit = {limit}")
+                    # Autovacuum never vacuums a table's indexes in parallel; a manual VACUUM
+                    # does unless told, with two more processes on a two-core machine.
+                    reports.clear()
+                    await conn.execute(f"VACUUM (PARALLEL 0, VERBOSE) {table}")
+                    phase.vacuum_wal.append((table, round(began - started, 2), *vacuum_wal_usage(reports)))
                 vacuums.append(time.perf_counter() - began)
                 phase.vacuums.append((began, time.perf_counter()))
         finally:
@@ -858,12 +931,23 @@ async def run_phase(
             )
             last_cycles, last_at = cycles, now
 
+    async def watch_event_loop(tick: float = 0.01) -> None:
+        # A claim answered late because this process's event loop was busy (or not scheduled)
+        # is the client's delay, not the database's: note every tick that woke up late.
+        while True:
+            asked = time.perf_counter()
+            await asyncio.sleep(tick)
+            late = time.perf_counter() - asked - tick
+            if late >= 0.02:
+                phase.loop_stalls.append((asked - started, late))
+
     # CPU time, not wall time: on a busy machine wall time mostly shows waiting to be scheduled.
     profiler = cProfile.Profile(time.process_time) if args.profile and name.startswith("app") else None
     if profiler:
         profiler.enable()
     started = time.perf_counter()
     phase.started = started
+    phase.started_utc = time.strftime("%H:%M:%S", time.gmtime()) + f".{int(time.time() % 1 * 1000):03d}"
     cpu_started = time.process_time()
     stop_at = started + duration
     background = [asyncio.create_task(vacuum_loop())] if args.vacuum_every else []
@@ -882,6 +966,7 @@ async def run_phase(
         background.append(asyncio.create_task(recycle_loop(recycle_every)))
     holds_writer = asyncio.create_task(holds_loop())
     background.append(asyncio.create_task(progress_loop()))
+    background.append(asyncio.create_task(watch_event_loop()))
     await asyncio.gather(*(agent_loop(a) for a in agents))
     phase.seconds = time.perf_counter() - started
     phase.client_cpu = time.process_time() - cpu_started
@@ -1049,6 +1134,13 @@ def summarise(args, phases: list[Phase]) -> dict:
                 # Claims at or above the p99 that answered during a VACUUM or within 0.5 s after.
                 "slowest_near_vacuum": p.slow_near_vacuum()[0],
                 "slowest": p.slow_near_vacuum()[1],
+                "started_utc": p.started_utc,
+                "vacuum_wal": p.vacuum_wal,
+                "slowest_by_second": p.slowest_by_second(),
+                "event_loop_stalls": [[round(at, 2), round(late * 1000, 1)] for at, late in p.loop_stalls],
+                "vacuums_s": [
+                    [round(start - p.started, 2), round(end - p.started, 2)] for start, end in p.vacuums
+                ],
                 "empty_answers": p.empty,
                 "client_cpu_ms_per_cycle": round(p.client_cpu / max(p.cycles, 1) * 1000, 3),
                 "db_cpu_ms_per_cycle": round(p.db_cpu / max(p.cycles, 1) * 1000, 3),

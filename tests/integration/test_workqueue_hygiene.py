@@ -104,3 +104,23 @@ async def test_the_order_and_conversation_look_ups_keep_their_partial_indexes(ow
             await connection.execute("DEALLOCATE ALL")
     finally:
         await connection.close()
+
+
+async def test_the_queue_tables_vacuum_early_and_pause_as_they_go(owner_url):
+    """Autovacuum starts on the queue tables at 2 % dead rows and pauses as it works
+    (migration 0023): an unpaused VACUUM of the queue takes a core from Get next."""
+    url = make_url(owner_url).set(drivername="postgresql").render_as_string(False)
+    connection = await asyncpg.connect(url)
+    try:
+        options = {
+            table: dict(option.split("=", 1) for option in reloptions or [])
+            for table, reloptions in await connection.fetch(
+                "SELECT relname, reloptions FROM pg_class WHERE relname IN ('work_items', 'work_claims')"
+            )
+        }
+    finally:
+        await connection.close()
+    for table in ("work_items", "work_claims"):
+        assert options[table]["autovacuum_vacuum_scale_factor"] == "0.02"
+        assert float(options[table]["autovacuum_vacuum_cost_delay"]) > 0
+        assert options[table]["autovacuum_vacuum_cost_limit"] == "200"
