@@ -6,7 +6,7 @@ leaves. It keeps up paused too: with the server's default pause (2 ms every 200 
 units) a VACUUM of a 100,000-item queue after ten seconds of claims took 0.29 s instead
 of 0.17 s. Unpaused, it takes a whole core for that moment, and on a small server the
 claims beside it wait for the CPU: Get next's slowest claims came with those VACUUMs
-(docs/benchmarks.md, "The p99 tail was the benchmark's own").
+(docs/benchmarks.md, "Second morning: the p99 tail was the benchmark's own").
 
 Revision ID: 0023
 Revises: 0022
