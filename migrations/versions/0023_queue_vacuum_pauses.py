@@ -3,8 +3,8 @@
 Migration 0010 turned off autovacuum's cost-based pauses on `work_items` and
 `work_claims`, so that a VACUUM would keep up with the dead row versions every claim
 leaves. It keeps up paused too: with the server's default pause (2 ms every 200 cost
-units) a VACUUM of a 100,000-item queue after ten seconds of claims took 0.29 s instead
-of 0.17 s. Unpaused, it takes a whole core for that moment, and on a small server the
+units) a VACUUM of both tables of a 100,000-item queue after ten seconds of claims took
+0.24-0.29 s instead of 0.09-0.17 s. Unpaused, it takes a whole core for that moment, and on a small server the
 claims beside it wait for the CPU: Get next's slowest claims came with those VACUUMs
 (docs/benchmarks.md, "Second morning: the p99 tail was the benchmark's own").
 

@@ -67,12 +67,22 @@ async def test_the_driver_path_is_scoped_like_any_transaction(db, team):
     assert claimed is not None and claimed.tenant_id == team.other.id
 
 
+@contextlib.asynccontextmanager
+async def owner_connection(owner_url: str):
+    """A plain driver connection as the owner, past row-level security, for catalogue checks."""
+    connection = await asyncpg.connect(
+        make_url(owner_url).set(drivername="postgresql").render_as_string(False)
+    )
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
 async def test_the_order_and_conversation_look_ups_keep_their_partial_indexes(owner_url):
     """Items without an order or a conversation stay out of those indexes (migration 0020), and
     an equality look-up still uses them in a plan made before its values are known."""
-    url = make_url(owner_url).set(drivername="postgresql").render_as_string(False)
-    connection = await asyncpg.connect(url)
-    try:
+    async with owner_connection(owner_url) as connection:
         definitions = dict(
             await connection.fetch(
                 "SELECT indexname, indexdef FROM pg_indexes WHERE tablename = 'work_items'"
@@ -102,24 +112,18 @@ async def test_the_order_and_conversation_look_ups_keep_their_partial_indexes(ow
             assert "ix_work_items_order" in "\n".join(r[0] for r in by_order)
             assert "ix_work_items_conversation" in "\n".join(r[0] for r in by_conversation)
             await connection.execute("DEALLOCATE ALL")
-    finally:
-        await connection.close()
 
 
 async def test_the_queue_tables_vacuum_early_and_pause_as_they_go(owner_url):
     """Autovacuum starts on the queue tables at 2 % dead rows and pauses as it works
     (migration 0023): an unpaused VACUUM of the queue takes a core from Get next."""
-    url = make_url(owner_url).set(drivername="postgresql").render_as_string(False)
-    connection = await asyncpg.connect(url)
-    try:
+    async with owner_connection(owner_url) as connection:
         options = {
             table: dict(option.split("=", 1) for option in reloptions or [])
             for table, reloptions in await connection.fetch(
                 "SELECT relname, reloptions FROM pg_class WHERE relname IN ('work_items', 'work_claims')"
             )
         }
-    finally:
-        await connection.close()
     for table in ("work_items", "work_claims"):
         assert options[table]["autovacuum_vacuum_scale_factor"] == "0.02"
         assert float(options[table]["autovacuum_vacuum_cost_delay"]) > 0
