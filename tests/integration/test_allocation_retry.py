@@ -8,15 +8,18 @@ handlers would have written, and to the same locking as every other allocation.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import uuid
 
+import asyncpg
 import pytest
 from sqlalchemy import func, select
 
 from orderdesk.core import events
-from orderdesk.core.errors import Conflict
+from orderdesk.core.errors import Conflict, InvalidTransition, NotFound
 from orderdesk.integrations.models import OutboxEvent
+from orderdesk.inventory import allocation
 from orderdesk.inventory import services as inventory
 from orderdesk.inventory.allocation import system_actor_for
 from orderdesk.invoices.models import Invoice
@@ -234,3 +237,77 @@ async def test_concurrent_retries_never_oversell(client, world: World, db, owner
         assert [seq for _, seq, _ in written] == list(range(1, len(written) + 1))
         assert written[-1][0] == f"order.{view.status}"
         assert written[-1][2]["data"]["order"]["status"] == view.status
+
+
+async def _transaction_of(owner_connection, order: dict) -> str:
+    """The transaction that last wrote the order's row (its xmin)."""
+    return await owner_connection.fetchval(
+        "SELECT CAST(xmin AS text) FROM orders WHERE id = $1", uuid.UUID(order["id"])
+    )
+
+
+async def test_retries_made_together_share_one_transaction_and_each_gets_its_own_answer(
+    client, world: World, db, owner_connection
+):
+    """Served in one batch: the urgent order gets the last unit though it asked last, and a
+    missing order, another tenant's order and an order on hold get their own errors
+    without holding the others back."""
+    key = world.key_a
+    waiting = [await verify(client, key, await new_order(client, key, HOT=1)) for _ in range(3)]
+    urgent = await verify(client, key, await new_order(client, key, priority="urgent", HOT=1))
+    held = await verify(client, key, await new_order(client, key, HOT=1))
+    await hold(client, key, held, "address_problem")
+    foreign = await verify(client, world.key_b, await new_order(client, world.key_b, HOT=1))
+    wh = await make_warehouse(client, key, "TOGETHER")
+    await put_stock(client, key, wh, HOT=3)
+    actor = dataclasses.replace(await tenants.system_actor(db), tenant_ids=frozenset({world.a.id}))
+
+    asked = [*waiting, urgent, held, foreign]
+    outcomes = await asyncio.gather(
+        *(inventory.retry_allocation(db, actor, uuid.UUID(o["id"])) for o in asked),
+        inventory.retry_allocation(db, actor, uuid.uuid4()),
+        return_exceptions=True,
+    )
+    views, held_error, foreign_error, missing_error = outcomes[:4], outcomes[4], outcomes[5], outcomes[6]
+    assert [v.status for v in views].count("allocated") == 3
+    assert views[3].status == "allocated"  # the urgent order first, whatever the asking order
+    assert isinstance(held_error, InvalidTransition)
+    assert type(foreign_error) is type(missing_error) is NotFound
+    assert str(foreign_error) == str(missing_error)
+
+    allocated = [o for o, v in zip(asked, views, strict=False) if v.status == "allocated"]
+    assert len({await _transaction_of(owner_connection, o) for o in allocated}) == 1
+    assert (await level(client, key, wh, "HOT"))["reserved"] == 3
+    for order, view in zip(asked, views, strict=False):
+        assert view.model_dump(mode="json") == await allocation_of(client, key, order)
+    assert (await allocation_of(client, key, held))["allocations"] == []
+    assert (await allocation_of(client, world.key_b, foreign))["status"] == "verified"
+
+
+async def test_a_batch_that_fails_serves_each_order_alone(
+    client, world: World, db, owner_connection, monkeypatch
+):
+    """A database error in one order's write aborts the batch's transaction: the others
+    are allocated on their own, and only that order's caller sees the error."""
+    key = world.key_a
+    orders = [await verify(client, key, await new_order(client, key, HOT=1)) for _ in range(4)]
+    wh = await make_warehouse(client, key, "ALONE")
+    await put_stock(client, key, wh, HOT=10)
+    broken = uuid.UUID(orders[2]["id"])
+    route_and_reserve = allocation.route_and_reserve
+
+    async def failing_for_one(driver, order, stock):
+        if order.id == broken:
+            await driver.execute("SELECT 1 / 0")
+        return await route_and_reserve(driver, order, stock)
+
+    monkeypatch.setattr(allocation, "route_and_reserve", failing_for_one)
+    system = await tenants.system_actor(db)
+    outcomes = await asyncio.gather(
+        *(inventory.retry_allocation(db, system, uuid.UUID(o["id"])) for o in orders), return_exceptions=True
+    )
+    assert isinstance(outcomes[2], asyncpg.DivisionByZeroError)
+    assert [o.status for i, o in enumerate(outcomes) if i != 2] == ["allocated"] * 3
+    assert (await allocation_of(client, key, orders[2]))["status"] == "verified"
+    assert (await level(client, key, wh, "HOT"))["reserved"] == 3
+    assert sum([await ledger_reserved(owner_connection, o) for o in orders]) == 3

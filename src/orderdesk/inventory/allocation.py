@@ -119,6 +119,9 @@ class _DriverStatement:
     async def fetchval_on(self, driver, params: dict):
         return await driver.fetchval(self.sql, *(params[n] for n in self.names))
 
+    async def fetch_on(self, driver, params: dict):
+        return await driver.fetch(self.sql, *(params[n] for n in self.names))
+
 
 # What routing one order needs: warehouses, lines, existing allocations, availability of
 # its SKUs, active holds and backordered lines, for the order whose key is `{tenant}`,
@@ -183,11 +186,6 @@ READ_LOCKED_ORDER_STOCK = _DriverStatement(
         columns=_ORDER_STOCK_COLUMNS.format(tenant="t.tenant_id", order="t.id", stock_lock=_OPTIMISTIC)
     )
 )
-READ_LOCKED_ORDER_STOCK_LOCKED = _DriverStatement(
-    _LOCKED_ORDER_STOCK_SQL.format(
-        columns=_ORDER_STOCK_COLUMNS.format(tenant="t.tenant_id", order="t.id", stock_lock=_LOCKING)
-    )
-)
 READ_AVAILABLE = _DriverStatement("""
 SELECT coalesce(json_agg(json_build_array(x.warehouse_id, x.sku, x.available)), '[]') FROM (
     SELECT s.warehouse_id, s.sku, s.on_hand - s.reserved AS available
@@ -196,6 +194,18 @@ SELECT coalesce(json_agg(json_build_array(x.warehouse_id, x.sku, x.available)), 
       AND s.sku IN (SELECT l.sku FROM order_lines l WHERE l.tenant_id = :tenant_id AND l.order_id = :order_id)
     ORDER BY s.warehouse_id, s.sku
 ) x
+""")
+
+# The stock rows a batch of allocations may reserve from, locked once for all of them in
+# key order (see `lock_stock_rows`).
+LOCK_STOCK_ROWS = _DriverStatement("""
+SELECT s.warehouse_id, s.sku, s.on_hand - s.reserved AS available
+FROM stock_levels s
+JOIN unnest(CAST(:tenants AS uuid[]), CAST(:warehouses AS uuid[]), CAST(:skus AS varchar[]))
+  AS k(tenant_id, warehouse_id, sku)
+  ON s.tenant_id = k.tenant_id AND s.warehouse_id = k.warehouse_id AND s.sku = k.sku
+ORDER BY s.warehouse_id, s.sku COLLATE "C"
+FOR UPDATE OF s
 """)
 
 RESERVE_PLAN = _DriverStatement("""
@@ -364,12 +374,13 @@ class TimelineEntry:
 
 
 async def read_locked_order_stock(
-    driver, tenant_ids: frozenset[UUID], order_id: UUID, *, lock_stock: bool = False
+    driver, tenant_ids: frozenset[UUID], order_id: UUID
 ) -> tuple[OrderForAllocation, OrderStock] | None:
     """Lock the order `order_id` (one of `tenant_ids`) and read what routing it needs, in one
     statement on the driver connection of the caller's scoped transaction. None when no
-    such order exists for these tenants. `lock_stock` as `lock` in `read_order_stock`."""
-    statement = READ_LOCKED_ORDER_STOCK_LOCKED if lock_stock else READ_LOCKED_ORDER_STOCK
+    such order exists for these tenants. The availability it reads is not locked: a batch
+    locks the stock rows of all its orders at once afterwards (`lock_stock_rows`)."""
+    statement = READ_LOCKED_ORDER_STOCK
     params = {"order_id": order_id, "tenant_ids": list(tenant_ids)}
     row = await statement.fetchrow_on(driver, params)
     if row is not None and row["read_version"] != row["row_version"]:
@@ -617,9 +628,26 @@ async def allocate(
     return plan
 
 
+async def lock_stock_rows(driver, keys: set[tuple[UUID, UUID, str]]) -> dict[tuple[UUID, str], int]:
+    """Lock the stock rows `keys` (tenant, warehouse, sku) in key order, as every stock
+    change does, and return what each has available by (warehouse, sku). Plans made
+    from these figures, each taking its units off before the next is made, cannot lose
+    a race."""
+    rows = await LOCK_STOCK_ROWS.fetch_on(
+        driver,
+        {
+            "tenants": [tenant for tenant, _, _ in keys],
+            "warehouses": [warehouse for _, warehouse, _ in keys],
+            "skus": [sku for _, _, sku in keys],
+        },
+    )
+    return {(row["warehouse_id"], row["sku"]): row["available"] for row in rows}
+
+
 async def route_and_reserve(driver, order: OrderForAllocation, stock: OrderStock) -> routing.Plan | None:
     """Route `order` (locked by `read_locked_order_stock`) in a driver transaction the
-    caller owns and retries whole on LostRace.
+    caller owns, against `stock.available` (from `lock_stock_rows` when the caller
+    serves a batch).
 
     What the ORM path records through `apply_action`, `append_event` and the domain
     events, written by the one reserving statement: the order's new status, its timeline
@@ -628,12 +656,11 @@ async def route_and_reserve(driver, order: OrderForAllocation, stock: OrderStock
     timeline kinds (allocate, backorder, backorder_filled): the work queue opens and
     settles nothing for them, invoices are issued at verification or shipment, and the
     inventory handler itself ignores allocations it made (tests/integration/
-    test_inventory.py checks this against the subscribed handlers). The reservation is
-    the last statement before commit, so the contended stock rows stay locked only for
-    the commit.
+    test_inventory.py checks this against the subscribed handlers).
 
     Returns None when there is nothing to allocate (not verified, nothing backordered).
-    Raises LostRace (nothing written: roll back and try again), InvalidTransition (on hold).
+    Raises LostRace (the figures were stale; nothing written), InvalidTransition (on
+    hold; nothing written).
     """
     actor = system_actor_for(order.tenant_id)
     plan = plan_for(order, stock)

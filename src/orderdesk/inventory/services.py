@@ -8,23 +8,34 @@ InvalidTransition.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import re
 from collections import defaultdict
 from uuid import UUID
+from weakref import WeakKeyDictionary
 
 from sqlalchemy import delete, exists, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
 from orderdesk.accounts.actors import Actor, ActorKind
 from orderdesk.accounts.models import ClientRole
 from orderdesk.core import geo
+from orderdesk.core.batching import Batches
 from orderdesk.core.db import GENERIC_PLANS, Database
-from orderdesk.core.errors import Conflict, FieldError, NotFound, PermissionDenied, ValidationFailed
+from orderdesk.core.errors import (
+    Conflict,
+    DomainError,
+    FieldError,
+    NotFound,
+    PermissionDenied,
+    ValidationFailed,
+)
 from orderdesk.core.ids import new_id
+from orderdesk.core.tenancy import Scope
 from orderdesk.core.validation import Collector
 from orderdesk.inventory import allocation, ledger, routing
 from orderdesk.inventory.models import (
@@ -547,43 +558,120 @@ def _view_from_plan(
     )
 
 
+# Allocation requests are served in batches per scope (core/batching.py): under
+# contention every allocation wants the same few stock rows, and a batch locks them once
+# for all of its orders and commits once (measured in bench/allocation.py). A batch's
+# order and stock rows stay locked until its commit, so batches are kept small enough
+# for the other requests' wait to stay short.
+ALLOCATION_BATCH_LARGEST = 25
+ALLOCATION_BATCHES_AT_ONCE = 2
+_allocation_batches: WeakKeyDictionary[AsyncEngine, tuple[asyncio.AbstractEventLoop, Batches]] = (
+    WeakKeyDictionary()
+)
+
+
+def _batches_for(db: Database) -> Batches:
+    """The process's allocation batches on `db`'s pool (and its event loop)."""
+    loop = asyncio.get_running_loop()
+    known = _allocation_batches.get(db.engine)
+    if known is None or known[0] is not loop:
+        known = (
+            loop,
+            Batches(_allocate_batch, largest=ALLOCATION_BATCH_LARGEST, at_once=ALLOCATION_BATCHES_AT_ONCE),
+        )
+        _allocation_batches[db.engine] = known
+    return known[1]
+
+
 async def retry_allocation(db: Database, actor: Actor, order_id: UUID) -> OrderAllocationView:
     """Route a verified order that was never allocated, or its backorders again.
 
-    One transaction on the driver connection (the hottest write path under contention;
-    see docs/benchmarks.md): the order locked and read with what routing needs in one
-    statement, then one statement that reserves and writes the outcome, its timeline
-    row and its webhook event, just before the commit. When another allocation took
-    the planned units first, the whole transaction is tried once more, planning with
-    the stock rows locked, so it cannot lose. Raises
+    Served with the allocation requests made meanwhile in this process for the same
+    tenants, in one transaction on the driver connection (`_allocate_batch`); the
+    result is this order's own once that transaction has committed. Raises
     NotFound, PermissionDenied, InvalidTransition (on hold), Conflict (nothing to
     allocate, or the tenant keeps no warehouses).
     """
     _require_operator(actor)
-    # A lost race means the order's SKUs are being fought over right now: the second
-    # try plans with their stock rows locked, so it cannot lose (measured with
-    # bench/allocation.py: fewer wasted transactions than further optimistic tries).
-    for lock_stock in (False, True):
+    # While it waits for its batch, the request holds no connection: its key lookup's
+    # transaction, if any, goes back now.
+    await db.release_open_transaction()
+    scope = Scope(tenant_ids=actor.scope.tenant_ids)
+    return await _batches_for(db).submit(db, scope, order_id)
+
+
+async def _allocate_batch(
+    db: Database, scope: Scope, order_ids: list[UUID]
+) -> list[OrderAllocationView | DomainError]:
+    """Allocate `order_ids` in one transaction: each gets its view or its own error.
+
+    If the transaction fails as a whole (a database error), each order is tried again
+    alone, so that one order's failure stays its own.
+    """
+    try:
+        async with db.driver_transaction(scope, extra_settings=GENERIC_PLANS) as driver:
+            outcomes = await _allocate_locked(driver, scope.tenant_ids, order_ids)
+    except Exception:
+        if len(order_ids) == 1:
+            raise
+        return [await _allocate_alone(db, scope, order_id) for order_id in order_ids]
+    return [outcomes[order_id] for order_id in order_ids]
+
+
+async def _allocate_alone(db: Database, scope: Scope, order_id: UUID) -> OrderAllocationView | Exception:
+    try:
+        return (await _allocate_batch(db, scope, [order_id]))[0]
+    except Exception as error:
+        return error
+
+
+async def _allocate_locked(
+    driver, tenant_ids: frozenset[UUID], order_ids: list[UUID]
+) -> dict[UUID, OrderAllocationView | DomainError]:
+    """Route and reserve each order in the caller's driver transaction.
+
+    The orders are locked and read one by one, always in id order (two batches wanting
+    the same order cannot wait for each other in a circle), then every stock row any of
+    them may use is locked at once, in key order, and the orders are planned against
+    those figures in turn, the most urgent and the oldest first, each taking its units
+    off before the next is planned: no plan can lose a race, and nothing is retried.
+    """
+    outcomes: dict[UUID, OrderAllocationView | DomainError] = {}
+    found: list[tuple[allocation.OrderForAllocation, allocation.OrderStock]] = []
+    for order_id in sorted(order_ids):
+        read = await allocation.read_locked_order_stock(driver, tenant_ids, order_id)
+        if read is None:
+            outcomes[order_id] = NotFound("Order")
+        elif not read[1].managed:
+            outcomes[order_id] = Conflict("The tenant has no warehouses: its stock is not managed here")
+        else:
+            found.append(read)
+    keys = {
+        (order.tenant_id, warehouse_id, sku)
+        for order, stock in found
+        for warehouse_id, sku in stock.available
+    }
+    available = await allocation.lock_stock_rows(driver, keys) if keys else {}
+    found.sort(key=lambda read: (-allocation.URGENCY[read[0].priority], read[0].created_at))
+    for order, stock in found:
+        stock.available = {key: available[key] for key in stock.available if key in available}
         try:
-            async with db.driver_transaction(actor.scope, extra_settings=GENERIC_PLANS) as driver:
-                found = await allocation.read_locked_order_stock(
-                    driver, actor.tenant_ids, order_id, lock_stock=lock_stock
-                )
-                if found is None:
-                    raise NotFound("Order")
-                order, stock = found
-                if not stock.managed:
-                    raise Conflict("The tenant has no warehouses: its stock is not managed here")
-                plan = await allocation.route_and_reserve(driver, order, stock)
-                if plan is None:
-                    raise Conflict(
-                        f"Nothing to allocate: the order is {order.status.value.replace('_', ' ')} "
-                        "with no backordered units"
-                    )
-                return _view_from_plan(order, stock, plan)
-        except allocation.LostRace:
+            plan = await allocation.route_and_reserve(driver, order, stock)
+        except DomainError as error:  # refused before anything of this order was written
+            outcomes[order.id] = error
             continue
-    raise RuntimeError("an allocation planned under row locks found its units gone")
+        except allocation.LostRace:
+            raise RuntimeError("an allocation planned under row locks found its units gone") from None
+        if plan is None:
+            outcomes[order.id] = Conflict(
+                f"Nothing to allocate: the order is {order.status.value.replace('_', ' ')} "
+                "with no backordered units"
+            )
+            continue
+        for pick in plan.picks:
+            available[(pick.warehouse_id, pick.sku)] -= pick.quantity
+        outcomes[order.id] = _view_from_plan(order, stock, plan)
+    return outcomes
 
 
 async def override_warehouse(
