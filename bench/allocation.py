@@ -15,13 +15,14 @@ What one run does, on a fresh database of its own (`--server-url`):
    RETURNING`, BER first then MUC, and one ledger row per reservation. No ORM, no
    routing, no order rows: the floor the database sets for this work.
 3. The application (tenant 2): the same orders, already verified, allocated by
-   `inventory.services.retry_allocation` from `--concurrency` concurrent tasks, one
-   transaction per order, as the API does it: scope, the order row locked, one read
-   (warehouses, lines, allocations, availability, holds), routing, the timeline event
-   and every subscribed reaction (outbox, work queue), then one statement that
-   reserves all or nothing (stock rows locked in key order), writes the ledger,
-   allocation and backorder rows, the order's new status and its timeline row, and
-   the commit. A transaction whose reservation lost a race is retried whole.
+   `inventory.services.retry_allocation` from `--concurrency` concurrent tasks, as the
+   API does it. Requests made while others are being served are served together
+   (`core/batching.py`), a batch per transaction: scope, each order row locked and
+   read (warehouses, lines, allocations, availability, holds), every stock row the
+   batch may use locked at once in key order, then per order routing, the timeline
+   event and webhook payload, and one statement that reserves, writes the ledger,
+   allocation and backorder rows, the order's new status and its timeline row; one
+   commit for the batch.
 4. Raw baseline again (tenant 3): the machine is shared, two samples show drift.
 5. Oversell check from the ledger for every tenant: per (warehouse, sku) the reserved
    units the ledger adds up must equal `stock_levels.reserved`, and never exceed
@@ -77,9 +78,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--max-overflow",
         type=int,
-        default=None,
+        default=0,
         help="OrderDesk's connections beyond the pool while it is busy (ORDERDESK_DB_MAX_OVERFLOW;"
-        " default as many as the pool).",
+        " default 0, as the platform's).",
     )
     parser.add_argument(
         "--raw-connections",
@@ -93,7 +94,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     for name in ("concurrency", "pool_size", "raw_connections"):
         if getattr(args, name) is not None and getattr(args, name) < 1:
             parser.error(f"--{name.replace('_', '-')} must be at least 1")
-    if args.max_overflow is not None and args.max_overflow < 0:
+    if args.max_overflow < 0:
         parser.error("--max-overflow cannot be negative")
     return args
 

@@ -133,9 +133,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--max-overflow",
         type=int,
-        default=None,
+        default=0,
         help="OrderDesk phases: connections opened beyond the pool while it is busy"
-        " (ORDERDESK_DB_MAX_OVERFLOW; default as many as the pool).",
+        " (ORDERDESK_DB_MAX_OVERFLOW; default 0, as the platform's).",
     )
     parser.add_argument(
         "--recycle-every",
@@ -169,7 +169,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.full_rate is not None and args.full_rate <= 0:
         parser.error("--full-rate must be a positive number of claims per second")
-    if args.max_overflow is not None and args.max_overflow < 0:
+    if args.max_overflow < 0:
         parser.error("--max-overflow must be 0 or more")
     if args.explain_claims < 0:
         parser.error("--explain-claims must be 0 or more agents")
@@ -560,9 +560,7 @@ class RawClaimer:
 
 
 class AppClaimer:
-    def __init__(
-        self, settings, agents: int, pool_size: int | None = None, max_overflow: int | None = None
-    ) -> None:
+    def __init__(self, settings, agents: int, pool_size: int | None = None, max_overflow: int = 0) -> None:
         self.settings = settings
         self.size = pool_size or agents
         self.max_overflow = max_overflow

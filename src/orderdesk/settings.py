@@ -67,9 +67,9 @@ class Settings(BaseSettings):
     queue_name: str = Field(default="orderdesk", alias="ORDERDESK_QUEUE")
     db_pool_size: int = Field(default=10, ge=1, le=200, alias="ORDERDESK_DB_POOL_SIZE")
     # Connections a process may open beyond the pool when all of its are busy; each is
-    # closed again on return, so a sustained load above the pool keeps connecting (unset:
-    # as many as the pool).
-    db_max_overflow: int | None = Field(default=None, ge=0, le=200, alias="ORDERDESK_DB_MAX_OVERFLOW")
+    # closed again on return, so a sustained load above the pool keeps connecting (see
+    # core.db.make_engine; by default requests wait for a pooled connection instead).
+    db_max_overflow: int = Field(default=0, ge=0, le=200, alias="ORDERDESK_DB_MAX_OVERFLOW")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = Field(
         default="INFO", alias="ORDERDESK_LOG_LEVEL"
     )

@@ -17,6 +17,7 @@ import pytest
 from sqlalchemy import func, select
 
 from orderdesk.core import events
+from orderdesk.core.db import Database, make_engine
 from orderdesk.core.errors import Conflict, InvalidTransition, NotFound
 from orderdesk.integrations.models import OutboxEvent
 from orderdesk.inventory import allocation
@@ -311,3 +312,53 @@ async def test_a_batch_that_fails_serves_each_order_alone(
     assert (await allocation_of(client, key, orders[2]))["status"] == "verified"
     assert (await level(client, key, wh, "HOT"))["reserved"] == 3
     assert sum([await ledger_reserved(owner_connection, o) for o in orders]) == 3
+
+
+async def _until(condition, seconds: float = 5.0) -> bool:
+    """Poll `condition` (a pool's count: nothing to wait on) until it holds."""
+    for _ in range(int(seconds / 0.01)):
+        if condition():
+            return True
+        await asyncio.sleep(0.01)
+    return condition()
+
+
+async def test_a_retry_waiting_for_another_batch_holds_no_connection(
+    client, settings, world: World, db, owner_connection
+):
+    """A request authenticated by an API key holds the look-up's transaction until its
+    work begins (`Database.continuing`). Waiting for a batch that other requests lead,
+    it must give that connection back: on a fixed pool, requests holding connections
+    while they wait for batches that need one would stall each other."""
+    key = world.key_a
+    orders = [await verify(client, key, await new_order(client, key, TINY=1)) for _ in range(3)]
+    wh = await make_warehouse(client, key, "WAITING")
+    await put_stock(client, key, wh, TINY=3)
+    actor = dataclasses.replace(await tenants.system_actor(db), tenant_ids=frozenset({world.a.id}))
+    small = Database(make_engine(settings.app_url, pool_size=3, max_overflow=0))
+    pool = small.engine.pool
+    try:
+        async with owner_connection.transaction():
+            # Both batches a process runs at once stop at the stock row, each on a connection.
+            await owner_connection.execute(
+                "SELECT 1 FROM stock_levels WHERE warehouse_id = $1 FOR UPDATE", uuid.UUID(wh["id"])
+            )
+            leading = []
+            for order in orders[:2]:
+                leading.append(
+                    asyncio.create_task(inventory.retry_allocation(small, actor, uuid.UUID(order["id"])))
+                )
+                await _until(lambda n=len(leading): pool.checkedout() == n)
+            request_db = small.continuing(await small.begin(actor.scope), actor.scope)
+            assert pool.checkedout() == 3
+            waiting = asyncio.create_task(
+                inventory.retry_allocation(request_db, actor, uuid.UUID(orders[2]["id"]))
+            )
+            assert await _until(lambda: pool.checkedout() == 2)
+            assert not waiting.done()
+        statuses = [view.status for view in await asyncio.gather(*leading, waiting)]
+        await request_db.release_open_transaction()
+    finally:
+        await small.dispose()
+    assert statuses == ["allocated"] * 3
+    assert (await level(client, key, wh, "TINY"))["reserved"] == 3

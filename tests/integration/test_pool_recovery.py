@@ -126,12 +126,14 @@ def test_scope_values_that_could_end_a_literal_are_refused():
             _quoted(bad)
 
 
-@pytest.mark.parametrize(("max_overflow", "second_connects"), [(None, True), (0, False)])
+@pytest.mark.parametrize(("max_overflow", "second_connects"), [("default", False), (1, True)])
 async def test_max_overflow_decides_whether_a_busy_pool_connects_or_waits(
     settings, max_overflow, second_connects
 ):
-    """ORDERDESK_DB_MAX_OVERFLOW: by default a busy pool opens a further connection; with 0
-    the next caller waits for a pooled one instead of paying for a new connection."""
+    """ORDERDESK_DB_MAX_OVERFLOW: by default the next caller of a busy pool waits for a
+    pooled connection instead of paying for a new one; with overflow it connects."""
+    if max_overflow == "default":
+        max_overflow = settings.db_max_overflow
     engine = make_engine(settings.app_url, pool_size=1, max_overflow=max_overflow)
     try:
         async with engine.connect() as first:
