@@ -295,19 +295,20 @@ async def test_a_batch_that_fails_serves_each_order_alone(
     wh = await make_warehouse(client, key, "ALONE")
     await put_stock(client, key, wh, HOT=10)
     broken = uuid.UUID(orders[2]["id"])
-    route_and_reserve = allocation.route_and_reserve
+    prepare_reservation = allocation.prepare_reservation
 
-    async def failing_for_one(driver, order, stock):
-        if order.id == broken:
-            await driver.execute("SELECT 1 / 0")
-        return await route_and_reserve(driver, order, stock)
+    def failing_for_one(order, stock):
+        reservation = prepare_reservation(order, stock)
+        if order.id == broken:  # a status the database refuses
+            return dataclasses.replace(reservation, params={**reservation.params, "status": "mislaid"})
+        return reservation
 
-    monkeypatch.setattr(allocation, "route_and_reserve", failing_for_one)
+    monkeypatch.setattr(allocation, "prepare_reservation", failing_for_one)
     system = await tenants.system_actor(db)
     outcomes = await asyncio.gather(
         *(inventory.retry_allocation(db, system, uuid.UUID(o["id"])) for o in orders), return_exceptions=True
     )
-    assert isinstance(outcomes[2], asyncpg.DivisionByZeroError)
+    assert isinstance(outcomes[2], asyncpg.InvalidTextRepresentationError)
     assert [o.status for i, o in enumerate(outcomes) if i != 2] == ["allocated"] * 3
     assert (await allocation_of(client, key, orders[2]))["status"] == "verified"
     assert (await level(client, key, wh, "HOT"))["reserved"] == 3
@@ -362,3 +363,27 @@ async def test_a_retry_waiting_for_another_batch_holds_no_connection(
         await small.dispose()
     assert statuses == ["allocated"] * 3
     assert (await level(client, key, wh, "TINY"))["reserved"] == 3
+
+
+async def test_a_batch_whose_writes_differ_from_its_plans_is_rolled_back(
+    client, world: World, db, monkeypatch
+):
+    """After writing, the batch reads its stock rows again: if they do not show exactly
+    what its plans reserved, nothing of the batch stays, and every caller hears so."""
+    key = world.key_a
+    orders = [await verify(client, key, await new_order(client, key, HOT=1)) for _ in range(3)]
+    wh = await make_warehouse(client, key, "CHECKED")
+    await put_stock(client, key, wh, HOT=10)
+    write_reservations = allocation.write_reservations
+
+    async def losing_the_last(driver, reservations):
+        await write_reservations(driver, reservations[:-1])
+
+    monkeypatch.setattr(allocation, "write_reservations", losing_the_last)
+    system = await tenants.system_actor(db)
+    outcomes = await asyncio.gather(
+        *(inventory.retry_allocation(db, system, uuid.UUID(o["id"])) for o in orders), return_exceptions=True
+    )
+    assert [str(o) for o in outcomes] == ["the stock rows do not show what the batch's plans reserved"] * 3
+    assert (await level(client, key, wh, "HOT"))["reserved"] == 0
+    assert [(await allocation_of(client, key, o))["status"] for o in orders] == ["verified"] * 3

@@ -122,6 +122,9 @@ class _DriverStatement:
     async def fetch_on(self, driver, params: dict):
         return await driver.fetch(self.sql, *(params[n] for n in self.names))
 
+    async def executemany_on(self, driver, many: list[dict]) -> None:
+        await driver.executemany(self.sql, [tuple(params[n] for n in self.names) for params in many])
+
 
 # What routing one order needs: warehouses, lines, existing allocations, availability of
 # its SKUs, active holds and backordered lines, for the order whose key is `{tenant}`,
@@ -644,10 +647,18 @@ async def lock_stock_rows(driver, keys: set[tuple[UUID, UUID, str]]) -> dict[tup
     return {(row["warehouse_id"], row["sku"]): row["available"] for row in rows}
 
 
-async def route_and_reserve(driver, order: OrderForAllocation, stock: OrderStock) -> routing.Plan | None:
-    """Route `order` (locked by `read_locked_order_stock`) in a driver transaction the
-    caller owns, against `stock.available` (from `lock_stock_rows` when the caller
-    serves a batch).
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """An order's plan and the parameters of `RESERVE_PLAN` that write it."""
+
+    plan: routing.Plan
+    params: dict
+
+
+def prepare_reservation(order: OrderForAllocation, stock: OrderStock) -> Reservation | None:
+    """The plan for `order` (locked by `read_locked_order_stock`) against
+    `stock.available` (from `lock_stock_rows`), with the parameters of the one
+    statement that writes it (`write_reservations`).
 
     What the ORM path records through `apply_action`, `append_event` and the domain
     events, written by the one reserving statement: the order's new status, its timeline
@@ -659,8 +670,7 @@ async def route_and_reserve(driver, order: OrderForAllocation, stock: OrderStock
     test_inventory.py checks this against the subscribed handlers).
 
     Returns None when there is nothing to allocate (not verified, nothing backordered).
-    Raises LostRace (the figures were stale; nothing written), InvalidTransition (on
-    hold; nothing written).
+    Raises InvalidTransition (on hold). Writes nothing.
     """
     actor = system_actor_for(order.tenant_id)
     plan = plan_for(order, stock)
@@ -692,10 +702,15 @@ async def route_and_reserve(driver, order: OrderForAllocation, stock: OrderStock
     outbox_rows = [
         row for entry in timeline if (row := outbox.order_outbox_row(order.tenant_id, entry, snapshot))
     ]
-    params = _reserve_params(actor, order, plan, timeline=timeline, outbox_rows=outbox_rows)
-    if not await RESERVE_PLAN.fetchval_on(driver, params):
-        raise LostRace
-    return plan
+    return Reservation(plan, _reserve_params(actor, order, plan, timeline=timeline, outbox_rows=outbox_rows))
+
+
+async def write_reservations(driver, reservations: list[Reservation]) -> None:
+    """Write every reservation, in one round trip (asyncpg pipelines `executemany`): the
+    stock rows stay locked for the statements' own time, not for a round trip each.
+    `RESERVE_PLAN` answers whether it wrote; the caller, which planned under the rows'
+    locks, checks the stock rows instead (`lock_stock_rows` again) for all at once."""
+    await RESERVE_PLAN.executemany_on(driver, [r.params for r in reservations])
 
 
 def _transition(

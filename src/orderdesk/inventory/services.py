@@ -635,6 +635,8 @@ async def _allocate_locked(
     them may use is locked at once, in key order, and the orders are planned against
     those figures in turn, the most urgent and the oldest first, each taking its units
     off before the next is planned: no plan can lose a race, and nothing is retried.
+    The plans are written in one round trip, and the stock rows read again must show
+    exactly what was planned, or the batch is rolled back.
     """
     outcomes: dict[UUID, OrderAllocationView | DomainError] = {}
     found: list[tuple[allocation.OrderForAllocation, allocation.OrderStock]] = []
@@ -646,31 +648,31 @@ async def _allocate_locked(
             outcomes[order_id] = Conflict("The tenant has no warehouses: its stock is not managed here")
         else:
             found.append(read)
-    keys = {
-        (order.tenant_id, warehouse_id, sku)
-        for order, stock in found
-        for warehouse_id, sku in stock.available
-    }
+    keys = {(order.tenant_id, *key) for order, stock in found for key in stock.available}
     available = await allocation.lock_stock_rows(driver, keys) if keys else {}
     found.sort(key=lambda read: (-allocation.URGENCY[read[0].priority], read[0].created_at))
+    reservations: list[allocation.Reservation] = []
     for order, stock in found:
         stock.available = {key: available[key] for key in stock.available if key in available}
         try:
-            plan = await allocation.route_and_reserve(driver, order, stock)
-        except DomainError as error:  # refused before anything of this order was written
+            reservation = allocation.prepare_reservation(order, stock)
+        except DomainError as error:  # refused: nothing of this order is written
             outcomes[order.id] = error
             continue
-        except allocation.LostRace:
-            raise RuntimeError("an allocation planned under row locks found its units gone") from None
-        if plan is None:
+        if reservation is None:
             outcomes[order.id] = Conflict(
                 f"Nothing to allocate: the order is {order.status.value.replace('_', ' ')} "
                 "with no backordered units"
             )
             continue
-        for pick in plan.picks:
+        for pick in reservation.plan.picks:
             available[(pick.warehouse_id, pick.sku)] -= pick.quantity
-        outcomes[order.id] = _view_from_plan(order, stock, plan)
+        reservations.append(reservation)
+        outcomes[order.id] = _view_from_plan(order, stock, reservation.plan)
+    if reservations:
+        await allocation.write_reservations(driver, reservations)
+        if await allocation.lock_stock_rows(driver, keys) != available:
+            raise RuntimeError("the stock rows do not show what the batch's plans reserved")
     return outcomes
 
 
