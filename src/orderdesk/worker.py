@@ -62,7 +62,14 @@ def worker_settings(settings: Settings) -> dict[str, Any]:
         connect_features()
         tracking_links.configure_public_links(settings.public_url, settings.secret_key)
         ctx["settings"] = settings
-        ctx["db"] = Database(make_engine(settings.app_url, pool_size=10, application_name="orderdesk-worker"))
+        ctx["db"] = Database(
+            make_engine(
+                settings.app_url,
+                pool_size=10,
+                max_overflow=settings.db_max_overflow,
+                application_name="orderdesk-worker",
+            )
+        )
         await webhook_jobs.start(ctx, settings)
         await comms_jobs.start(ctx, settings)
 

@@ -304,10 +304,19 @@ async def test_a_batch_that_fails_serves_each_order_alone(
         return reservation
 
     monkeypatch.setattr(allocation, "prepare_reservation", failing_for_one)
+    batch_sizes = []
+    allocate_locked = inventory._allocate_locked
+
+    async def counting(driver, tenant_ids, order_ids):
+        batch_sizes.append(len(order_ids))
+        return await allocate_locked(driver, tenant_ids, order_ids)
+
+    monkeypatch.setattr(inventory, "_allocate_locked", counting)
     system = await tenants.system_actor(db)
     outcomes = await asyncio.gather(
         *(inventory.retry_allocation(db, system, uuid.UUID(o["id"])) for o in orders), return_exceptions=True
     )
+    assert batch_sizes == [4, 1, 1, 1, 1]  # one batch, then each order alone
     assert isinstance(outcomes[2], asyncpg.InvalidTextRepresentationError)
     assert [o.status for i, o in enumerate(outcomes) if i != 2] == ["allocated"] * 3
     assert (await allocation_of(client, key, orders[2]))["status"] == "verified"
@@ -349,7 +358,7 @@ async def test_a_retry_waiting_for_another_batch_holds_no_connection(
                 leading.append(
                     asyncio.create_task(inventory.retry_allocation(small, actor, uuid.UUID(order["id"])))
                 )
-                await _until(lambda n=len(leading): pool.checkedout() == n)
+                assert await _until(lambda n=len(leading): pool.checkedout() == n)
             request_db = small.continuing(await small.begin(actor.scope), actor.scope)
             assert pool.checkedout() == 3
             waiting = asyncio.create_task(

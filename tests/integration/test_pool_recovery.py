@@ -133,8 +133,10 @@ async def test_max_overflow_decides_whether_a_busy_pool_connects_or_waits(
     """ORDERDESK_DB_MAX_OVERFLOW: by default the next caller of a busy pool waits for a
     pooled connection instead of paying for a new one; with overflow it connects."""
     if max_overflow == "default":
-        max_overflow = settings.db_max_overflow
-    engine = make_engine(settings.app_url, pool_size=1, max_overflow=max_overflow)
+        assert settings.db_max_overflow == 0  # ORDERDESK_DB_MAX_OVERFLOW unset
+        engine = make_engine(settings.app_url, pool_size=1)
+    else:
+        engine = make_engine(settings.app_url, pool_size=1, max_overflow=max_overflow)
     try:
         async with engine.connect() as first:
             await first.execute(text("SELECT 1"))

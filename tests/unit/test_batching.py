@@ -90,6 +90,61 @@ async def test_a_failing_batch_fails_each_of_its_callers_and_the_next_batch_is_s
     # Nothing is left behind once the queue has run dry.
     assert await batches.submit("db", "t", "o9") == "ok:o9"
     assert calls[-1] == ["o9"]
+    await asyncio.sleep(0)  # the last batch's task ends
+    assert not batches._lines and not batches._tasks
+
+
+async def test_an_item_in_a_batch_being_served_waits_for_that_batch_even_with_two_at_once():
+    served = []
+
+    async def serve(context, key, items):
+        served.append(("start", list(items)))
+        await asyncio.sleep(0.02)
+        served.append(("end", list(items)))
+        return list(items)
+
+    batches = Batches(serve, largest=10, at_once=2)
+    first = asyncio.create_task(batches.submit("db", "t", "o1"))
+    await asyncio.sleep(0.005)  # o1's batch is being served
+    again = await asyncio.gather(batches.submit("db", "t", "o1"), batches.submit("db", "t", "o2"))
+    assert await first == "o1" and again == ["o1", "o2"]
+    assert served[0] == ("start", ["o1"])
+    # o2 went ahead in the second batch; o1 again only once its first batch had ended.
+    assert served.index(("end", ["o1"])) < served.index(("start", ["o1"]), 1)
+    assert ("start", ["o2"]) in served
+
+
+async def test_a_batch_answering_for_the_wrong_number_of_items_fails_its_callers():
+    async def serve(context, key, items):
+        return ["one answer"]
+
+    batches = Batches(serve, largest=10, at_once=1)
+    results = await asyncio.gather(
+        *(batches.submit("db", "t", f"o{n}") for n in range(2)), return_exceptions=True
+    )
+    assert [str(r) for r in results] == ["1 outcomes served for a batch of 2"] * 2
+
+
+async def test_callers_of_stopped_batches_hear_it_instead_of_waiting_forever():
+    started = asyncio.Event()
+
+    async def serve(context, key, items):
+        started.set()
+        await asyncio.sleep(60)
+        return list(items)
+
+    batches = Batches(serve, largest=1, at_once=1)
+    calls = [asyncio.create_task(batches.submit("db", "t", f"o{n}")) for n in range(3)]
+    await started.wait()
+    for task in list(batches._tasks):  # as when the process shuts down
+        task.cancel()
+    results = await asyncio.wait_for(asyncio.gather(*calls, return_exceptions=True), timeout=5)
+    assert [str(r) for r in results] == [
+        "the batch serving this call was stopped",
+        "the batches of these calls were stopped",
+        "the batches of these calls were stopped",
+    ]
+    assert not batches._lines
 
 
 async def test_a_caller_that_gave_up_is_left_out_of_later_batches():

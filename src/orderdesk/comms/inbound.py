@@ -313,8 +313,10 @@ def _orders_by_number_statement() -> Select:
         .add_columns(conversation)
         .outerjoin(conversation, (conversation.tenant_id == Order.tenant_id) & (conversation.id == latest))
         .where(Order.number.in_(bindparam("numbers", expanding=True)))
-        # Locks are taken in one order, whatever order the message names them in.
-        .order_by(Order.number)
+        # Locks are taken in id order, whatever order the message names them in: every
+        # transaction that locks several orders does so (allocation batches too), so two
+        # never wait for each other in a circle.
+        .order_by(Order.id)
     )
 
 

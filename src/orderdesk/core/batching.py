@@ -11,10 +11,11 @@ result or its own error, once its batch has committed.
 from __future__ import annotations
 
 import asyncio
+import functools
 from collections import deque
 from collections.abc import Awaitable, Callable, Hashable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 Key = TypeVar("Key", bound=Hashable)
 Item = TypeVar("Item", bound=Hashable)
@@ -25,11 +26,18 @@ Result = TypeVar("Result")
 Serve = Callable[[Any, Key, list[Item]], Awaitable[Sequence[Result | BaseException]]]
 
 
+class _Call(NamedTuple):
+    item: Hashable
+    future: asyncio.Future
+    context: Any
+
+
 @dataclass(slots=True)
 class _Line:
-    """The calls of one key: who waits, and how many batches are being served."""
+    """The calls of one key: who waits, which items are being served, how many batches."""
 
-    waiting: deque[tuple[Item, asyncio.Future]] = field(default_factory=deque)
+    waiting: deque[_Call] = field(default_factory=deque)
+    in_flight: set = field(default_factory=set)
     serving: int = 0
 
 
@@ -49,63 +57,79 @@ class Batches(Generic[Key, Item, Result]):
 
     async def submit(self, context: Any, key: Key, item: Item) -> Result:
         """`item`'s result once its batch is served. `context` (a database, say) is what
-        the batch that starts with this call is served with."""
+        a batch started for this call is served with."""
         future = asyncio.get_running_loop().create_future()
         line = self._lines.setdefault(key, _Line())
-        line.waiting.append((item, future))
+        line.waiting.append(_Call(item, future, context))
         if line.serving < self.at_once:
-            line.serving += 1
-            task = asyncio.create_task(self._drain(context, key, line))
-            self._tasks.add(task)  # a task nobody refers to may be collected mid-way
-            task.add_done_callback(self._tasks.discard)
+            self._start(key, line)
         return await future
 
-    async def _drain(self, context: Any, key: Key, line: _Line) -> None:
-        """Serve batches of `key` until nobody waits."""
-        try:
-            while line.waiting:
-                await self._serve_batch(context, key, self._next_batch(line))
-        finally:
-            line.serving -= 1
-            if not line.serving and not line.waiting:
-                self._lines.pop(key, None)
+    def _start(self, key: Key, line: _Line) -> None:
+        line.serving += 1
+        task = asyncio.create_task(self._drain(line.waiting[0].context, key, line))
+        self._tasks.add(task)  # a task nobody refers to may be collected mid-way
+        task.add_done_callback(functools.partial(self._finished, key, line))
 
-    def _next_batch(self, line: _Line) -> list[tuple[Item, asyncio.Future]]:
-        """The oldest waiting calls, each item once: a repeated item waits for a later
-        batch, so it is served after the first has been written."""
-        batch: list[tuple[Item, asyncio.Future]] = []
-        items: set[Item] = set()
-        later: list[tuple[Item, asyncio.Future]] = []
+    async def _drain(self, context: Any, key: Key, line: _Line) -> None:
+        """Serve batches of `key` while any call waits that no other batch holds."""
+        while batch := self._next_batch(line):
+            await self._serve_batch(context, key, line, batch)
+
+    def _finished(self, key: Key, line: _Line, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        line.serving -= 1
+        line.waiting = deque(call for call in line.waiting if not call.future.done())
+        if task.cancelled() or task.exception() is not None:
+            if not line.serving:  # nobody is left to serve the calls still waiting
+                stopped = RuntimeError("the batches of these calls were stopped")
+                while line.waiting:
+                    call = line.waiting.popleft()
+                    if not call.future.done():
+                        call.future.set_exception(stopped)
+        elif line.serving < self.at_once and any(
+            call.item not in line.in_flight and not call.future.done() for call in line.waiting
+        ):
+            self._start(key, line)  # a call came after this batch's last look at the queue
+        if not line.serving and not line.waiting:
+            self._lines.pop(key, None)
+
+    def _next_batch(self, line: _Line) -> list[_Call]:
+        """The oldest waiting calls, each item once. An item asked for again while it is
+        in a batch (this one or another being served) waits for a later batch, so it is
+        served after the first has been written."""
+        batch: list[_Call] = []
+        later: list[_Call] = []
         while line.waiting and len(batch) < self.largest:
-            waiting = line.waiting.popleft()
-            if waiting[1].done():  # its caller gave up (cancelled)
+            call = line.waiting.popleft()
+            if call.future.done():  # its caller gave up (cancelled)
                 continue
-            if waiting[0] in items:
-                later.append(waiting)
+            if call.item in line.in_flight:
+                later.append(call)
             else:
-                items.add(waiting[0])
-                batch.append(waiting)
+                line.in_flight.add(call.item)
+                batch.append(call)
         line.waiting.extendleft(reversed(later))
         return batch
 
-    async def _serve_batch(self, context: Any, key: Key, batch: list[tuple[Item, asyncio.Future]]) -> None:
-        if not batch:
-            return
+    async def _serve_batch(self, context: Any, key: Key, line: _Line, batch: list[_Call]) -> None:
         try:
-            outcomes = await self._serve(context, key, [item for item, _ in batch])
+            outcomes = await self._serve(context, key, [call.item for call in batch])
             if len(outcomes) != len(batch):
                 raise RuntimeError(f"{len(outcomes)} outcomes served for a batch of {len(batch)}")
-        except BaseException as error:
-            for _, future in batch:
-                if not future.done():
-                    future.set_exception(error)
-            if not isinstance(error, Exception):
-                raise  # cancellation, interpreter exit: not the batch's to swallow
-            return
-        for (_, future), outcome in zip(batch, outcomes, strict=True):
-            if future.done():
+        except Exception as error:
+            outcomes = [error] * len(batch)
+        except BaseException:  # cancelled: the callers' own tasks were not
+            for call in batch:
+                if not call.future.done():
+                    call.future.set_exception(RuntimeError("the batch serving this call was stopped"))
+            raise
+        finally:
+            line.in_flight.difference_update(call.item for call in batch)
+        for call, outcome in zip(batch, outcomes, strict=True):
+            if call.future.done():
                 continue
             if isinstance(outcome, BaseException):
-                future.set_exception(outcome)
+                call.future.set_exception(outcome)
             else:
-                future.set_result(outcome)
+                call.future.set_result(outcome)

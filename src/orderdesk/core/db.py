@@ -76,7 +76,8 @@ def make_engine(
     the first plans of its statements inside somebody's request (Get next's p99 at 60 %
     of its rate: 323 ms with ten more, 17 ms without, docs/benchmarks.md). No code path
     holds two connections of one pool at once, so waiting cannot starve a request of
-    its own connection (tests/integration/test_pool_recovery.py)."""
+    its own connection (tests/integration/test_pool_recovery.py, and
+    test_allocation_retry.py for requests waiting for an allocation batch)."""
     # No pre-ping: with asyncpg it costs round trips before every transaction (measured in
     # bench/claims.py). The scope statement that opens every transaction is the check
     # instead; see Database.transaction.

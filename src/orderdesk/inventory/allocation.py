@@ -2,8 +2,9 @@
 
 Called by the inventory handlers (after verification, on stock arrival, on
 cancellation) and by the services (retry, override). The order row is locked by
-the caller (by the first read for a retry, which runs on the driver connection);
-stock rows are locked by the reservations themselves, in (warehouse, sku) order.
+the caller (by its read, for a retry batch on the driver connection); stock rows are
+locked in (warehouse, sku) order, by the reservations themselves inside another
+transaction, or all at once before planning for a retry batch (`lock_stock_rows`).
 """
 
 from __future__ import annotations
@@ -73,10 +74,12 @@ class LostRace(Exception):
 # Allocating an order used to take about twenty statements. Now it reads what routing
 # needs in one statement and writes the whole outcome in one more: the reservations,
 # their ledger rows, the allocation rows and the backorders (for `retry_allocation`
-# also the order's status, its timeline row and its webhook event). That write is
-# all-or-nothing: it locks the stock rows it wants in (warehouse, sku) order, checks
-# every one of them against the plan under those locks, and changes nothing unless
-# all of them still have the units. The CHECK on stock_levels stays the backstop.
+# also the order's status, its timeline row and its webhook event; a retry batch reads
+# each of its orders, locks their stock rows in one more statement and sends all the
+# writes in one round trip). That write is all-or-nothing: it locks the stock rows it
+# wants in (warehouse, sku) order, checks every one of them against the plan under
+# those locks, and changes nothing unless all of them still have the units. The CHECK
+# on stock_levels stays the backstop.
 # Lock order is byte order (COLLATE "C"), the order Python sorts the keys in where
 # other stock changes lock rows one by one, so no two lockers wait in a circle.
 
@@ -160,7 +163,7 @@ READ_ORDER_STOCK_LOCKED = _DriverStatement(
     "SELECT" + _ORDER_STOCK_COLUMNS.format(tenant=":tenant_id", order=":order_id", stock_lock=_LOCKING)
 )
 
-# The same read for a transaction that starts with it (`retry_allocation`): the order
+# The same read for a transaction on the driver connection (a retry batch): the order
 # row is looked up within the caller's tenants and locked in the same statement, with
 # the columns routing, the timeline and the webhook snapshot need.
 #
@@ -706,10 +709,11 @@ def prepare_reservation(order: OrderForAllocation, stock: OrderStock) -> Reserva
 
 
 async def write_reservations(driver, reservations: list[Reservation]) -> None:
-    """Write every reservation, in one round trip (asyncpg pipelines `executemany`): the
-    stock rows stay locked for the statements' own time, not for a round trip each.
-    `RESERVE_PLAN` answers whether it wrote; the caller, which planned under the rows'
-    locks, checks the stock rows instead (`lock_stock_rows` again) for all at once."""
+    """Write every reservation in one round trip (asyncpg pipelines `executemany`): the
+    batch's stock rows, locked since before planning until its commit, are not held
+    through a round trip per order. `executemany` drops each statement's answer (whether
+    it wrote), so the caller, which planned under the rows' locks, reads the stock rows
+    again (`lock_stock_rows`) and compares them with its plans instead."""
     await RESERVE_PLAN.executemany_on(driver, [r.params for r in reservations])
 
 

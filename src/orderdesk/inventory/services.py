@@ -16,6 +16,8 @@ from collections import defaultdict
 from uuid import UUID
 from weakref import WeakKeyDictionary
 
+import asyncpg
+import structlog
 from sqlalchemy import delete, exists, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import IntegrityError
@@ -62,6 +64,8 @@ from orderdesk.orders import services as orders
 from orderdesk.orders.models import Order
 from orderdesk.orders.states import Action, OrderStatus
 from orderdesk.orders.timeline import append_event
+
+log = structlog.get_logger("orderdesk.inventory")
 
 CODE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,31}$")
 OVERRIDABLE = frozenset({OrderStatus.ALLOCATED, OrderStatus.BACKORDERED, OrderStatus.PARTIALLY_SHIPPED})
@@ -600,20 +604,28 @@ async def retry_allocation(db: Database, actor: Actor, order_id: UUID) -> OrderA
     return await _batches_for(db).submit(db, scope, order_id)
 
 
+class _BatchRolledBack(Exception):
+    """The stock rows after a batch's writes differ from what its plans reserved."""
+
+
 async def _allocate_batch(
     db: Database, scope: Scope, order_ids: list[UUID]
-) -> list[OrderAllocationView | DomainError]:
+) -> list[OrderAllocationView | Exception]:
     """Allocate `order_ids` in one transaction: each gets its view or its own error.
 
-    If the transaction fails as a whole (a database error), each order is tried again
-    alone, so that one order's failure stays its own.
+    When the database refuses the batch's transaction (one order's data, a deadlock, a
+    lock timeout) or its stock rows do not show what it planned, each order is tried
+    again alone, so that one order's failure stays its own. A lost connection or a pool
+    that gave none in time reaches every caller as it is: trying each order again on
+    the same pool would only make them wait longer.
     """
     try:
         async with db.driver_transaction(scope, extra_settings=GENERIC_PLANS) as driver:
             outcomes = await _allocate_locked(driver, scope.tenant_ids, order_ids)
-    except Exception:
+    except (asyncpg.PostgresError, _BatchRolledBack) as error:
         if len(order_ids) == 1:
             raise
+        log.warning("allocation_batch_rolled_back", orders=[str(o) for o in order_ids], error=repr(error))
         return [await _allocate_alone(db, scope, order_id) for order_id in order_ids]
     return [outcomes[order_id] for order_id in order_ids]
 
@@ -630,14 +642,16 @@ async def _allocate_locked(
 ) -> dict[UUID, OrderAllocationView | DomainError]:
     """Route and reserve each order in the caller's driver transaction.
 
-    The orders are locked and read one by one, always in id order (two batches wanting
-    the same order cannot wait for each other in a circle), then every stock row any of
+    The orders are locked and read one by one, in id order (as every transaction that
+    locks several orders does, so none waits for another in a circle), then every stock row any of
     them may use is locked at once, in key order, and the orders are planned against
     those figures in turn, the most urgent and the oldest first, each taking its units
     off before the next is planned: no plan can lose a race, and nothing is retried.
     The plans are written in one round trip, and the stock rows read again must show
     exactly what was planned, or the batch is rolled back.
     """
+    if len(set(order_ids)) != len(order_ids):
+        raise ValueError("an order appears twice in one allocation batch")
     outcomes: dict[UUID, OrderAllocationView | DomainError] = {}
     found: list[tuple[allocation.OrderForAllocation, allocation.OrderStock]] = []
     for order_id in sorted(order_ids):
@@ -671,8 +685,8 @@ async def _allocate_locked(
         outcomes[order.id] = _view_from_plan(order, stock, reservation.plan)
     if reservations:
         await allocation.write_reservations(driver, reservations)
-        if await allocation.lock_stock_rows(driver, keys) != available:
-            raise RuntimeError("the stock rows do not show what the batch's plans reserved")
+        if keys and await allocation.lock_stock_rows(driver, keys) != available:
+            raise _BatchRolledBack("the stock rows do not show what the batch's plans reserved")
     return outcomes
 
 
