@@ -220,6 +220,10 @@ class Phase:
     loop_stalls: list[tuple[float, float]] = field(default_factory=list)
     # (table, seconds into the phase, full page images, bytes) of WAL each VACUUM wrote.
     vacuum_wal: list[tuple[str, float, int, int]] = field(default_factory=list)
+    # What the whole server wrote to the WAL during the phase (pg_stat_wal, differences):
+    # records, full page images, bytes and flushes (wal_sync). The benchmark's own writes
+    # (claim history, VACUUMs) are in it, alike for raw and OrderDesk phases.
+    wal: dict = field(default_factory=dict)
     checks: dict = field(default_factory=dict)
     dead_rows: dict = field(default_factory=dict)
     # CPU seconds of this process (the agents' Python side) during the phase.
@@ -428,6 +432,12 @@ async def autovacuum_throttle(conn, table: str) -> tuple[float, int]:
     if limit < 0:
         limit = int(settings["vacuum_cost_limit"])
     return delay, limit
+
+
+async def wal_stats(pool) -> dict[str, int]:
+    """The server's WAL counters so far (pg_stat_wal)."""
+    row = await pool.fetchrow("SELECT wal_records, wal_fpi, wal_bytes, wal_sync FROM pg_stat_wal")
+    return {name: int(value) for name, value in row.items()}
 
 
 def vacuum_wal_usage(messages: list[str]) -> tuple[int, int]:
@@ -871,6 +881,7 @@ async def run_phase(
     vacuums: list[float] = []
     backends = await backend_pids(owner_dsn)
     db_cpu_before = cpu_seconds(backends)
+    wal_before = await wal_stats(checker)
 
     async def vacuum_loop() -> None:
         conn = await asyncpg.connect(owner_dsn)
@@ -970,6 +981,8 @@ async def run_phase(
     phase.client_cpu = time.process_time() - cpu_started
     gc.callbacks.remove(note_collection)
     phase.db_cpu = cpu_seconds(backends) - db_cpu_before
+    wal_after = await wal_stats(checker)
+    phase.wal = {name: wal_after[name] - wal_before[name] for name in wal_before}
     if profiler:
         profiler.disable()
         profiler.dump_stats(str(args.profile))
@@ -1069,6 +1082,8 @@ async def run(args) -> dict:
                     f"{paced}"
                     f"  cpu/cycle {phase.client_cpu / max(phase.cycles, 1) * 1000:.2f} ms"
                     f" db/cycle {phase.db_cpu / max(phase.cycles, 1) * 1000:.2f} ms"
+                    f" wal/cycle {phase.wal['wal_bytes'] / max(phase.cycles, 1):,.0f} B"
+                    f" ({phase.wal['wal_fpi'] / max(phase.cycles, 1):.2f} page images)"
                     f"  double {phase.checks['double_assignment_client_side']}"
                     f"/{phase.checks['items_with_two_open_claims']}",
                     flush=True,
@@ -1134,6 +1149,7 @@ def summarise(args, phases: list[Phase]) -> dict:
                 "slowest": p.slow_near_vacuum()[1],
                 "started_utc": p.started_utc,
                 "vacuum_wal": p.vacuum_wal,
+                "wal": p.wal,
                 "slowest_by_second": p.slowest_by_second(),
                 "event_loop_stalls": [[round(at, 2), round(late * 1000, 1)] for at, late in p.loop_stalls],
                 "vacuums_s": [
