@@ -386,12 +386,11 @@ async def read_locked_order_stock(
     statement on the driver connection of the caller's scoped transaction. None when no
     such order exists for these tenants. The availability it reads is not locked: a batch
     locks the stock rows of all its orders at once afterwards (`lock_stock_rows`)."""
-    statement = READ_LOCKED_ORDER_STOCK
     params = {"order_id": order_id, "tenant_ids": list(tenant_ids)}
-    row = await statement.fetchrow_on(driver, params)
+    row = await READ_LOCKED_ORDER_STOCK.fetchrow_on(driver, params)
     if row is not None and row["read_version"] != row["row_version"]:
         # The lock waited for a transaction that changed the order: read again under it.
-        row = await statement.fetchrow_on(driver, params)
+        row = await READ_LOCKED_ORDER_STOCK.fetchrow_on(driver, params)
         if row["read_version"] != row["row_version"]:
             raise RuntimeError("an order changed while this transaction held its row lock")
     if row is None:

@@ -643,12 +643,12 @@ async def _allocate_locked(
     """Route and reserve each order in the caller's driver transaction.
 
     The orders are locked and read one by one, in id order (as every transaction that
-    locks several orders does, so none waits for another in a circle), then every stock row any of
-    them may use is locked at once, in key order, and the orders are planned against
-    those figures in turn, the most urgent and the oldest first, each taking its units
-    off before the next is planned: no plan can lose a race, and nothing is retried.
-    The plans are written in one round trip, and the stock rows read again must show
-    exactly what was planned, or the batch is rolled back.
+    locks several orders does, so none waits for another in a circle), then every stock
+    row any of them may use is locked at once, in key order, and the orders are planned
+    against those figures in turn, the most urgent and the oldest first, each taking its
+    units off before the next is planned: no plan can lose a race, and nothing is
+    retried. The plans are written in one round trip, and the stock rows read again
+    must show exactly what was planned, or the batch is rolled back.
     """
     if len(set(order_ids)) != len(order_ids):
         raise ValueError("an order appears twice in one allocation batch")
