@@ -324,6 +324,35 @@ async def test_a_batch_that_fails_serves_each_order_alone(
     assert sum([await ledger_reserved(owner_connection, o) for o in orders]) == 3
 
 
+async def test_an_order_held_elsewhere_does_not_hold_up_the_rest_of_its_batch(
+    client, world: World, db, owner_connection, monkeypatch
+):
+    """Another transaction holds one order of the batch: after its lock timeout the batch
+    gives up, the other orders are allocated, and the busy one waits for its row alone
+    (no error for its caller), then is allocated too."""
+    monkeypatch.setattr(inventory, "ALLOCATION_BATCH_LOCK_TIMEOUT", "100ms")
+    key = world.key_a
+    orders = [await verify(client, key, await new_order(client, key, HOT=1)) for _ in range(3)]
+    wh = await make_warehouse(client, key, "BUSY")
+    await put_stock(client, key, wh, HOT=3)
+    busy = orders[1]
+    system = await tenants.system_actor(db)
+    async with owner_connection.transaction():
+        await owner_connection.execute("SELECT 1 FROM orders WHERE id = $1 FOR UPDATE", uuid.UUID(busy["id"]))
+        asked = {
+            o["id"]: asyncio.create_task(inventory.retry_allocation(db, system, uuid.UUID(o["id"])))
+            for o in orders
+        }
+        others = [task for order_id, task in asked.items() if order_id != busy["id"]]
+        done, _ = await asyncio.wait(others, timeout=10)
+        assert done == set(others)
+        assert [task.result().status for task in others] == ["allocated", "allocated"]
+        await asyncio.sleep(0.3)  # well past the timeout: still waiting for its row
+        assert not asked[busy["id"]].done()
+    assert (await asked[busy["id"]]).status == "allocated"
+    assert (await level(client, key, wh, "HOT"))["reserved"] == 3
+
+
 async def _until(condition, seconds: float = 5.0) -> bool:
     """Poll `condition` (a pool's count: nothing to wait on) until it holds."""
     for _ in range(int(seconds / 0.01)):

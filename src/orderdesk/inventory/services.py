@@ -569,6 +569,11 @@ def _view_from_plan(
 # for the other requests' wait to stay short.
 ALLOCATION_BATCH_LARGEST = 25
 ALLOCATION_BATCHES_AT_ONCE = 2
+# How long a batch waits for a row another transaction holds (an order being changed, the
+# orders of the backorder sweep, stock rows under an upload) before it gives up. Then each
+# of its requests waits for its own rows alone, so one busy order does not hold up the
+# other orders of its batch, nor the requests queued behind the batch.
+ALLOCATION_BATCH_LOCK_TIMEOUT = "1s"
 _allocation_batches: WeakKeyDictionary[AsyncEngine, tuple[asyncio.AbstractEventLoop, Batches]] = (
     WeakKeyDictionary()
 )
@@ -592,16 +597,22 @@ async def retry_allocation(db: Database, actor: Actor, order_id: UUID) -> OrderA
 
     Served with the allocation requests made meanwhile in this process for the same
     tenants, in one transaction on the driver connection (`_allocate_batch`); the
-    result is this order's own once that transaction has committed. Raises
-    NotFound, PermissionDenied, InvalidTransition (on hold), Conflict (nothing to
-    allocate, or the tenant keeps no warehouses).
+    result is this order's own once that transaction has committed. When the batch
+    found a row held elsewhere for too long, the order is allocated alone, waiting
+    for its rows as long as that takes. Raises NotFound, PermissionDenied,
+    InvalidTransition (on hold), Conflict (nothing to allocate, or the tenant keeps
+    no warehouses).
     """
     _require_operator(actor)
     # While it waits for its batch, the request holds no connection: its key lookup's
     # transaction, if any, goes back now.
     await db.release_open_transaction()
     scope = Scope(tenant_ids=actor.scope.tenant_ids)
-    return await _batches_for(db).submit(db, scope, order_id)
+    try:
+        return await _batches_for(db).submit(db, scope, order_id)
+    except asyncpg.LockNotAvailableError:
+        (view,) = await _allocate_batch(db, scope, [order_id], wait_for_locks=True)
+        return view
 
 
 class _BatchRolledBack(Exception):
@@ -609,21 +620,25 @@ class _BatchRolledBack(Exception):
 
 
 async def _allocate_batch(
-    db: Database, scope: Scope, order_ids: list[UUID]
+    db: Database, scope: Scope, order_ids: list[UUID], *, wait_for_locks: bool = False
 ) -> list[OrderAllocationView | Exception]:
     """Allocate `order_ids` in one transaction: each gets its view or its own error.
 
-    When the database refuses the batch's transaction (one order's data, a deadlock, a
-    lock timeout) or its stock rows do not show what it planned, each order is tried
-    again alone, so that one order's failure stays its own. A lost connection or a pool
-    that gave none in time reaches every caller as it is: trying each order again on
-    the same pool would only make them wait longer.
+    When the database refuses the batch's transaction (one order's data, a deadlock) or
+    its stock rows do not show what it planned, each order is tried again alone, so that
+    one order's failure stays its own. A row held elsewhere for longer than
+    `ALLOCATION_BATCH_LOCK_TIMEOUT` (unless `wait_for_locks`), a lost connection or a
+    pool that gave none in time reaches every caller as it is: trying each order again
+    in turn would only make them wait longer.
     """
+    settings = dict(GENERIC_PLANS)
+    if not wait_for_locks:
+        settings["lock_timeout"] = ALLOCATION_BATCH_LOCK_TIMEOUT
     try:
-        async with db.driver_transaction(scope, extra_settings=GENERIC_PLANS) as driver:
+        async with db.driver_transaction(scope, extra_settings=settings) as driver:
             outcomes = await _allocate_locked(driver, scope.tenant_ids, order_ids)
     except (asyncpg.PostgresError, _BatchRolledBack) as error:
-        if len(order_ids) == 1:
+        if len(order_ids) == 1 or isinstance(error, asyncpg.LockNotAvailableError):
             raise
         log.warning("allocation_batch_rolled_back", orders=[str(o) for o in order_ids], error=repr(error))
         return [await _allocate_alone(db, scope, order_id) for order_id in order_ids]
