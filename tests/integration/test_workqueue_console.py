@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import uuid
 
+from orderdesk.workqueue.states import WorkItemStatus, WorkRole, work_actions_for
 from tests.conftest import World, session_csrf, sign_in
 from tests.integration.test_orders_api import bearer, order_body
 
@@ -267,6 +268,58 @@ async def test_manual_work_item_from_the_queue_page(client, world: World):
     )
     assert foreign.status_code == 404
     assert uuid.UUID(made.headers["location"].rsplit("/", 1)[1])
+
+
+async def test_agents_cannot_open_the_sla_editor(client, world: World):
+    """The editor is refused like the team board, not only its Save."""
+    await signed_in(client, world.agent_a)
+    board = await client.get("/console/lead")
+    editor = await client.get(f"/console/sla/{world.a.id}")
+    assert editor.status_code == board.status_code == 403
+    assert "Only team leads and administrators" in editor.text
+    assert 'name="hours.mon"' not in editor.text
+
+
+def shown_work_actions(html: str) -> set[str]:
+    return set(re.findall(r'data-work-action="(\w+)"', html))
+
+
+def table_work_actions(status: str, role: WorkRole) -> set[str]:
+    return {a.value for a in work_actions_for(WorkItemStatus(status), role)}
+
+
+async def test_item_buttons_are_the_state_tables_actions_for_the_viewer(
+    client, world: World, app_client_factory
+):
+    await pending_order(client, world)
+    agent_headers = await signed_in(client, world.agent_a)
+    item_url = await claim(client, agent_headers)
+    async with app_client_factory() as lead_client:
+        lead_headers = await signed_in(lead_client, world.lead_a)
+
+        async def check(status: str, role: WorkRole) -> set[str]:
+            viewer = lead_client if role is WorkRole.LEAD else client
+            page = await viewer.get(item_url)
+            assert f'data-testid="item-status">{status.replace("_", " ")}' in page.text
+            shown = shown_work_actions(page.text)
+            assert shown == table_work_actions(status, role), (status, role)
+            return shown
+
+        assert "hand_back" in await check("claimed", WorkRole.HOLDER)
+        assert "reassign" in await check("claimed", WorkRole.LEAD)
+        parked = await client.post(
+            f"{item_url}/wait", data={"party": "customer"}, headers=agent_headers, follow_redirects=False
+        )
+        assert parked.status_code == 303
+        assert await check("waiting_customer", WorkRole.STAFF) == {"resume"}
+        # A lead may withdraw a parked item straight from its page.
+        assert {"resume", "complete", "cancel"} <= await check("waiting_customer", WorkRole.LEAD)
+        withdrawn = await lead_client.post(
+            f"{item_url}/done", data={"outcome": "withdrawn"}, headers=lead_headers, follow_redirects=False
+        )
+        assert withdrawn.status_code == 303
+        assert await check("cancelled", WorkRole.LEAD) == set()
+        assert await check("cancelled", WorkRole.STAFF) == set()
 
 
 async def test_operations_view_for_leads_only(client, world: World, app_client_factory):

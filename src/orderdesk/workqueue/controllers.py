@@ -24,7 +24,14 @@ from orderdesk.web.guards import requires_staff
 from orderdesk.workqueue import operations, services
 from orderdesk.workqueue.policies import DEFAULT_STUCK_AFTER_HOURS, DEFAULT_TARGETS, PRIORITIES, WEEKDAYS
 from orderdesk.workqueue.schemas import WorkItemCreate
-from orderdesk.workqueue.states import AGENT_OUTCOMES, WorkItemKind, WorkOutcome
+from orderdesk.workqueue.states import (
+    AGENT_OUTCOMES,
+    WorkItemKind,
+    WorkItemStatus,
+    WorkOutcome,
+    work_actions_for,
+    work_role,
+)
 
 SNOOZE_CHOICES = ((15, "15 minutes"), (60, "1 hour"), (240, "4 hours"), (1440, "1 day"))
 
@@ -118,8 +125,12 @@ class WorkQueueConsoleController(Controller):
                 i for i in await services.list_order_work_items(db, actor, item.order_id) if i.id != item.id
             ]
         agents = await services.assignable_agents(db, actor, item.tenant_id) if is_lead(actor) else []
+        holds_item = item.status == WorkItemStatus.CLAIMED and item.claimed_by == actor.id
+        role = work_role(is_lead=is_lead(actor), holds_item=holds_item)
         return {
             "item": item,
+            # The buttons come from the state table, so the page offers exactly what would be accepted.
+            "work_actions": [a.value for a in work_actions_for(WorkItemStatus(item.status), role)],
             **panel,
             "related": related,
             "agents": agents,
@@ -261,7 +272,7 @@ class WorkQueueConsoleController(Controller):
     ):
         tenant = await tenants.get_tenant(db, actor, tenant_id)
         if document is None:
-            document = (await services.get_sla_policy(db, actor, tenant_id)).document()
+            document = (await services.get_sla_policy_to_edit(db, actor, tenant_id)).document()
         return page(
             "workqueue/sla.html",
             actor,

@@ -205,6 +205,18 @@ async def get_sla_policy(db: Database, actor: Actor, tenant_id: UUID) -> SlaPoli
         return await policy_in_session(session, tenant_id)
 
 
+async def get_sla_policy_to_edit(db: Database, actor: Actor, tenant_id: UUID) -> SlaPolicy:
+    """The tenant's SLA policy for the editor, which only those who may save it can open.
+
+    Raises NotFound (tenant outside the actor's reach), PermissionDenied (leads and
+    administrators only).
+    """
+    if tenant_id not in actor.tenant_ids:
+        raise NotFound("Tenant")
+    _require_lead(actor, "change SLA policies")
+    return await get_sla_policy(db, actor, tenant_id)
+
+
 async def set_sla_policy(
     db: Database, actor: Actor, tenant_id: UUID, document: dict, *, now: dt.datetime | None = None
 ) -> tuple[SlaPolicy, int]:

@@ -88,6 +88,30 @@ TRANSITIONS: dict[tuple[WorkItemStatus, WorkAction], WorkItemStatus] = {
 }
 
 
+class WorkRole(enum.StrEnum):
+    """Who is looking at an item, as far as its buttons are concerned."""
+
+    HOLDER = "holder"  # the agent holding the claimed item under a lease
+    LEAD = "lead"  # a team lead or administrator: may act on any item of their clients
+    STAFF = "staff"  # any other agent
+
+
+R = WorkRole
+# Who may take each action by hand. Claiming is Get next's; expiring and waking are the system's.
+PERFORMED_BY: dict[WorkAction, frozenset[WorkRole]] = {
+    A.HAND_BACK: frozenset({R.HOLDER, R.LEAD}),
+    A.SNOOZE: frozenset({R.HOLDER, R.LEAD}),
+    A.WAIT_CUSTOMER: frozenset({R.HOLDER, R.LEAD}),
+    A.WAIT_CLIENT: frozenset({R.HOLDER, R.LEAD}),
+    # Whoever receives the awaited answer brings the item back.
+    A.RESUME: frozenset({R.HOLDER, R.LEAD, R.STAFF}),
+    A.REASSIGN: frozenset({R.LEAD}),
+    A.COMPLETE: frozenset({R.HOLDER, R.LEAD}),
+    # Cancelling by hand is a lead withdrawing work that is not needed.
+    A.CANCEL: frozenset({R.LEAD}),
+}
+
+
 class WorkTransitionRefused(Exception):
     def __init__(self, status: WorkItemStatus, action: WorkAction, allowed: tuple[WorkAction, ...]):
         self.status = status
@@ -109,3 +133,15 @@ def next_work_status(status: WorkItemStatus, action: WorkAction) -> WorkItemStat
         return TRANSITIONS[(status, action)]
     except KeyError:
         raise WorkTransitionRefused(status, action, allowed_work_actions(status)) from None
+
+
+def work_role(*, is_lead: bool, holds_item: bool) -> WorkRole:
+    """The role that decides which of an item's actions a person is offered."""
+    if is_lead:
+        return WorkRole.LEAD
+    return WorkRole.HOLDER if holds_item else WorkRole.STAFF
+
+
+def work_actions_for(status: WorkItemStatus, role: WorkRole) -> tuple[WorkAction, ...]:
+    """The actions `role` may take by hand on an item in `status`, in declaration order."""
+    return tuple(action for action in allowed_work_actions(status) if role in PERFORMED_BY.get(action, ()))
