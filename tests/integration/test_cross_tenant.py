@@ -487,7 +487,7 @@ async def as_caller(client, world: World, caller: str) -> dict[str, str]:
     return {"X-CSRF-Token": session_csrf(home.text)}
 
 
-async def test_the_console_never_shows_b_work(client, world: World, b_objects):
+async def test_the_console_never_shows_b_work(client, db, world: World, b_objects):
     """Queue counts, Get next, search, the live board and the queue API of A's lead leave B's work out."""
     order = (
         await client.get(
@@ -511,7 +511,19 @@ async def test_the_console_never_shows_b_work(client, world: World, b_objects):
         assert b_objects["b_work_item"] not in page.text
         assert b_objects["b_order"] not in page.text
         assert world.b.name not in page.text
-    assert pages[3].headers.get("HX-Redirect") is None
+    # Get next answers a claim with a redirect to the item, not in the body.
+    assert b_objects["b_work_item"] not in (pages[4].headers.get("HX-Redirect") or "")
+    assert await b_item_state(db, world, b_objects) == ("open", None)
+
+
+async def b_item_state(db, world: World, b_objects) -> tuple[str, uuid.UUID | None]:
+    """B's verification item as B sees it: (status, holder)."""
+    from orderdesk.core.tenancy import Scope
+    from orderdesk.workqueue.models import WorkItem
+
+    async with db.transaction(Scope(tenant_ids=frozenset({world.b.id}))) as session:
+        item = await session.get(WorkItem, (world.b.id, uuid.UUID(b_objects["b_work_item"])))
+        return item.status.value, item.claimed_by
 
 
 def normalised(response) -> tuple[int, str]:
@@ -538,6 +550,123 @@ async def test_foreign_ids_answer_like_missing_ones(client, world: World, b_obje
         )
         checked += 1
     assert checked >= 3
+
+
+async def test_a_plain_agent_cannot_tell_b_objects_from_missing_ones(client, world: World, b_objects):
+    """The matrix's staff caller is A's lead; an agent's requests take the paths that
+    filter by the agent's own skills and holdings. Lead-only routes refuse the agent
+    before they look at the id, for foreign and missing ids alike."""
+    await sign_in(client, world.agent_a)
+    headers = {"X-CSRF-Token": session_csrf((await client.get("/console")).text)}
+    not_found = 0
+    for route in ROUTES:
+        if "staff" not in route.callers:
+            continue
+        foreign = await client.request(
+            route.method, route.path(b_objects[route.target]), headers=headers, json=route.body
+        )
+        missing = await client.request(
+            route.method, route.path(uuid.uuid4()), headers=headers, json=route.body
+        )
+        assert foreign.status_code in (403, 404), (
+            f"agent {route.method} {route.template}: {foreign.status_code}"
+        )
+        assert normalised(foreign) == normalised(missing), (
+            f"agent {route.template} tells foreign from missing"
+        )
+        not_found += foreign.status_code == 404
+    assert not_found >= 20
+
+
+async def test_creating_work_or_orders_for_b_is_refused_like_a_missing_tenant(
+    client, db, world: World, b_objects
+):
+    """Ids in a request's body, not its path: a work item or an order for B's tenant."""
+    headers = await as_caller(client, world, "staff")
+    item = {"kind": "verification", "title": "Call the customer back"}
+    for_b = await client.post(
+        "/api/v1/work-items", json={**item, "tenant_id": str(world.b.id)}, headers=headers
+    )
+    for_nobody = await client.post(
+        "/api/v1/work-items", json={**item, "tenant_id": str(uuid.uuid4())}, headers=headers
+    )
+    assert for_b.status_code == 404 and normalised(for_b) == normalised(for_nobody)
+    entry = order_body(tenant_id=str(world.b.id))
+    form = {
+        "tenant_id": str(world.b.id),
+        "customer.name": entry["customer"]["name"],
+        "customer.email": entry["customer"]["email"],
+        "shipping_address.line1": entry["shipping_address"]["line1"],
+        "shipping_address.city": entry["shipping_address"]["city"],
+        "shipping_address.postal_code": entry["shipping_address"]["postal_code"],
+        "shipping_address.country": entry["shipping_address"]["country"],
+        "currency": entry["currency"],
+        "lines[0].sku": "TENT-2P",
+        "lines[0].quantity": "1",
+        "lines[0].unit_price": "19.90",
+        "payment_status": "paid",
+        "priority": "normal",
+    }
+    b_before = await b_order_count(client, world)
+    refused = await client.post("/console/orders/new", data=form, headers=headers, follow_redirects=False)
+    nobodys = await client.post(
+        "/console/orders/new",
+        data={**form, "tenant_id": str(uuid.uuid4())},
+        headers=headers,
+        follow_redirects=False,
+    )
+    assert refused.status_code == 404 and normalised(refused) == normalised(nobodys)
+    assert await b_order_count(client, world) == b_before
+
+
+async def b_order_count(client, world: World) -> int:
+    listed = await client.get("/api/v1/orders?limit=200", headers={"Authorization": f"Bearer {world.key_b}"})
+    return len(listed.json()["items"])
+
+
+async def test_the_live_board_shows_a_shared_agent_but_not_their_b_item(
+    client, db, world: World, b_objects, app_client_factory
+):
+    """An agent who also works for B appears on A's board (assigned to A), online, but what
+    they hold for B does not; an agent of A holding A's item shows it."""
+    from orderdesk.accounts.actors import Actor, ActorKind
+    from orderdesk.accounts.models import StaffRole
+    from orderdesk.workqueue import services as work
+    from tests.conftest import make_staff
+
+    shared = await make_staff(db, StaffRole.AGENT, world.a, world.b)
+    async with app_client_factory() as own_browser:  # a web session: seen now, so online
+        assert (await sign_in(own_browser, shared)).status_code == 302
+    as_b_only = Actor(
+        kind=ActorKind.STAFF,
+        id=shared.id,
+        display_name="Shared agent",
+        tenant_ids=frozenset({world.b.id}),
+        staff_role=StaffRole.AGENT,
+    )
+    held = await work.claim_next_work_item(db, as_b_only)
+    assert held is not None and held.tenant_id == world.b.id
+    a_order = await client.post(
+        "/api/v1/orders", json=order_body(), headers={"Authorization": f"Bearer {world.key_a}"}
+    )
+    assert a_order.status_code == 201, a_order.text
+    as_a = Actor(
+        kind=ActorKind.STAFF,
+        id=world.agent_a.id,
+        display_name="Agent A",
+        tenant_ids=frozenset({world.a.id}),
+        staff_role=StaffRole.AGENT,
+    )
+    a_item = await work.claim_next_work_item(db, as_a)
+    assert a_item is not None and a_item.tenant_id == world.a.id
+
+    await as_caller(client, world, "staff")
+    board = await client.get("/console/lead/board")
+    assert board.status_code == 200
+    shared_row = next(line for line in board.text.splitlines() if shared.email[:10] in line)
+    assert 'aria-label="online"' in shared_row
+    assert str(held.id) not in board.text and world.b.name not in board.text
+    assert f"/console/work/{a_item.id}" in board.text
 
 
 async def test_a_foreign_revoke_changes_nothing(client, world: World):
