@@ -493,3 +493,57 @@ async def test_concurrent_retries_of_one_tracking_event_apply_once(client, app_c
     assert sorted(a.status_code for a in answers) == [200] * 5 + [201]
     assert [a.json()["duplicate"] for a in answers].count(False) == 1
     assert (await kinds(client, key, order)).count("tracking_update") == 1
+
+
+async def test_a_return_request_opens_a_work_item_that_receiving_or_rejecting_settles(
+    client, world: World, db
+):
+    """The RETURN item lives as long as its return needs someone: received → done, rejected → done."""
+    from sqlalchemy import select
+
+    from orderdesk.core.tenancy import Scope
+    from orderdesk.workqueue.models import WorkItem
+    from orderdesk.workqueue.states import WorkItemKind
+
+    async def return_items(order: dict) -> list[tuple[str, str | None]]:
+        async with db.transaction(Scope(tenant_ids=frozenset({world.a.id}))) as session:
+            items = await session.scalars(
+                select(WorkItem)
+                .where(WorkItem.order_id == uuid.UUID(order["id"]), WorkItem.kind == WorkItemKind.RETURN)
+                .order_by(WorkItem.created_at)
+            )
+            return [(i.status.value, i.outcome.value if i.outcome else None) for i in items]
+
+    key = world.key_a
+    wh = await make_warehouse(client, key, "RETITEM")
+    await put_stock(client, key, wh, TENT=4)
+    received, rejected = [await verify(client, key, await new_order(client, key, TENT=2)) for _ in range(2)]
+    rmas = {}
+    for order in (received, rejected):
+        shipment = await ship(client, key, order, wh, [(1, 2)])
+        await track(client, key, shipment, "delivered", 5)
+        assert await return_items(order) == []
+        rma = await client.post(
+            f"/api/v1/orders/{order['id']}/returns",
+            json={"reason": "damaged", "lines": [{"line_no": 1, "quantity": 1}]},
+            headers=bearer(key),
+        )
+        assert rma.status_code == 201, rma.text
+        rmas[order["id"]] = rma.json()["id"]
+        assert await return_items(order) == [("open", None)]
+
+    for action, body in (
+        ("approve", {}),
+        ("receive", {"warehouse_id": wh["id"], "lines": [{"line_no": 1, "restock_quantity": 1}]}),
+    ):
+        step = await client.post(
+            f"/api/v1/returns/{rmas[received['id']]}/{action}", json=body, headers=bearer(key)
+        )
+        assert step.status_code == 200, step.text
+    refused = await client.post(
+        f"/api/v1/returns/{rmas[rejected['id']]}/reject", json={"reason": "Used"}, headers=bearer(key)
+    )
+    assert refused.status_code == 200, refused.text
+    [(received_status, _)] = await return_items(received)
+    [(rejected_status, _)] = await return_items(rejected)
+    assert received_status == rejected_status == "done"
