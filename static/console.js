@@ -48,6 +48,21 @@
     }
   }, true);
 
+  // An error slot that inline validation filled or emptied marks its field invalid or valid again,
+  // so that a screen reader hears the same state the red text shows.
+  const markInvalidFields = (form) => {
+    form.querySelectorAll(".field-error[id]").forEach((slot) => {
+      const field = form.querySelector(`[aria-describedby~="${slot.id}"]`);
+      if (!field) return;
+      if (slot.textContent.trim()) field.setAttribute("aria-invalid", "true");
+      else field.removeAttribute("aria-invalid");
+    });
+  };
+  document.addEventListener("htmx:afterSettle", () => {
+    const form = entry();
+    if (form) markInvalidFields(form);
+  });
+
   // ------------------------------------------------------------------ shortcuts
   const typing = (element) =>
     element && (element.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(element.tagName));

@@ -108,6 +108,12 @@ async def test_manual_entry_shows_inline_errors_and_saves_nothing_until_fixed(
     email_error = page.locator("#err-customer-email")
     await email_error.filter(has_text=re.compile(".+")).wait_for()
     await page.locator("#err-lines-0-quantity", has_text="whole number").wait_for()
+    # The fields with an error say so to assistive technology, and point at their error text.
+    email = page.locator('input[name="customer.email"]')
+    assert await email.get_attribute("aria-describedby") == "err-customer-email"
+    await page.locator('input[name="lines[0].quantity"][aria-invalid="true"]').wait_for()
+    assert await email.get_attribute("aria-invalid") == "true"
+    assert await page.locator('input[name="customer.name"]').get_attribute("aria-invalid") is None
     await page.screenshot(path=str(screenshot_dir / "04-entry-inline-errors.png"), full_page=True)
 
     await page.click("#create-order")
@@ -121,6 +127,8 @@ async def test_manual_entry_shows_inline_errors_and_saves_nothing_until_fixed(
     await page.fill('input[name="customer.email"]', "hanna@example.com")
     await page.fill('input[name="lines[0].quantity"]', "2")
     await page.locator("#err-customer-email").filter(has_text=re.compile("^$")).wait_for(state="attached")
+    await page.locator('input[name="customer.email"]:not([aria-invalid])').wait_for()
+    await page.locator('input[name="lines[0].quantity"]:not([aria-invalid])').wait_for()
     await page.click("#create-order")
     await page.wait_for_url(re.compile(r"/console/orders/[0-9a-f-]+\?created=1"))
     assert "39.80 EUR" in await page.content()

@@ -172,6 +172,12 @@ async def test_sla_editor_saves_and_recomputes(client, world: World):
         f"/console/sla/{world.a.id}", data={**form, "hours.mon": "9 to 5"}, headers=headers
     )
     assert bad.status_code == 422 and "is not a window" in bad.text
+    # The refused field is marked invalid and described by its error; the others are not.
+    monday = re.search(r'<input name="hours\.mon"[^>]*>', bad.text).group(0)
+    assert 'aria-describedby="err-business-hours-mon"' in monday and 'aria-invalid="true"' in monday
+    assert re.search(r'id="err-business-hours-mon">[^<]*is not a window', bad.text)
+    tuesday = re.search(r'<input name="hours\.tue"[^>]*>', bad.text).group(0)
+    assert "aria-invalid" not in tuesday
 
 
 async def test_manual_entry_validates_inline_and_creates_through_the_agent_channel(client, world: World):

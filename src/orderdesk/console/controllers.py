@@ -13,7 +13,7 @@ from litestar.params import FromPath, FromQuery
 from litestar.response import Template
 
 from orderdesk.console import orders_form
-from orderdesk.console.pages import form_text, go_to, page
+from orderdesk.console.pages import field_id, form_text, go_to, page
 from orderdesk.core.errors import FieldError, ValidationFailed
 from orderdesk.fulfillment import services as fulfillment
 from orderdesk.orders import intake
@@ -147,7 +147,7 @@ class ConsoleOrderController(Controller):
             line_indexes=indexes if len(indexes) >= lines else list(range(lines)),
             payment_statuses=list(PaymentStatus),
             priorities=list(Priority),
-            field_id=orders_form.field_id,
+            field_id=field_id,
         )
 
     @get("/orders/new")
@@ -162,7 +162,7 @@ class ConsoleOrderController(Controller):
             index=min(max(index, 0), orders_form.MAX_FORM_LINES - 1),
             values={},
             errors={},
-            field_id=orders_form.field_id,
+            field_id=field_id,
         )
 
     @post("/orders/new/validate")
@@ -186,7 +186,7 @@ class ConsoleOrderController(Controller):
             actor,
             errors={e.field: e.message for e in errors},
             names=sorted(names),
-            field_id=orders_form.field_id,
+            field_id=field_id,
         )
 
     @post("/orders/new")

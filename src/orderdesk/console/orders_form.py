@@ -25,11 +25,6 @@ _AMOUNT_FIELDS = {"unit_price_minor": "unit_price", "tax_minor": "tax", "shippin
 ADDRESS_FIELDS = ("name", "line1", "line2", "city", "region", "postal_code", "country")
 
 
-def field_id(name: str) -> str:
-    """A DOM id for a field's error slot: 'lines[0].sku' → 'err-lines-0-sku'."""
-    return "err-" + re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
-
-
 def form_field(api_path: str) -> str:
     """The form field an API error path is about."""
     match = _LINE_FIELD.match(api_path)

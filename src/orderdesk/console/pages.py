@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from typing import Any
 
 from litestar import Request, Response
@@ -98,6 +99,14 @@ def go_to(request: Request, path: str) -> Response:
     if is_htmx(request):
         return Response(content="", status_code=200, headers={"HX-Redirect": path})
     return Redirect(path=path, status_code=303)
+
+
+def field_id(name: str) -> str:
+    """A DOM id for a field's error slot: 'lines[0].sku' → 'err-lines-0-sku'.
+
+    Inputs point at their slot with aria-describedby, so the error is read with the field.
+    """
+    return "err-" + re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
 
 
 def form_text(form: Any, name: str) -> str:

@@ -15,7 +15,7 @@ from litestar.params import FromPath, FromQuery
 from litestar.response import Template
 
 from orderdesk.console.controllers import ORDER_PANEL_CONTEXT, order_panel_data
-from orderdesk.console.pages import form_text, go_to, is_htmx, is_lead, page
+from orderdesk.console.pages import field_id, form_text, go_to, is_htmx, is_lead, page
 from orderdesk.core.errors import FieldError, NotFound, ValidationFailed
 from orderdesk.portal import decisions as client_decisions
 from orderdesk.tenants import services as tenants
@@ -286,6 +286,7 @@ class WorkQueueConsoleController(Controller):
             priorities=PRIORITIES,
             stuck_statuses=list(DEFAULT_STUCK_AFTER_HOURS),
             kinds=[k.value for k in DEFAULT_TARGETS],
+            field_id=field_id,
         )
 
     @get("/sla/{tenant_id:uuid}")
