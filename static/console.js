@@ -63,6 +63,25 @@
     if (form) markInvalidFields(form);
   });
 
+  // ------------------------------------------------------------------ focus after a panel is replaced
+  // Verify, Override and the hold controls replace the whole order panel (Resume and Reassign the
+  // item box): the button that had focus is gone and focus falls back to the page body. Put it on
+  // the result message, else the panel's heading, so a keyboard user keeps their place, and say the
+  // result in the polite live region (a status inserted with its text is not reliably announced).
+  const REPLACED_PANELS = ["order-panel", "item-status"];
+  document.addEventListener("htmx:afterSettle", (event) => {
+    const panel = event.target;
+    if (!panel || !REPLACED_PANELS.includes(panel.id) || !panel.isConnected) return;
+    const focusLost = !document.activeElement || document.activeElement === document.body;
+    if (!focusLost) return;  // e.g. the item box refreshing itself after an order action
+    const landing = panel.querySelector(".notice") || panel.querySelector("h2, h3");
+    if (!landing) return;
+    if (!landing.hasAttribute("tabindex")) landing.setAttribute("tabindex", "-1");
+    landing.focus();
+    const announce = document.getElementById("announce");
+    if (announce && landing.classList.contains("notice")) announce.textContent = landing.textContent.trim();
+  });
+
   // ------------------------------------------------------------------ shortcuts
   const typing = (element) =>
     element && (element.isContentEditable || ["INPUT", "TEXTAREA", "SELECT"].includes(element.tagName));

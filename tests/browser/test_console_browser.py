@@ -147,6 +147,38 @@ async def test_keyboard_shortcuts_are_listed_on_question_mark(world: World, new_
     await dialog.wait_for(state="hidden")
 
 
+ACTIVE_ELEMENT = "() => { const a = document.activeElement; return a && (a.name || a.id || a.tagName); }"
+
+
+async def test_focus_stays_in_the_order_panel_after_an_action_by_keyboard(db, world: World, new_page):
+    await pending_order(db, world.a)
+    page = await new_page()
+    await sign_in(page, world.agent_a)
+    await page.goto("/console/queue")
+    await page.keyboard.press("g")
+    await page.wait_for_url(re.compile(r"/console/work/[0-9a-f-]+$"))
+    in_panel = "() => !!document.activeElement.closest('#order-panel')"
+
+    await page.focus('[data-testid="override-payment_confirmed"]')
+    await page.keyboard.press("Enter")
+    await page.locator('li.check-row.overridden[data-check="payment_confirmed"]').wait_for()
+    await page.wait_for_function(in_panel)
+    assert "overridden" in await page.evaluate("() => document.activeElement.textContent")
+
+    # From the message, v reaches Verify; Enter verifies, and focus lands on the new message.
+    await page.keyboard.press("v")
+    assert await page.evaluate(ACTIVE_ELEMENT) == "verify-order"
+    await page.keyboard.press("Enter")
+    await page.locator('[data-testid="order-status"]', has_text="verified").wait_for()
+    await page.wait_for_function(in_panel)
+    notice = await page.evaluate("() => document.activeElement.textContent.trim()")
+    assert "verified" in notice.lower()
+    assert await page.locator("#announce").inner_text() == notice
+    # The item box refreshing itself afterwards does not take the focus away.
+    await page.locator('[data-testid="cause-resolved"]').wait_for()
+    assert await page.evaluate(in_panel)
+
+
 async def test_a_client_user_cannot_open_the_console(world: World, new_page):
     page = await new_page()
     await sign_in(page, world.client_admin_a)
