@@ -108,7 +108,15 @@
     return true;
   };
 
-  // The next field that has an error, else the next empty required one, after the current field.
+  // The field the agent was last in: Esc leaves a field (focus goes to the body), and "next field"
+  // then continues from there instead of starting over at the top of the form.
+  let lastField = null;
+  document.addEventListener("focusin", (event) => {
+    if (event.target.form && typing(event.target)) lastField = event.target;
+  });
+
+  // The next field that has an error, else the next empty required one, after the current field,
+  // wrapping round to the top of the form.
   const nextField = () => {
     const form = entry() || document.querySelector("main form:not([role=search])");
     if (!form) return;
@@ -117,10 +125,16 @@
       const error = f.getAttribute("aria-describedby") && document.getElementById(f.getAttribute("aria-describedby"));
       return (error && error.textContent.trim()) || (f.required && !f.value);
     };
-    const start = fields.indexOf(document.activeElement) + 1;
+    const current = fields.includes(document.activeElement) ? document.activeElement : lastField;
+    const start = fields.indexOf(current) + 1;
     const ordered = fields.slice(start).concat(fields.slice(0, start));
     (ordered.find(needs) || ordered[0])?.focus();
   };
+  // Alt+N reaches the next field from inside a field, where plain letters are typing. Chromium
+  // keeps Alt+F, Alt+E and Alt+D for itself, not Alt+N; `code` keeps it working on layouts where
+  // Alt+N types a character (e.g. macOS).
+  const isNextFieldChord = (event) =>
+    event.altKey && !event.ctrlKey && !event.metaKey && event.code === "KeyN";
 
   const actions = {
     g: getNext,
@@ -135,6 +149,7 @@
   };
 
   document.addEventListener("keydown", (event) => {
+    if (isNextFieldChord(event)) { event.preventDefault(); nextField(); return; }
     if (event.ctrlKey || event.metaKey || event.altKey) return;
     if (event.key === "Escape" && typing(document.activeElement)) { document.activeElement.blur(); return; }
     // A shortcut's select (outcome, snooze time) submits its form on Enter.

@@ -150,6 +150,57 @@ async def test_keyboard_shortcuts_are_listed_on_question_mark(world: World, new_
 ACTIVE_ELEMENT = "() => { const a = document.activeElement; return a && (a.name || a.id || a.tagName); }"
 
 
+async def test_frequent_shortcuts_work_by_keyboard_alone(db, world: World, new_page, screenshot_dir):
+    first = await pending_order(db, world.a)
+    await pending_order(db, world.a)
+    page = await new_page()
+    await sign_in(page, world.agent_a)
+    await page.goto("/console/queue")
+    await page.keyboard.press("?")
+    listed = await page.locator("dialog#shortcuts").inner_text()
+    for key, what in (("g", "Get next"), ("s", "Snooze"), ("d", "Done"), ("n", "Next field")):
+        assert re.search(rf"^{key}\s*\n?\s*{what}", listed, re.MULTILINE), (key, listed)
+    assert "Alt+N" in listed.replace("\n", "").replace(" ", "")
+    await page.keyboard.press("Escape")
+
+    # g opens the next item; s chooses the snooze time and Enter snoozes it.
+    await page.keyboard.press("g")
+    await page.wait_for_url(re.compile(r"/console/work/[0-9a-f-]+$"))
+    await page.keyboard.press("s")
+    assert await page.evaluate(ACTIVE_ELEMENT) == "minutes"
+    await page.keyboard.press("Enter")
+    await page.wait_for_url(re.compile(r"/console/queue\?moved=snoozed"))
+
+    # g again: the other order; d chooses the outcome and Enter records it.
+    await page.keyboard.press("g")
+    await page.wait_for_url(re.compile(r"/console/work/[0-9a-f-]+$"))
+    await page.keyboard.press("d")
+    assert await page.evaluate(ACTIVE_ELEMENT) == "outcome"
+    await page.keyboard.press("Enter")
+    await page.wait_for_url(re.compile(r"/console/queue\?done=1"))
+
+    # Next field: from inside a field with Alt+N, after Esc with n; it goes on from the current
+    # field, not back to the first one, and wraps round at the end of the form.
+    await page.goto("/console/orders/new")
+    await page.focus('input[name="customer.name"]')
+    await page.keyboard.type("Hanna Weber")
+    await page.keyboard.press("Alt+KeyN")
+    assert await page.evaluate(ACTIVE_ELEMENT) == "shipping_address.line1"
+    await page.keyboard.type("Hauptstr. 5")
+    await page.keyboard.press("Alt+KeyN")
+    assert await page.evaluate(ACTIVE_ELEMENT) == "shipping_address.city"
+    await page.keyboard.press("Escape")
+    assert await page.evaluate(ACTIVE_ELEMENT) == "BODY"
+    await page.keyboard.press("n")
+    assert await page.evaluate(ACTIVE_ELEMENT) == "shipping_address.country"
+    await page.keyboard.press("Alt+KeyN")
+    assert await page.evaluate(ACTIVE_ELEMENT) == "shipping_address.city"
+
+    await page.goto(f"/console/search?q={first['number']}")
+    await page.locator("#search-results table").wait_for()
+    await page.screenshot(path=str(screenshot_dir / "08-search.png"), full_page=True)
+
+
 async def test_focus_stays_in_the_order_panel_after_an_action_by_keyboard(db, world: World, new_page):
     await pending_order(db, world.a)
     page = await new_page()
@@ -203,3 +254,6 @@ async def test_lead_board_refreshes_itself(db, world: World, new_page, screensho
     await page.goto("/console/operations")
     await page.locator('[data-testid="operations-tenants"]').wait_for()
     await page.screenshot(path=str(screenshot_dir / "07-operations.png"), full_page=True)
+    await page.goto(f"/console/sla/{world.a.id}")
+    await page.locator('input[name="hours.mon"]').wait_for()
+    await page.screenshot(path=str(screenshot_dir / "09-sla-editor.png"), full_page=True)
