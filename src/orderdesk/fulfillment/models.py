@@ -90,6 +90,8 @@ class Shipment(Base):
     shipped_at: Mapped[dt.datetime] = mapped_column()
     last_event_at: Mapped[dt.datetime | None]
     delivered_at: Mapped[dt.datetime | None]
+    # The carrier's latest estimate: from the newest tracking event (by occurred_at) that gave one.
+    estimated_delivery_at: Mapped[dt.datetime | None]
     created_at: Mapped[dt.datetime] = created_at_column()
     updated_at: Mapped[dt.datetime] = created_at_column()
 
@@ -152,6 +154,8 @@ class TrackingEvent(Base):
     location: Mapped[str | None] = mapped_column(String(200))
     description: Mapped[str | None] = mapped_column(String(500))
     occurred_at: Mapped[dt.datetime] = mapped_column()
+    # The carrier's estimated delivery as this event stated it, if it did.
+    estimated_delivery_at: Mapped[dt.datetime | None]
     received_at: Mapped[dt.datetime] = created_at_column()
 
     __table_args__ = (

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Computed,
     DateTime,
     Enum,
+    FetchedValue,
     ForeignKey,
     ForeignKeyConstraint,
     Index,
@@ -129,6 +130,12 @@ class Order(Base):
     )
     created_at: Mapped[dt.datetime] = created_at_column()
     updated_at: Mapped[dt.datetime] = created_at_column()
+    # When the order entered its current status. A trigger keeps it on every insert and
+    # status change, whoever writes (the ORM or raw SQL such as the allocation's): never
+    # set it here. Like `search_text`, it is expired after an update; load it by name.
+    status_changed_at: Mapped[dt.datetime] = mapped_column(
+        DateTime(timezone=True), server_default=text("now()"), server_onupdate=FetchedValue()
+    )
     version: Mapped[int] = mapped_column(Integer, server_default=text("1"))
     # The timeline's last sequence number; the next event takes the one after.
     last_event_seq: Mapped[int] = mapped_column(Integer, server_default=text("0"))
@@ -145,6 +152,8 @@ class Order(Base):
         # Keyset pagination: newest first within a tenant.
         Index("ix_orders_tenant_created", "tenant_id", text("created_at DESC"), text("id DESC")),
         Index("ix_orders_tenant_status_created", "tenant_id", "status", text("created_at DESC")),
+        # The operations view's stuck orders: entered this status before a cutoff.
+        Index("ix_orders_tenant_status_since", "tenant_id", "status", "status_changed_at"),
         Index("ix_orders_duplicate_lookup", "tenant_id", "customer_email", "lines_fingerprint", "created_at"),
         Index("ix_orders_tags", "tags", postgresql_using="gin"),
         Index(
