@@ -329,7 +329,12 @@ async def test_returns_respect_the_window_the_quantities_and_the_steps(client, w
         db, await tenants.system_actor(db), world.a.id, policies.FulfillmentPolicy(return_window_days=60)
     )
     shown = await client.get(f"/api/v1/tenants/{world.a.id}/fulfillment-policy", headers=bearer(key))
-    assert shown.json() == {"stuck_after_hours": 72, "return_window_days": 60, "invoice_on": "manual"}
+    assert shown.json() == {
+        "stuck_after_hours": 72,
+        "return_window_days": 60,
+        "invoice_on": "manual",
+        "transit_days": 3,
+    }
     rma = await client.post(
         url,
         json={"reason": "no_longer_needed", "lines": [{"line_no": 1, "quantity": 1}]},

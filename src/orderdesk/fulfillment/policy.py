@@ -14,6 +14,10 @@ from orderdesk.core.errors import NotFound, PermissionDenied
 from orderdesk.tenants.models import Tenant
 
 INVOICE_MOMENTS = ("verification", "shipment", "manual")
+# Days from the warehouse to the customer when the carrier gives no estimate: a domestic
+# parcel service's usual promise, erring late so that "on track" is not said too easily.
+DEFAULT_TRANSIT_DAYS = 3
+MAX_TRANSIT_DAYS = 60
 
 
 @dataclass(frozen=True, slots=True)
@@ -21,15 +25,22 @@ class FulfillmentPolicy:
     stuck_after_hours: int = 72
     return_window_days: int = 30
     invoice_on: str = "manual"  # until the tenant chooses verification or shipment
+    transit_days: int = DEFAULT_TRANSIT_DAYS  # the expected delivery when no carrier estimate exists
 
     @classmethod
     def from_settings(cls, settings: dict | None) -> FulfillmentPolicy:
         raw = (settings or {}).get("fulfillment", {}) if isinstance(settings, dict) else {}
         invoice_on = raw.get("invoice_on", "manual")
+        transit_days = raw.get("transit_days", DEFAULT_TRANSIT_DAYS)
         return cls(
             stuck_after_hours=int(raw.get("stuck_after_hours", 72)),
             return_window_days=int(raw.get("return_window_days", 30)),
             invoice_on=invoice_on if invoice_on in INVOICE_MOMENTS else "manual",
+            transit_days=(
+                int(transit_days)
+                if isinstance(transit_days, int) and 1 <= transit_days <= MAX_TRANSIT_DAYS
+                else DEFAULT_TRANSIT_DAYS
+            ),
         )
 
 

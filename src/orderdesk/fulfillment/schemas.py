@@ -6,13 +6,17 @@ import datetime as dt
 from typing import Annotated, Literal
 from uuid import UUID
 
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from orderdesk.core.money import MAX_AMOUNT_MINOR
 from orderdesk.core.schemas import InputSchema, OutputSchema
 from orderdesk.fulfillment.models import ReturnReason, TrackingStatus
+from orderdesk.fulfillment.policy import DEFAULT_TRANSIT_DAYS, MAX_TRANSIT_DAYS
 
 LineNo = Annotated[int, Field(ge=1, le=10_000)]
+# A carrier estimate further out than this after shipping is a typo or a wrong year.
+MAX_ESTIMATE_DAYS = 90
+ESTIMATE_SHAPE = "must be a date like 2026-05-05 or a date and time like 2026-05-05T18:00:00Z"
 Units = Annotated[int, Field(gt=0, le=1_000_000)]
 
 
@@ -79,6 +83,32 @@ class TrackingEventIn(InputSchema):
     raw_status: str | None = Field(default=None, max_length=200, examples=["Zustellung erfolgreich"])
     location: str | None = Field(default=None, max_length=200, examples=["Berlin, DE"])
     description: str | None = Field(default=None, max_length=500)
+    # A date alone is the carrier's usual promise ("delivery on Tuesday"): by the end of that day.
+    estimated_delivery: dt.datetime | dt.date | None = Field(
+        default=None,
+        description=(
+            "The carrier's estimated delivery, when this update gives one: a date (by the end of that"
+            " day in the client's time zone) or a date and time. Not before the shipment left, at most"
+            f" {MAX_ESTIMATE_DAYS} days after. The estimate of the newest update (by occurred_at) is kept"
+        ),
+        examples=["2026-05-05"],
+    )
+
+    @field_validator("estimated_delivery", mode="before")
+    @classmethod
+    def _date_or_date_and_time(cls, value: object) -> object:
+        # Read by hand: left to the union, "2026-05-05" would become midnight, the start
+        # of the day the carrier means, and a bare number a time in 1970.
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise ValueError(ESTIMATE_SHAPE)
+        try:
+            if len(value) == 10:
+                return dt.date.fromisoformat(value)
+            return dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValueError(ESTIMATE_SHAPE) from None
 
     model_config = {
         **InputSchema.model_config,
@@ -90,6 +120,7 @@ class TrackingEventIn(InputSchema):
                     "occurred_at": "2026-05-04T07:12:00Z",
                     "raw_status": "In Zustellung",
                     "location": "Berlin, DE",
+                    "estimated_delivery": "2026-05-04",
                 }
             ]
         },
@@ -110,6 +141,7 @@ class TrackingEventView(OutputSchema):
     location: str | None
     description: str | None
     occurred_at: dt.datetime
+    estimated_delivery_at: dt.datetime | None = None
     received_at: dt.datetime
 
 
@@ -131,6 +163,9 @@ class ShipmentView(OutputSchema):
     shipped_at: dt.datetime
     last_event_at: dt.datetime | None
     delivered_at: dt.datetime | None
+    estimated_delivery_at: dt.datetime | None = Field(
+        default=None, description="The carrier's latest estimated delivery, if a tracking update gave one"
+    )
     lines: list[ShipmentLineView]
     events: list[TrackingEventView] = Field(default_factory=list)
 
@@ -258,11 +293,27 @@ class FulfillmentPolicyIn(InputSchema):
     invoice_on: Literal["verification", "shipment", "manual"] = Field(
         default="manual", description="When the order's invoice is issued (manual: by request)"
     )
+    transit_days: int = Field(
+        default=DEFAULT_TRANSIT_DAYS,
+        ge=1,
+        le=MAX_TRANSIT_DAYS,
+        description=(
+            "Days a parcel usually takes from the warehouse to the customer: the expected delivery"
+            " when the carrier gives no estimate (shipped time plus this; not shipped yet: now plus this)"
+        ),
+    )
 
     model_config = {
         **InputSchema.model_config,
         "json_schema_extra": {
-            "examples": [{"stuck_after_hours": 48, "return_window_days": 30, "invoice_on": "shipment"}]
+            "examples": [
+                {
+                    "stuck_after_hours": 48,
+                    "return_window_days": 30,
+                    "invoice_on": "shipment",
+                    "transit_days": 2,
+                }
+            ]
         },
     }
 

@@ -15,6 +15,7 @@ import json
 from collections import defaultdict
 from dataclasses import dataclass
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 from sqlalchemy import func, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -28,6 +29,7 @@ from orderdesk.core.ids import new_id
 from orderdesk.fulfillment.models import Attention, Shipment, ShipmentLine, TrackingEvent, TrackingStatus
 from orderdesk.fulfillment.policy import policy_of
 from orderdesk.fulfillment.schemas import (
+    MAX_ESTIMATE_DAYS,
     ShipmentIn,
     ShipmentLineView,
     ShipmentPatch,
@@ -43,6 +45,7 @@ from orderdesk.orders import services as orders
 from orderdesk.orders.models import Order, OrderLine
 from orderdesk.orders.states import Action, OrderStatus
 from orderdesk.orders.timeline import append_event
+from orderdesk.tenants.models import Tenant
 
 SHIPPABLE = frozenset(
     {
@@ -154,6 +157,7 @@ async def shipment_view(
         shipped_at=shipment.shipped_at,
         last_event_at=shipment.last_event_at,
         delivered_at=shipment.delivered_at,
+        estimated_delivery_at=shipment.estimated_delivery_at,
         lines=[ShipmentLineView.model_validate(line) for line in lines],
         events=tracking,
     )
@@ -415,7 +419,12 @@ async def get_shipment(db: Database, actor: Actor, shipment_id: UUID) -> Shipmen
 
 
 def _event_hash(data: TrackingEventIn) -> str:
-    canonical = json.dumps(data.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    content = data.model_dump(mode="json")
+    # Left out when absent, so that a retry of an event recorded before estimates existed
+    # hashes as it did then and is still recognised as the same event.
+    if content.get("estimated_delivery") is None:
+        content.pop("estimated_delivery", None)
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -455,8 +464,12 @@ async def record_tracking_event(
     to sender flag the shipment for agents; the order is delivered when every
     shipment is and nothing is left to ship.
 
+    A carrier's `estimated_delivery` is kept with the event and, when no newer event
+    gave one, on the shipment (a date means the end of that day in the tenant's zone).
+
     Raises NotFound (unknown or foreign shipment), PermissionDenied,
-    ValidationFailed (a time in the future), Conflict.
+    ValidationFailed (a time in the future; an estimate before the shipment left or
+    more than MAX_ESTIMATE_DAYS after), Conflict.
     """
     _require_operator(actor)
     now = dt.datetime.now(dt.UTC)
@@ -468,6 +481,7 @@ async def record_tracking_event(
         shipment = await _find_shipment(session, actor, shipment_id)
         order = await _lock_order_of(session, shipment)
         await session.refresh(shipment)
+        estimate = await _estimated_delivery_at(session, shipment, data)
         inserted = await session.scalar(
             pg_insert(TrackingEvent)
             .values(
@@ -481,6 +495,7 @@ async def record_tracking_event(
                 location=data.location,
                 description=data.description,
                 occurred_at=occurred_at,
+                estimated_delivery_at=estimate,
             )
             .on_conflict_do_nothing(index_elements=["tenant_id", "shipment_id", "external_event_id"])
             .returning(TrackingEvent.id)
@@ -507,11 +522,68 @@ async def record_tracking_event(
                 TrackingEvent.id != inserted,
             )
         )
+        if estimate is not None:
+            await _keep_latest_estimate(session, shipment, inserted, estimate, occurred_at, now)
         await _apply_tracking(session, actor, order, shipment, data, occurred_at, now, newest_before)
         await session.flush()
         return TrackingResult(
             duplicate=False, shipment=await shipment_view(session, shipment, with_events=True)
         )
+
+
+async def _estimated_delivery_at(
+    session: AsyncSession, shipment: Shipment, data: TrackingEventIn
+) -> dt.datetime | None:
+    """The event's estimate as a moment; raises ValidationFailed when it cannot be right."""
+    raw = data.estimated_delivery
+    if raw is None:
+        return None
+    if isinstance(raw, dt.datetime):
+        estimate = raw if raw.tzinfo else raw.replace(tzinfo=dt.UTC)
+    else:
+        # "Delivery on the 5th" holds until the 5th is over where the customer is.
+        zone = ZoneInfo(await session.scalar(select(Tenant.time_zone).where(Tenant.id == shipment.tenant_id)))
+        estimate = dt.datetime.combine(raw + dt.timedelta(days=1), dt.time(), tzinfo=zone)
+    if estimate < shipment.shipped_at:
+        raise ValidationFailed(
+            [
+                FieldError(
+                    "estimated_delivery",
+                    f"is before the shipment left ({shipment.shipped_at.isoformat(timespec='minutes')})",
+                )
+            ]
+        )
+    if estimate > shipment.shipped_at + dt.timedelta(days=MAX_ESTIMATE_DAYS):
+        raise ValidationFailed(
+            [
+                FieldError(
+                    "estimated_delivery", f"is more than {MAX_ESTIMATE_DAYS} days after the shipment left"
+                )
+            ]
+        )
+    return estimate
+
+
+async def _keep_latest_estimate(
+    session: AsyncSession,
+    shipment: Shipment,
+    event_id: UUID,
+    estimate: dt.datetime,
+    occurred_at: dt.datetime,
+    now: dt.datetime,
+) -> None:
+    # Updates arrive out of order: an older scan's estimate must not replace a newer one's.
+    newest_estimate_before = await session.scalar(
+        select(func.max(TrackingEvent.occurred_at)).where(
+            TrackingEvent.tenant_id == shipment.tenant_id,
+            TrackingEvent.shipment_id == shipment.id,
+            TrackingEvent.id != event_id,
+            TrackingEvent.estimated_delivery_at.is_not(None),
+        )
+    )
+    if newest_estimate_before is None or occurred_at >= newest_estimate_before:
+        shipment.estimated_delivery_at = estimate
+        shipment.updated_at = now
 
 
 async def _apply_tracking(
