@@ -1,10 +1,18 @@
 """The live operations view for leads: a read side over orders, never writing.
 
-Per tenant: open orders by status; *stuck* orders, those whose last change is
-older than the tenant's threshold for their status (`stuck_after_hours` in the
-SLA policy, wall-clock hours; the last change is `orders.updated_at`, which any
-change to the order moves); and delivery promises: orders past their
-`deliver_by` and not delivered (late), or due within a day and not shipped yet.
+Per tenant: open orders by status; *stuck* orders, those that entered their
+status longer ago than the tenant's threshold for it (`stuck_after_hours` in the
+SLA policy, wall-clock hours, measured from `orders.status_changed_at`, which the
+database sets on every status change and nothing else moves); and delivery
+timelines: for each open order with a promise (`deliver_by`), when it is expected
+to arrive, so that a broken promise shows before it breaks.
+
+The expected delivery of an order is the latest of its parcels still on their way
+and, while units have yet to leave, now plus the tenant's transit days (nothing
+unshipped can arrive sooner). A parcel is expected at the carrier's latest
+estimate ("carrier") or, without one, when it left plus the transit days
+("estimate"). Nothing undelivered arrives in the past: a time already gone counts
+as now, and as our estimate. The transit days are the tenant's fulfillment policy.
 """
 
 from __future__ import annotations
@@ -12,11 +20,12 @@ from __future__ import annotations
 import datetime as dt
 from uuid import UUID
 
-from sqlalchemy import DateTime, String, Uuid, and_, column, func, select, values
+from sqlalchemy import DateTime, String, Uuid, and_, column, func, select, text, values
 
 from orderdesk.accounts.actors import Actor
 from orderdesk.core.db import Database
 from orderdesk.core.schemas import OutputSchema
+from orderdesk.fulfillment.policy import policy_of
 from orderdesk.orders.models import Order
 from orderdesk.orders.states import OrderStatus
 from orderdesk.tenants.models import Tenant
@@ -34,8 +43,57 @@ NOT_YET_SHIPPED = (
     S.PICKING,
     S.PACKED,
 )
-DUE_SOON = dt.timedelta(hours=24)
+# Statuses in which an order is still on its way to the customer: its promise can be kept or broken.
+BEFORE_DELIVERY = (*NOT_YET_SHIPPED, S.PARTIALLY_SHIPPED, S.SHIPPED)
 STUCK_LIST_LIMIT = 20
+SLIPPING_LIST_LIMIT = 20
+
+# One row per open order with a promise: its expected delivery and where that comes from.
+# Reads `:now`, `:tenant_ids` with `:transit_days` (same order), `:statuses`.
+EXPECTED_DELIVERIES = """
+WITH transit AS (
+  SELECT * FROM unnest(CAST(:tenant_ids AS uuid[]), CAST(:transit_days AS int[])) AS t(tenant_id, days)
+)
+SELECT o.tenant_id, o.id, o.number, o.customer_name, o.status::text AS status, o.deliver_by,
+       greatest(latest.at, CAST(:now AS timestamptz)) AS expected_at,
+       CASE WHEN latest.at < CAST(:now AS timestamptz) THEN 'estimate' ELSE latest.source END AS source
+FROM orders o
+JOIN transit t ON t.tenant_id = o.tenant_id
+CROSS JOIN LATERAL (
+  SELECT parts.at, parts.source FROM (
+    SELECT coalesce(s.estimated_delivery_at, s.shipped_at + make_interval(days => t.days)) AS at,
+           CASE WHEN s.estimated_delivery_at IS NULL THEN 'estimate' ELSE 'carrier' END AS source
+    FROM shipments s
+    WHERE s.tenant_id = o.tenant_id AND s.order_id = o.id AND s.delivered_at IS NULL
+    UNION ALL
+    -- Units still to leave: they cannot arrive before a parcel sent now would.
+    SELECT CAST(:now AS timestamptz) + make_interval(days => t.days), 'estimate'
+    WHERE o.status <> 'shipped'
+  ) parts
+  ORDER BY parts.at DESC, parts.source
+  LIMIT 1
+) latest
+WHERE o.tenant_id = ANY (CAST(:tenant_ids AS uuid[]))
+  AND o.status::text = ANY (CAST(:statuses AS text[]))
+  AND o.deliver_by IS NOT NULL
+"""
+# Per tenant: on track, expected after the promise, or past the promise already.
+DELIVERY_COUNTS = f"""
+SELECT tenant_id,
+       count(*) FILTER (WHERE deliver_by >= :now AND expected_at <= deliver_by) AS on_track,
+       count(*) FILTER (WHERE deliver_by >= :now AND expected_at > deliver_by) AS expected_late,
+       count(*) FILTER (WHERE deliver_by < :now) AS late
+FROM ({EXPECTED_DELIVERIES}) expected
+GROUP BY tenant_id
+"""  # noqa: S608 (SQL of this module's own making, no input)
+# Expected late or late (a late order is expected after its promise too), worst slip first.
+SLIPPING_ORDERS = f"""
+SELECT *, expected_at - deliver_by AS slip
+FROM ({EXPECTED_DELIVERIES}) expected
+WHERE expected_at > deliver_by
+ORDER BY expected_at - deliver_by DESC, number
+LIMIT :limit
+"""  # noqa: S608 (SQL of this module's own making, no input)
 
 
 class StuckOrder(OutputSchema):
@@ -49,13 +107,32 @@ class StuckOrder(OutputSchema):
     threshold_hours: int
 
 
+class SlippingOrder(OutputSchema):
+    """An order expected after its promised delivery, or already past it."""
+
+    id: UUID
+    tenant_id: UUID
+    tenant_name: str
+    number: int
+    status: str
+    customer_name: str
+    promised_at: dt.datetime
+    expected_at: dt.datetime
+    expected_source: str  # "carrier": the carrier's estimate; "estimate": ours (transit days)
+    late: bool  # the promise has already passed
+    slip: dt.timedelta  # expected minus promised
+
+
 class TenantOperations(OutputSchema):
     tenant_id: UUID
     tenant_name: str
     by_status: dict[str, int]
     stuck_by_status: dict[str, int]
-    late: int
-    due_soon: int
+    # Open orders with a promise, by what their expected delivery says of it.
+    on_track: int
+    expected_late: int
+    late: int  # the promised time has passed and the order is not delivered
+    transit_days: int
 
 
 class OperationsView(OutputSchema):
@@ -63,10 +140,11 @@ class OperationsView(OutputSchema):
     statuses: list[str]
     tenants: list[TenantOperations]
     stuck: list[StuckOrder]
+    slipping: list[SlippingOrder]  # worst slip first, at most SLIPPING_LIST_LIMIT
 
 
 async def operations_view(db: Database, actor: Actor, *, now: dt.datetime | None = None) -> OperationsView:
-    """Orders by status per tenant, the stuck ones, and delivery promises at risk.
+    """Orders by status per tenant, the stuck ones, and delivery promises against expectations.
 
     Raises PermissionDenied (not a lead or administrator).
     """
@@ -85,20 +163,16 @@ async def operations_view(db: Database, actor: Actor, *, now: dt.datetime | None
                 .group_by(Order.tenant_id, Order.status)
             )
         ).all()
-        promises = (
-            await session.execute(
-                select(
-                    Order.tenant_id,
-                    func.count().filter(Order.deliver_by < now),
-                    func.count().filter(
-                        Order.deliver_by >= now,
-                        Order.deliver_by < now + DUE_SOON,
-                        Order.status.in_(NOT_YET_SHIPPED),
-                    ),
-                )
-                .where(active, Order.deliver_by.is_not(None))
-                .group_by(Order.tenant_id)
-            )
+        transit_days = [(await policy_of(session, tenant_id)).transit_days for tenant_id in tenant_ids]
+        params = {
+            "now": now,
+            "tenant_ids": tenant_ids,
+            "transit_days": transit_days,
+            "statuses": [s.value for s in BEFORE_DELIVERY],
+        }
+        promises = (await session.execute(text(DELIVERY_COUNTS), params)).all()
+        slipping_rows = (
+            await session.execute(text(SLIPPING_ORDERS), {**params, "limit": SLIPPING_LIST_LIMIT})
         ).all()
         # One row per (tenant, status) with the moment before which an order there is stuck.
         limits, threshold = [], {}
@@ -118,7 +192,7 @@ async def operations_view(db: Database, actor: Actor, *, now: dt.datetime | None
             stuck_join = and_(
                 Order.tenant_id == cutoffs.c.tenant_id,
                 func.cast(Order.status, String) == cutoffs.c.status,
-                Order.updated_at < cutoffs.c.cutoff,
+                Order.status_changed_at < cutoffs.c.cutoff,
             )
             stuck_counts = (
                 await session.execute(
@@ -136,11 +210,11 @@ async def operations_view(db: Database, actor: Actor, *, now: dt.datetime | None
                         Order.number,
                         Order.status,
                         Order.customer_name,
-                        Order.updated_at,
+                        Order.status_changed_at,
                     )
                     .join(cutoffs, stuck_join)
                     .where(Order.tenant_id.in_(tenant_ids))
-                    .order_by(Order.updated_at)
+                    .order_by(Order.status_changed_at)
                     .limit(STUCK_LIST_LIMIT)
                 )
             ).all()
@@ -150,7 +224,8 @@ async def operations_view(db: Database, actor: Actor, *, now: dt.datetime | None
     stuck_by_status: dict[UUID, dict[str, int]] = {}
     for tenant_id, status, count in stuck_counts:
         stuck_by_status.setdefault(tenant_id, {})[status.value] = count
-    late = {tenant_id: (overdue, soon) for tenant_id, overdue, soon in promises}
+    promised = {row.tenant_id: row for row in promises}
+    transit = dict(zip(tenant_ids, transit_days, strict=True))
     return OperationsView(
         generated_at=now,
         statuses=[s.value for s in OrderStatus if s not in SETTLED],
@@ -160,8 +235,10 @@ async def operations_view(db: Database, actor: Actor, *, now: dt.datetime | None
                 tenant_name=names.get(tenant_id, ""),
                 by_status=by_status.get(tenant_id, {}),
                 stuck_by_status=stuck_by_status.get(tenant_id, {}),
-                late=late.get(tenant_id, (0, 0))[0],
-                due_soon=late.get(tenant_id, (0, 0))[1],
+                on_track=promised[tenant_id].on_track if tenant_id in promised else 0,
+                expected_late=promised[tenant_id].expected_late if tenant_id in promised else 0,
+                late=promised[tenant_id].late if tenant_id in promised else 0,
+                transit_days=transit[tenant_id],
             )
             for tenant_id in sorted(tenant_ids, key=lambda t: names.get(t, ""))
         ],
@@ -173,9 +250,25 @@ async def operations_view(db: Database, actor: Actor, *, now: dt.datetime | None
                 number=row.number,
                 status=row.status.value,
                 customer_name=row.customer_name,
-                since=row.updated_at,
+                since=row.status_changed_at,
                 threshold_hours=threshold[(row.tenant_id, row.status.value)],
             )
             for row in stuck_rows
+        ],
+        slipping=[
+            SlippingOrder(
+                id=row.id,
+                tenant_id=row.tenant_id,
+                tenant_name=names.get(row.tenant_id, ""),
+                number=row.number,
+                status=row.status,
+                customer_name=row.customer_name,
+                promised_at=row.deliver_by,
+                expected_at=row.expected_at,
+                expected_source=row.source,
+                late=row.deliver_by < now,
+                slip=row.slip,
+            )
+            for row in slipping_rows
         ],
     )
