@@ -16,9 +16,12 @@ from orderdesk.workqueue.states import (
     WorkItemKind,
     WorkItemStatus,
     WorkOutcome,
+    WorkRole,
     WorkTransitionRefused,
     allowed_work_actions,
     next_work_status,
+    work_actions_for,
+    work_role,
 )
 
 S, A = WorkItemStatus, WorkAction
@@ -58,6 +61,49 @@ def test_every_status_and_action(status, action):
 def test_table_has_nothing_unexpected():
     flattened = {(s, a): t for s, actions in EXPECTED.items() for a, t in actions.items()}
     assert flattened == TRANSITIONS
+
+
+# What each role is offered by hand, per status: the item page's buttons.
+OFFERED = {
+    (S.CLAIMED, WorkRole.HOLDER): {A.HAND_BACK, A.SNOOZE, A.WAIT_CUSTOMER, A.WAIT_CLIENT, A.COMPLETE},
+    (S.CLAIMED, WorkRole.LEAD): {
+        A.HAND_BACK,
+        A.SNOOZE,
+        A.WAIT_CUSTOMER,
+        A.WAIT_CLIENT,
+        A.REASSIGN,
+        A.COMPLETE,
+        A.CANCEL,
+    },
+    (S.OPEN, WorkRole.LEAD): {A.REASSIGN, A.COMPLETE, A.CANCEL},
+    (S.SNOOZED, WorkRole.LEAD): {A.REASSIGN, A.COMPLETE, A.CANCEL},
+    (S.WAITING_CUSTOMER, WorkRole.LEAD): {A.RESUME, A.COMPLETE, A.CANCEL},
+    (S.WAITING_CLIENT, WorkRole.LEAD): {A.RESUME, A.COMPLETE, A.CANCEL},
+    (S.WAITING_CUSTOMER, WorkRole.STAFF): {A.RESUME},
+    (S.WAITING_CLIENT, WorkRole.STAFF): {A.RESUME},
+}
+
+
+# Only a claimed item has a holder (`work_role` is HOLDER only for the agent holding the lease).
+VIEWERS = [
+    (status, role)
+    for status, role in itertools.product(WorkItemStatus, WorkRole)
+    if role is not WorkRole.HOLDER or status is S.CLAIMED
+]
+
+
+@pytest.mark.parametrize(("status", "role"), VIEWERS)
+def test_actions_offered_by_hand(status, role):
+    offered = work_actions_for(status, role)
+    assert set(offered) == OFFERED.get((status, role), set())
+    assert set(offered) <= set(allowed_work_actions(status))
+    assert A.CLAIM not in offered and A.EXPIRE not in offered and A.WAKE not in offered
+
+
+def test_who_is_looking():
+    assert work_role(is_lead=True, holds_item=False) is WorkRole.LEAD
+    assert work_role(is_lead=False, holds_item=True) is WorkRole.HOLDER
+    assert work_role(is_lead=False, holds_item=False) is WorkRole.STAFF
 
 
 def test_status_groups():
