@@ -68,12 +68,26 @@
   // item box): the button that had focus is gone and focus falls back to the page body. Put it on
   // the result message, else the panel's heading, so a keyboard user keeps their place, and say the
   // result in the polite live region (a status inserted with its text is not reliably announced).
+  //
+  // Which panel gets the focus is decided when a swap begins, from where the request came: an
+  // order action also makes the item box refresh itself, and which of the two settles first
+  // varies with load. The box refreshing itself (the request's origin is the box) takes nothing.
   const REPLACED_PANELS = ["order-panel", "item-status"];
+  let refocus = null;
+  document.addEventListener("htmx:beforeSwap", (event) => {
+    const panel = event.detail.target;
+    if (!panel || !REPLACED_PANELS.includes(panel.id)) return;
+    const origin = event.detail.requestConfig && event.detail.requestConfig.elt;
+    if ((origin && origin !== panel && panel.contains(origin)) || panel.contains(document.activeElement)) {
+      refocus = panel.id;
+    }
+  });
   document.addEventListener("htmx:afterSettle", (event) => {
     const panel = event.target;
-    if (!panel || !REPLACED_PANELS.includes(panel.id) || !panel.isConnected) return;
-    const focusLost = !document.activeElement || document.activeElement === document.body;
-    if (!focusLost) return;  // e.g. the item box refreshing itself after an order action
+    if (!panel || panel.id !== refocus || !panel.isConnected) return;
+    refocus = null;
+    const active = document.activeElement;
+    if (active && active !== document.body && !panel.contains(active)) return;  // the agent moved on
     const landing = panel.querySelector(".notice") || panel.querySelector("h2, h3");
     if (!landing) return;
     if (!landing.hasAttribute("tabindex")) landing.setAttribute("tabindex", "-1");
