@@ -246,7 +246,16 @@ def _outbox_shape(row) -> tuple:
 async def _rows_of(conn, ref: str) -> dict[str, object]:
     """What an order wrote, minus what differs by nature (ids, numbers, times, references)."""
     order = await conn.fetchrow("SELECT * FROM orders WHERE external_ref = $1", ref)
-    varying = {"id", "number", "external_ref", "customer_email", "search_text", "created_at", "updated_at"}
+    varying = {
+        "id",
+        "number",
+        "external_ref",
+        "customer_email",
+        "search_text",
+        "created_at",
+        "updated_at",
+        "status_changed_at",
+    }
     key = (order["tenant_id"], order["id"])
     lines = await conn.fetch(
         "SELECT line_no, sku, description, quantity, unit_price_minor, tax_minor, total_minor"

@@ -51,7 +51,7 @@ SELECT orders.tenant_id, orders.id, orders.number, orders.external_ref, orders.c
  orders.shipping_address, orders.billing_address, orders.currency, orders.subtotal_minor, orders.tax_minor,
  orders.shipping_minor, orders.discount_minor, orders.total_minor, orders.ship_by, orders.deliver_by,
  orders.tags, orders.notes, orders.lines_fingerprint, orders.search_text, orders.created_at,
- orders.updated_at, orders.version, orders.last_event_seq
+ orders.updated_at, orders.status_changed_at, orders.version, orders.last_event_seq
 FROM orders
 WHERE orders.tenant_id = $1::UUID AND orders.external_ref = $2::VARCHAR
 """
@@ -85,7 +85,7 @@ INSERT INTO orders (tenant_id, id, number, external_ref, channel, status, paymen
  $14::VARCHAR, $15::BIGINT, $16::BIGINT, $17::BIGINT, $18::BIGINT, $19::BIGINT,
  $20::TIMESTAMP WITH TIME ZONE, $21::TIMESTAMP WITH TIME ZONE, $22::VARCHAR(40)[], $23::VARCHAR,
  $24::VARCHAR, $25::TIMESTAMP WITH TIME ZONE, $26::TIMESTAMP WITH TIME ZONE, $27::INTEGER, $28::INTEGER)
- RETURNING orders.search_text
+ RETURNING orders.search_text, orders.status_changed_at
 """
 INSERT_LINES = """
 INSERT INTO order_lines (tenant_id, order_id, line_no, sku, description, quantity, unit_price_minor,
