@@ -187,7 +187,9 @@ class World:
 
 
 def unique(prefix: str) -> str:
-    return f"{prefix}-{secrets.token_hex(3)}"
+    # Six bytes: the suite makes thousands of people and tenants in one database, and with
+    # three bytes two of them drew the same e-mail address in a full run.
+    return f"{prefix}-{secrets.token_hex(6)}"
 
 
 @pytest.fixture
