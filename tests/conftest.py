@@ -23,6 +23,7 @@ from sqlalchemy.engine import make_url
 
 from orderdesk import devservices
 from orderdesk.accounts import services as accounts
+from orderdesk.accounts.actors import Actor, ActorKind
 from orderdesk.accounts.models import ClientRole, StaffRole
 from orderdesk.comms import services as comms
 from orderdesk.core.db import Database, make_engine
@@ -184,6 +185,16 @@ class World:
     key_b: str
     key_a_id: uuid.UUID
     key_b_id: uuid.UUID
+
+    def lead_a_actor(self) -> Actor:
+        """A's lead as the services see a signed-in lead, for calling them directly."""
+        return Actor(
+            kind=ActorKind.STAFF,
+            id=self.lead_a.id,
+            display_name="Lena Lead",
+            tenant_ids=frozenset({self.a.id}),
+            staff_role=StaffRole.LEAD,
+        )
 
 
 def unique(prefix: str) -> str:

@@ -8,8 +8,6 @@ import re
 import pytest
 from sqlalchemy import select
 
-from orderdesk.accounts.actors import Actor, ActorKind
-from orderdesk.accounts.models import StaffRole
 from orderdesk.core.tenancy import Scope
 from orderdesk.portal import decisions
 from orderdesk.workqueue import services as workqueue
@@ -23,16 +21,6 @@ pytestmark = [
     pytest.mark.browser,
     pytest.mark.filterwarnings("ignore:AuthenticationMiddleware.exclude_path_pattern:DeprecationWarning"),
 ]
-
-
-def lead_of(world: World) -> Actor:
-    return Actor(
-        kind=ActorKind.STAFF,
-        id=world.lead_a.id,
-        display_name="Lena Lead",
-        tenant_ids=frozenset({world.a.id}),
-        staff_role=StaffRole.LEAD,
-    )
 
 
 async def test_client_finds_an_order_and_approves_an_exception(
@@ -59,7 +47,7 @@ async def test_client_finds_an_order_and_approves_an_exception(
                 WorkItem.order_id == order["id"], WorkItem.kind == WorkItemKind.EXCEPTION
             )
         )
-    lead = lead_of(world)
+    lead = world.lead_a_actor()
     await workqueue.reassign_work_item(db, lead, item_id, lead.id)
     await decisions.ask_client(db, lead, item_id, "Ship to the customer's old address instead?")
 

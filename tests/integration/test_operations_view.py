@@ -6,8 +6,6 @@ import datetime as dt
 import uuid
 from zoneinfo import ZoneInfo
 
-from orderdesk.accounts.actors import Actor, ActorKind
-from orderdesk.accounts.models import StaffRole
 from orderdesk.fulfillment import policy as policies
 from orderdesk.tenants import services as tenants
 from orderdesk.workqueue import operations
@@ -18,16 +16,6 @@ from tests.integration.test_orders_api import bearer, order_body
 
 HTMX = {"HX-Request": "true"}
 TRANSIT_DAYS = 2
-
-
-def lead_of(world: World) -> Actor:
-    return Actor(
-        kind=ActorKind.STAFF,
-        id=world.lead_a.id,
-        display_name="lead",
-        tenant_ids=frozenset({world.a.id}),
-        staff_role=StaffRole.LEAD,
-    )
 
 
 async def status_changed_at(owner_connection, order: dict) -> dt.datetime:
@@ -73,7 +61,7 @@ async def test_stuck_counts_from_entering_the_status_not_from_the_last_edit(
     # A status change starts the clock again.
     await verify(client, key, moved)
 
-    view = await operations.operations_view(db, lead_of(world))
+    view = await operations.operations_view(db, world.lead_a_actor())
     [stuck] = view.stuck
     assert stuck.id == uuid.UUID(edited["id"]) and stuck.status == "awaiting_verification"
     assert dt.datetime.now(dt.UTC) - stuck.since > dt.timedelta(hours=8, minutes=59)
@@ -147,7 +135,7 @@ async def test_expected_delivery_counts_and_the_slipping_list(client, world: Wor
     foreign = await pending_order(client, world.key_b)
     await promise(owner_connection, foreign, now - dt.timedelta(days=5))
 
-    view = await operations.operations_view(db, lead_of(world), now=now)
+    view = await operations.operations_view(db, world.lead_a_actor(), now=now)
     [tenant] = view.tenants
     assert (tenant.on_track, tenant.expected_late, tenant.late) == (1, 2, 1)
     assert tenant.transit_days == TRANSIT_DAYS
@@ -162,7 +150,7 @@ async def test_expected_delivery_counts_and_the_slipping_list(client, world: Wor
     # The carrier's estimate slips past the promise: the order is expected late, by the carrier.
     later = carrier_says + dt.timedelta(days=2)
     await track(client, key, parcel, "in_transit", 20, estimated_delivery=later.isoformat())
-    view = await operations.operations_view(db, lead_of(world), now=now)
+    view = await operations.operations_view(db, world.lead_a_actor(), now=now)
     carrier_row = next(o for o in view.slipping if o.id == uuid.UUID(by_carrier["id"]))
     assert carrier_row.expected_source == "carrier" and carrier_row.expected_at == later
     assert (view.tenants[0].on_track, view.tenants[0].expected_late) == (0, 3)
