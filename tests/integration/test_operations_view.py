@@ -227,3 +227,23 @@ async def test_a_bad_estimated_delivery_gets_a_specific_error(client, world: Wor
     # Nothing of the refused events was kept.
     shipment = (await client.get(f"/api/v1/shipments/{parcel['id']}", headers=bearer(key))).json()
     assert shipment["events"] == [] and shipment["estimated_delivery_at"] is None
+
+
+async def test_transit_days_out_of_range_are_refused_and_the_policy_kept(client, world: World):
+    """The fulfillment policy's transit days: a clear error per field, nothing of the request kept."""
+    from tests.conftest import session_csrf
+
+    await sign_in(client, world.admin)
+    headers = {"X-CSRF-Token": session_csrf((await client.get("/console")).text)}
+    url = f"/api/v1/tenants/{world.a.id}/fulfillment-policy"
+    saved = await client.put(url, json={"transit_days": 5}, headers=headers)
+    assert saved.status_code == 200, saved.text
+    for bad in (0, 61):
+        refused = await client.put(url, json={"transit_days": bad, "return_window_days": 10}, headers=headers)
+        assert refused.status_code == 400, refused.text
+        assert [e["field"] for e in refused.json()["errors"]] == ["transit_days"]
+    not_a_number = await client.put(url, json={"transit_days": "three"}, headers=headers)
+    assert not_a_number.status_code == 400
+    assert [e["field"] for e in not_a_number.json()["errors"]] == ["transit_days"]
+    kept = (await client.get(url, headers=headers)).json()
+    assert kept["transit_days"] == 5 and kept["return_window_days"] == 30
