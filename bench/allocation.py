@@ -48,7 +48,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from diagnosis import add_drop_index_option, drop_indexes  # noqa: E402 (bench/, the script's own folder)
+from benchdb import create_database, drop_database, plain  # noqa: E402 (bench/, the script's own folder)
+from diagnosis import add_drop_index_option, drop_indexes  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -97,10 +98,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.max_overflow < 0:
         parser.error("--max-overflow cannot be negative")
     return args
-
-
-def _plain(url) -> str:
-    return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 @dataclass
@@ -376,17 +373,11 @@ async def oversell_check(owner_dsn: str, tenant_id) -> dict:
 
 async def run(args) -> dict:
     import asyncpg
-    from sqlalchemy.engine import make_url
 
     from orderdesk.core.migrations import upgrade
     from orderdesk.settings import load_settings
 
-    name = f"orderdesk_bench_{secrets.token_hex(4)}"
-    server = make_url(args.server_url)
-    conn = await asyncpg.connect(_plain(server))
-    await conn.execute(f'CREATE DATABASE "{name}"')
-    await conn.close()
-    owner_url = _plain(server.set(database=name))
+    name, owner_url = await create_database(args.server_url)
     try:
         await asyncio.to_thread(upgrade, owner_url)
         settings = load_settings(
@@ -407,7 +398,7 @@ async def run(args) -> dict:
         await drop_indexes(conn, args.drop_index)
         await conn.execute("ANALYZE")
         await conn.close()
-        app_dsn = _plain(settings.app_url)
+        app_dsn = plain(settings.app_url)
         phases = [await raw_phase(args, app_dsn, tenants["raw1"], orders)]
         print(f"  {phases[-1].name}: {phases[-1].rate:,.0f} orders/s", flush=True)
         phases.append(await app_phase(args, settings, tenants["app"]))
@@ -417,9 +408,7 @@ async def run(args) -> dict:
         checks = {role: await oversell_check(owner_url, t["id"]) for role, t in tenants.items()}
     finally:
         if not args.keep:
-            conn = await asyncpg.connect(_plain(server))
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            await conn.close()
+            await drop_database(args.server_url, name)
         else:
             print(f"kept database {name}")
     raw_rate = sum(p.rate for p in (phases[0], phases[2])) / 2

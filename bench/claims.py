@@ -75,6 +75,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
+from benchdb import create_database, drop_database, plain  # noqa: E402 (bench/, the script's own folder)
 from diagnosis import add_drop_index_option, add_explain_claims_option, buffers_per_scan, drop_indexes  # noqa: E402 (bench/, the script's own folder)
 from server_cpu import backend_pids, cpu_seconds  # noqa: E402
 
@@ -174,10 +175,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     if args.explain_claims < 0:
         parser.error("--explain-claims must be 0 or more agents")
     return args
-
-
-def _plain(url) -> str:
-    return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 @dataclass
@@ -1025,18 +1022,12 @@ async def run_phase(
 
 async def run(args) -> dict:
     import asyncpg
-    from sqlalchemy.engine import make_url
 
     from orderdesk.core.migrations import upgrade
     from orderdesk.settings import load_settings
     from orderdesk.workqueue import services  # noqa: F401  (loaded before anything is timed)
 
-    name = f"orderdesk_bench_{secrets.token_hex(4)}"
-    server = make_url(args.server_url)
-    conn = await asyncpg.connect(_plain(server))
-    await conn.execute(f'CREATE DATABASE "{name}"')
-    await conn.close()
-    owner_dsn = _plain(server.set(database=name))
+    name, owner_dsn = await create_database(args.server_url)
     phases: list[Phase] = []
     try:
         await asyncio.to_thread(upgrade, owner_dsn)
@@ -1067,14 +1058,14 @@ async def run(args) -> dict:
                     pace = float(phase_name.split("@")[1]) / 100 * sum(closed) / len(closed)
                 await reset(owner_dsn)
                 if phase_name.startswith("raw"):
-                    claimer = RawClaimer(_plain(settings.app_url), args.agents)
+                    claimer = RawClaimer(plain(settings.app_url), args.agents)
                 else:
                     claimer = AppClaimer(
                         settings, args.agents, pool_size=args.pool_size, max_overflow=args.max_overflow
                     )
                 async with claimer:
                     phase = await run_phase(
-                        args, phase_name, claimer, agents, checker, owner_dsn, _plain(settings.app_url), pace
+                        args, phase_name, claimer, agents, checker, owner_dsn, plain(settings.app_url), pace
                     )
                 phases.append(phase)
                 paced = ""
@@ -1100,9 +1091,7 @@ async def run(args) -> dict:
             await checker.close()
     finally:
         if not args.keep:
-            conn = await asyncpg.connect(_plain(server))
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            await conn.close()
+            await drop_database(args.server_url, name)
         else:
             print(f"kept database {name}")
     return summarise(args, phases)

@@ -52,7 +52,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from server_cpu import backend_pids, cpu_seconds  # noqa: E402 (bench/, the script's own folder)
+from benchdb import create_database, drop_database, plain  # noqa: E402 (bench/, the script's own folder)
+from server_cpu import backend_pids, cpu_seconds  # noqa: E402
 
 DOMAIN = "inbound.bench"
 LOREM = (
@@ -75,10 +76,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--json", type=Path, help="Also write the results here.")
     parser.add_argument("--keep", action="store_true", help="Keep the database (its name is printed).")
     return parser.parse_args(argv)
-
-
-def _plain(url) -> str:
-    return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 # ---------------------------------------------------------------- the message mix
@@ -362,18 +359,11 @@ async def setup(settings) -> dict:
 
 
 async def run(args) -> dict:
-    import asyncpg
-    from sqlalchemy.engine import make_url
 
     from orderdesk.core.migrations import upgrade
     from orderdesk.settings import load_settings
 
-    name = f"orderdesk_bench_{secrets.token_hex(4)}"
-    server = make_url(args.server_url)
-    conn = await asyncpg.connect(_plain(server))
-    await conn.execute(f'CREATE DATABASE "{name}"')
-    await conn.close()
-    owner_url = _plain(server.set(database=name))
+    name, owner_url = await create_database(args.server_url)
     try:
         await asyncio.to_thread(upgrade, owner_url)
         settings = load_settings(
@@ -395,7 +385,7 @@ async def run(args) -> dict:
             f"largest {sizes[-1] / 1024 / 1024:.1f} MiB, total {sum(sizes) / 1024 / 1024:.1f} MiB",
             flush=True,
         )
-        app_dsn = _plain(settings.app_url)
+        app_dsn = plain(settings.app_url)
         phases = []
         for role, label, tag in (("raw1", "raw: parse + INSERT (before)", "r1"),):
             tenant_id, conversation_id = made["raw"][role]
@@ -428,9 +418,7 @@ async def run(args) -> dict:
         print(f"  {phases[-1].name}: {phases[-1].summary()['messages_per_s']} msg/s", flush=True)
     finally:
         if not args.keep:
-            conn = await asyncpg.connect(_plain(server))
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            await conn.close()
+            await drop_database(args.server_url, name)
         else:
             print(f"kept database {name}")
     summaries = [p.summary() for p in phases]

@@ -48,6 +48,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 BENCH_DIR = Path(__file__).resolve().parent
+sys.path.insert(0, str(BENCH_DIR))
+
+from benchdb import create_database, drop_database, plain  # noqa: E402 (bench/, the script's own folder)
+
 ROOT = BENCH_DIR.parent
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
@@ -97,14 +101,8 @@ class BenchDb:
     keys: list[dict] = field(default_factory=list)  # secret, hash, id, name, tenant_id
 
 
-def _plain(url) -> str:
-    return url.set(drivername="postgresql").render_as_string(hide_password=False)
-
-
 async def create_bench_db(server_url: str, redis_url: str, tenants: int) -> BenchDb:
     """A fresh database, migrated, with tenants and API keys made through the services."""
-    import asyncpg
-    from sqlalchemy.engine import make_url
 
     from orderdesk.accounts import services as accounts
     from orderdesk.accounts.tokens import digest
@@ -112,14 +110,8 @@ async def create_bench_db(server_url: str, redis_url: str, tenants: int) -> Benc
     from orderdesk.core.migrations import upgrade
     from orderdesk.tenants import services as tenant_services
 
-    name = f"orderdesk_bench_{secrets.token_hex(4)}"
-    conn = await asyncpg.connect(_plain(make_url(server_url)))
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    owner_url = _plain(make_url(server_url).set(database=name))
-    bench = BenchDb(name, owner_url, _plain(_settings(owner_url, redis_url).app_url))
+    name, owner_url = await create_database(server_url)
+    bench = BenchDb(name, owner_url, plain(_settings(owner_url, redis_url).app_url))
     await asyncio.to_thread(upgrade, owner_url)
     db = Database(make_engine(_settings(owner_url, redis_url).app_url, pool_size=2))
     try:
@@ -148,14 +140,7 @@ async def create_bench_db(server_url: str, redis_url: str, tenants: int) -> Benc
 
 
 async def drop_bench_db(server_url: str, name: str) -> None:
-    import asyncpg
-    from sqlalchemy.engine import make_url
-
-    conn = await asyncpg.connect(_plain(make_url(server_url)))
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
+    await drop_database(server_url, name)
 
 
 def _server_env(owner_url: str, redis_url: str, log_level: str = "WARNING", pool_size: int | None = None):

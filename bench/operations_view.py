@@ -32,6 +32,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
+from benchdb import create_database, drop_database  # noqa: E402 (bench/, the script's own folder)
+
 OPEN_STATUSES = (
     "captured",
     "awaiting_verification",
@@ -64,10 +66,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         if getattr(args, name) < 1:
             parser.error(f"--{name} must be at least 1")
     return args
-
-
-def _plain(url) -> str:
-    return url.set(drivername="postgresql").render_as_string(hide_password=False)
 
 
 async def _fill(owner_dsn: str, template_id, tenant_id, orders: int) -> None:
@@ -153,7 +151,6 @@ async def _time_view(db, actor, calls: int) -> list[float]:
 
 async def run(args) -> dict:
     import asyncpg
-    from sqlalchemy.engine import make_url
 
     from orderdesk.accounts.actors import Actor, ActorKind
     from orderdesk.accounts.models import StaffRole
@@ -167,12 +164,7 @@ async def run(args) -> dict:
     from orderdesk.tenants import services as tenant_services
     from orderdesk.wiring import connect_features
 
-    name = f"orderdesk_bench_{secrets.token_hex(4)}"
-    server = make_url(args.server_url)
-    conn = await asyncpg.connect(_plain(server))
-    await conn.execute(f'CREATE DATABASE "{name}"')
-    await conn.close()
-    owner_dsn = _plain(server.set(database=name))
+    name, owner_dsn = await create_database(args.server_url)
     try:
         await asyncio.to_thread(upgrade, owner_dsn)
         settings = load_settings(
@@ -235,9 +227,7 @@ async def run(args) -> dict:
         finally:
             await db.dispose()
     finally:
-        conn = await asyncpg.connect(_plain(server))
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        await conn.close()
+        await drop_database(args.server_url, name)
     with_index, without = variants["with the index"], variants["without the index"]
     return {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "load": os.getloadavg()},

@@ -57,6 +57,10 @@ from collections import defaultdict, deque
 from dataclasses import dataclass, field
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from benchdb import create_database, drop_database, plain
+
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 # A Redis database of its own: arq job ids are global within a database, so a bench
 # sharing one with another worker could have its dispatches deduplicated away.
@@ -296,10 +300,6 @@ def cpu_use(before: CpuSample, after: CpuSample, events: int) -> dict[str, float
 # ---------------------------------------------------------------- the database
 
 
-def _plain(url) -> str:
-    return url.set(drivername="postgresql").render_as_string(hide_password=False)
-
-
 def _env(owner_url: str, redis_url: str) -> dict[str, str]:
     return {
         "DATABASE_URL": owner_url,
@@ -328,7 +328,6 @@ class Bench:
 
 async def create_bench(args, receiver_url: str) -> Bench:
     import asyncpg
-    from sqlalchemy.engine import make_url
 
     from orderdesk.accounts.actors import Actor, ActorKind
     from orderdesk.core.db import Database, make_engine
@@ -342,16 +341,10 @@ async def create_bench(args, receiver_url: str) -> Bench:
     from orderdesk.tenants import services as tenant_services
     from orderdesk.wiring import connect_features
 
-    name = f"orderdesk_bench_wh_{secrets.token_hex(4)}"
-    conn = await asyncpg.connect(_plain(make_url(args.server_url)))
-    try:
-        await conn.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await conn.close()
-    owner_url = _plain(make_url(args.server_url).set(database=name))
+    name, owner_url = await create_database(args.server_url, prefix="orderdesk_bench_wh_")
     env = _env(owner_url, args.redis_url)
     settings = load_settings(env)
-    bench = Bench(name, owner_url, _plain(settings.app_url), env)
+    bench = Bench(name, owner_url, plain(settings.app_url), env)
     await asyncio.to_thread(upgrade, owner_url)
     connect_features()
     db = Database(make_engine(settings.app_url, pool_size=2))
@@ -391,14 +384,7 @@ async def create_bench(args, receiver_url: str) -> Bench:
 
 
 async def drop_bench(server_url: str, name: str) -> None:
-    import asyncpg
-    from sqlalchemy.engine import make_url
-
-    conn = await asyncpg.connect(_plain(make_url(server_url)))
-    try:
-        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await conn.close()
+    await drop_database(server_url, name)
 
 
 OUTBOX_COLUMNS = ("tenant_id", "id", "event_type", "order_id", "order_seq", "payload", "created_at")
