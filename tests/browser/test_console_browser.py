@@ -254,6 +254,10 @@ async def test_lead_board_refreshes_itself(db, world: World, new_page, screensho
     await page.goto("/console/operations")
     await page.locator('[data-testid="operations-tenants"]').wait_for()
     await page.screenshot(path=str(screenshot_dir / "07-operations.png"), full_page=True)
+    # Readable on a 13-inch laptop: every status column shows without scrolling sideways.
+    statuses = page.locator('[data-testid="operations-tenants"]')
+    assert await statuses.evaluate("t => t.scrollWidth <= t.parentElement.clientWidth")
+    assert await page.evaluate("() => document.documentElement.scrollWidth <= window.innerWidth")
     await page.goto(f"/console/sla/{world.a.id}")
     await page.locator('input[name="hours.mon"]').wait_for()
     await page.screenshot(path=str(screenshot_dir / "09-sla-editor.png"), full_page=True)
