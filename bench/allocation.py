@@ -48,7 +48,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from benchdb import create_database, drop_database, plain  # noqa: E402 (bench/, the script's own folder)
+from benchdb import bench_settings, create_database, drop_database, plain  # noqa: E402 (bench/, the script's own folder)
 from diagnosis import add_drop_index_option, drop_indexes  # noqa: E402
 
 
@@ -375,19 +375,11 @@ async def run(args) -> dict:
     import asyncpg
 
     from orderdesk.core.migrations import upgrade
-    from orderdesk.settings import load_settings
 
     name, owner_url = await create_database(args.server_url)
     try:
         await asyncio.to_thread(upgrade, owner_url)
-        settings = load_settings(
-            {
-                "DATABASE_URL": owner_url,
-                "REDIS_URL": args.redis_url,
-                "ORDERDESK_SECRET_KEY": "bench-" + secrets.token_hex(24),
-                "ORDERDESK_LOG_LEVEL": "WARNING",
-            }
-        )
+        settings = bench_settings(owner_url, args.redis_url)
         orders = make_orders(args)
         stock = stock_plan(args, orders)
         print(f"setting up {args.orders} orders, {args.skus} hot SKUs in 2 warehouses …", flush=True)

@@ -1,4 +1,5 @@
-"""A benchmark's database of its own: created on the server, then dropped with FORCE.
+"""A benchmark's database of its own: created on the server, then dropped with FORCE; and
+the platform's settings on it.
 
 Shared by the scripts in bench/ that measure on a fresh, migrated database, so that no run
 sees another's rows and nothing is left behind (the scripts migrate it themselves: some
@@ -40,3 +41,17 @@ async def drop_database(server_url: str, name: str) -> None:
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await conn.close()
+
+
+def bench_settings(owner_dsn: str, redis_url: str):
+    """The platform's settings on a benchmark's database: a throwaway secret, warnings only."""
+    from orderdesk.settings import load_settings
+
+    return load_settings(
+        {
+            "DATABASE_URL": owner_dsn,
+            "REDIS_URL": redis_url,
+            "ORDERDESK_SECRET_KEY": "bench-" + secrets.token_hex(24),
+            "ORDERDESK_LOG_LEVEL": "WARNING",
+        }
+    )

@@ -75,7 +75,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from benchdb import create_database, drop_database, plain  # noqa: E402 (bench/, the script's own folder)
+from benchdb import bench_settings, create_database, drop_database, plain  # noqa: E402 (bench/, the script's own folder)
 from diagnosis import add_drop_index_option, add_explain_claims_option, buffers_per_scan, drop_indexes  # noqa: E402 (bench/, the script's own folder)
 from server_cpu import backend_pids, cpu_seconds  # noqa: E402
 
@@ -1024,21 +1024,13 @@ async def run(args) -> dict:
     import asyncpg
 
     from orderdesk.core.migrations import upgrade
-    from orderdesk.settings import load_settings
     from orderdesk.workqueue import services  # noqa: F401  (loaded before anything is timed)
 
     name, owner_dsn = await create_database(args.server_url)
     phases: list[Phase] = []
     try:
         await asyncio.to_thread(upgrade, owner_dsn)
-        settings = load_settings(
-            {
-                "DATABASE_URL": owner_dsn,
-                "REDIS_URL": args.redis_url,
-                "ORDERDESK_SECRET_KEY": "bench-" + secrets.token_hex(24),
-                "ORDERDESK_LOG_LEVEL": "WARNING",
-            }
-        )
+        settings = bench_settings(owner_dsn, args.redis_url)
         print(f"setting up {args.items:,} items, {args.tenants} tenants, {args.agents} agents …", flush=True)
         agents = await setup(args, owner_dsn, settings)
         checker = await asyncpg.create_pool(owner_dsn, min_size=2, max_size=4)

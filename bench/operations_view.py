@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "src"))
 
-from benchdb import create_database, drop_database  # noqa: E402 (bench/, the script's own folder)
+from benchdb import bench_settings, create_database, drop_database  # noqa: E402 (bench/, the script's own folder)
 
 OPEN_STATUSES = (
     "captured",
@@ -160,21 +160,13 @@ async def run(args) -> dict:
     from orderdesk.orders import services as order_services
     from orderdesk.orders.models import Channel
     from orderdesk.orders.schemas import OrderCreate
-    from orderdesk.settings import load_settings
     from orderdesk.tenants import services as tenant_services
     from orderdesk.wiring import connect_features
 
     name, owner_dsn = await create_database(args.server_url)
     try:
         await asyncio.to_thread(upgrade, owner_dsn)
-        settings = load_settings(
-            {
-                "DATABASE_URL": owner_dsn,
-                "REDIS_URL": args.redis_url,
-                "ORDERDESK_SECRET_KEY": "bench-" + secrets.token_hex(24),
-                "ORDERDESK_LOG_LEVEL": "WARNING",
-            }
-        )
+        settings = bench_settings(owner_dsn, args.redis_url)
         connect_features()
         db = Database(make_engine(settings.app_url, pool_size=2))
         try:
