@@ -111,26 +111,25 @@ LIMIT :limit
 """  # noqa: S608 (SQL of this module's own making, no input)
 
 
-class StuckOrder(OutputSchema):
+class _ListedOrder(OutputSchema):
+    """An order as the view's lists name it."""
+
     id: UUID
     tenant_id: UUID
     tenant_name: str
     number: int
     status: str
     customer_name: str
+
+
+class StuckOrder(_ListedOrder):
     since: dt.datetime
     threshold_hours: int
 
 
-class SlippingOrder(OutputSchema):
+class SlippingOrder(_ListedOrder):
     """An order expected after its promised delivery, or already past it."""
 
-    id: UUID
-    tenant_id: UUID
-    tenant_name: str
-    number: int
-    status: str
-    customer_name: str
     promised_at: dt.datetime
     expected_at: dt.datetime
     expected_source: str  # "carrier": the carrier's estimate; "estimate": ours (transit days)
